@@ -1,0 +1,12 @@
+# Every dependency is a Debian 12 package; .ci/run and tests/lab/install-deps install them.
+find_package(Threads REQUIRED)
+find_package(Boost 1.81 REQUIRED COMPONENTS json)
+find_package(OpenSSL 3 REQUIRED)
+find_package(yaml-cpp REQUIRED)
+find_package(SQLite3 REQUIRED)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(LDAP REQUIRED IMPORTED_TARGET ldap lber)
+pkg_check_modules(SYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
+if(PWRESETD_TESTS)
+  find_package(Catch2 2.13 REQUIRED)
+endif()

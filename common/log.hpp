@@ -1,0 +1,52 @@
+#pragma once
+// Structured logging: one line per event, `level=... event=... key=value ...`, values
+// quoted and escaped when needed, so a hostile username cannot forge a line. Secrets have
+// no way in: `secret` has no conversion to text, and callers pass only redacted values.
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace pwresetd::log {
+
+enum class level { error = 0, warning = 1, info = 2, debug = 3 };
+
+std::optional<level> parse_level(std::string_view name);
+void set_level(level l);
+level current_level();
+bool enabled(level l);
+
+struct field {
+    std::string_view key;
+    std::string value;
+    field(std::string_view k, std::string v) : key(k), value(std::move(v)) {}
+    field(std::string_view k, std::string_view v) : key(k), value(v) {}
+    field(std::string_view k, const char* v) : key(k), value(v) {}
+    field(std::string_view k, bool v) : key(k), value(v ? "true" : "false") {}
+    field(std::string_view k, std::int64_t v) : key(k), value(std::to_string(v)) {}
+    field(std::string_view k, int v) : key(k), value(std::to_string(v)) {}
+    field(std::string_view k, unsigned v) : key(k), value(std::to_string(v)) {}
+    field(std::string_view k, std::uint64_t v) : key(k), value(std::to_string(v)) {}
+};
+
+// Formats a line without writing it (used by tests and by write()).
+std::string format(level l, std::string_view event, std::initializer_list<field> fields);
+// Quotes and escapes a value for a key=value line when it is not a plain token.
+std::string quote(std::string_view value);
+
+void write(level l, std::string_view event, std::initializer_list<field> fields);
+inline void error(std::string_view event, std::initializer_list<field> f = {}) {
+    write(level::error, event, f);
+}
+inline void warning(std::string_view event, std::initializer_list<field> f = {}) {
+    write(level::warning, event, f);
+}
+inline void info(std::string_view event, std::initializer_list<field> f = {}) {
+    write(level::info, event, f);
+}
+inline void debug(std::string_view event, std::initializer_list<field> f = {}) {
+    write(level::debug, event, f);
+}
+
+}  // namespace pwresetd::log

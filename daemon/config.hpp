@@ -1,0 +1,98 @@
+#pragma once
+// The configuration file (CONFIG.md is the contract for key names). load_config() reads
+// and validates one YAML file and reports every problem at once, each as
+// `FILE:LINE:COLUMN: key.path: message`. Paths in the result are absolute (relative ones
+// are taken from the config file's folder); secrets are read from files or from systemd
+// credentials ($CREDENTIALS_DIRECTORY) and one trailing newline is stripped.
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "common/log.hpp"
+#include "factors/totp.hpp"
+#include "ldap/directory.hpp"
+
+namespace pwresetd::daemon {
+
+struct listen_endpoint {
+    enum class kind { https, unix_socket } type = kind::https;
+    std::string host;  // https: IP literal or host name ("127.0.0.1", "::1")
+    std::uint16_t port = 0;
+    std::filesystem::path socket_path;  // unix
+    std::string text;                   // as written in the file, for logs
+};
+
+struct tls_settings {
+    std::filesystem::path certificate;
+    std::filesystem::path private_key;
+    std::optional<std::filesystem::path> client_ca;
+};
+
+struct client_settings {
+    std::string name;
+    std::optional<std::array<unsigned char, 32>> api_key_sha256;
+    std::string certificate_subject;
+    std::vector<std::string> scopes;  // subset of reset, change, enroll, check
+};
+
+struct totp_settings {
+    bool enabled = true;
+    std::string issuer = "pwresetd";
+    factors::totp_params params;
+};
+
+struct factor_settings {
+    int required = 1;
+    totp_settings totp;
+};
+
+struct limit_settings {
+    int verify_failures = 5;
+    int lockout_s = 900;
+    int per_ip_per_minute = 30;
+    int reset_ttl_s = 900;
+    std::size_t max_body_bytes = 16384;
+    int header_timeout_s = 10;
+};
+
+struct state_settings {
+    std::string backend = "sqlite";
+    std::filesystem::path path = "/var/lib/pwresetd/state.db";
+    std::string redis_url;
+};
+
+struct config {
+    std::filesystem::path source;  // the file that was read
+    std::vector<listen_endpoint> listen;
+    tls_settings tls;
+    std::vector<client_settings> clients;
+    ldap::directory_settings directory;
+    factor_settings factors;
+    limit_settings limits;
+    state_settings state;
+    std::filesystem::path secrets_key_file = "/var/lib/pwresetd/secret.key";
+    std::filesystem::path audit_file = "/var/log/pwresetd/audit.jsonl";
+    log::level log_level = log::level::info;
+    std::vector<std::string> warnings;  // e.g. a secret file readable by group/other
+};
+
+// Thrown by load_config with every error found, one message per entry.
+class config_error : public std::runtime_error {
+public:
+    explicit config_error(std::vector<std::string> errors);
+    [[nodiscard]] const std::vector<std::string>& errors() const noexcept { return errors_; }
+
+private:
+    std::vector<std::string> errors_;
+};
+
+// Parses and validates; also opens every referenced file (certificate, key, CA, secret
+// files) so a missing file is reported now, not at the first request.
+config load_config(const std::filesystem::path& file);
+
+}  // namespace pwresetd::daemon

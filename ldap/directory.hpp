@@ -1,0 +1,113 @@
+#pragma once
+// The directory, as the rest of the daemon sees it: find a user, check a password with a
+// bind as that user, reset a password as the service account. <ldap.h> appears only in
+// ldap/*.cpp. Every call blocks (libldap) and must run on a worker thread, never on an I/O
+// thread. Expected outcomes (not found, refused by policy, server down) are values;
+// exceptions mean a bug or a broken configuration.
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/secret.hpp"
+
+namespace pwresetd::ldap {
+
+enum class directory_kind { openldap, active_directory };
+enum class password_write_mode { exop, modify };
+
+struct directory_attributes {
+    std::string email = "mail";
+    std::string phone = "mobile";
+    std::string display_name = "displayName";
+};
+
+// One `directory:` block of the configuration (CONFIG.md), already validated.
+struct directory_settings {
+    std::string name;  // empty for the single `directory:` block
+    directory_kind kind = directory_kind::openldap;
+    std::vector<std::string> uris;  // ldaps:// or ldap:// (then start_tls is true)
+    bool start_tls = false;
+    std::string ca_file;  // absolute path
+    std::string bind_dn;
+    secret bind_password;
+    std::string user_base;
+    std::string user_filter;  // contains {username}
+    int timeout_ms = 5000;
+    int pool_size = 4;
+    directory_attributes attributes;
+    password_write_mode password_write = password_write_mode::exop;
+    bool unlock_on_reset = true;
+    bool force_change_at_next_logon = false;
+    std::vector<std::string> protected_groups;
+};
+
+struct directory_user {
+    std::string dn;
+    std::string id;  // entryUUID (OpenLDAP) / objectGUID hex (AD): stable across renames
+    std::string username;  // as looked up
+    std::string display_name;
+    std::string email;
+    std::string phone;
+    bool locked = false;        // OpenLDAP: pwdAccountLockedTime present
+    bool disabled = false;      // OpenLDAP: pwdAccountLockedTime 000001010000Z (admin lock)
+    bool is_protected = false;  // member of a protected group
+};
+
+enum class lookup_status { found, not_found, ambiguous, unavailable };
+struct lookup_result {
+    lookup_status status = lookup_status::unavailable;
+    std::optional<directory_user> user;  // set when found
+};
+
+enum class bind_status { ok, invalid_credentials, locked, must_change, unavailable };
+
+// One reason the directory refused a password, with an API rule code (API.md: min_length,
+// complexity, history, too_young, directory_policy) and the directory's own words.
+struct refusal {
+    std::string rule;
+    std::string detail;  // never contains the password
+};
+
+enum class write_status { ok, rejected, unavailable, failed };
+struct write_result {
+    write_status status = write_status::failed;
+    std::optional<refusal> reason;  // set when rejected
+    bool unlocked = false;          // the account was locked and this write unlocked it
+    std::string diagnostic;         // for the log: result code and server text
+};
+
+class directory {
+public:
+    virtual ~directory() = default;
+    // Searches user_base with user_filter ({username} escaped per RFC 4515); exactly one
+    // entry must match.
+    virtual lookup_result find_user(std::string_view username) = 0;
+    // Binds as the user on a fresh connection (never on a pooled service connection).
+    virtual bind_status verify_password(const directory_user& user, const secret& password) = 0;
+    // Administrator reset as the service account (OpenLDAP: RFC 3062 Password Modify with
+    // the ppolicy request control, or replace userPassword), then unlock if configured.
+    virtual write_result reset_password(const directory_user& user,
+                                        const secret& new_password) = 0;
+    // True when a server answers (health checks).
+    virtual bool ping() = 0;
+};
+
+// Builds the directory for settings.kind. Connections are opened lazily; a server that is
+// down makes calls return `unavailable`, not throw.
+std::unique_ptr<directory> make_directory(directory_settings settings);
+
+// RFC 4515 assertion-value escaping: \2a \28 \29 \5c \00 (and every byte >= 0x80 left as is).
+std::string escape_filter_value(std::string_view value);
+// RFC 4514 attribute-value escaping for DNs.
+std::string escape_dn_value(std::string_view value);
+// Replaces every {username} in the filter template with the escaped value.
+std::string expand_user_filter(std::string_view filter_template, std::string_view username);
+
+// Maps a Password Modify / modify result and an optional ppolicy response error
+// (-1 when absent; 0..8 per draft-behera-ldap-password-policy) to a write_result.
+write_result map_openldap_write_result(int ldap_result, int ppolicy_error,
+                                       std::string_view server_text);
+
+}  // namespace pwresetd::ldap

@@ -1,0 +1,100 @@
+#pragma once
+// The daemon's state, behind one interface: reset flows, TOTP enrollments, the last
+// accepted TOTP step per user (replay protection) and failure counters with expiry.
+// SQLite is the embedded default; Redis (several nodes) comes later behind the same
+// interface. Every method is safe to call from several worker threads at once, and every
+// check-and-set the caller relies on (close_flow, accept_totp_step, record_failure) is
+// atomic. Times are Unix seconds passed in by the caller, so tests control the clock.
+// Expected misses are values (nullopt/false); exceptions mean the store itself failed.
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/secret.hpp"
+
+namespace pwresetd::store {
+
+// The user a flow or enrollment belongs to. `key` is stable for the person: the
+// directory's entryUUID/objectGUID for real users, "decoy:<lowercased name>" otherwise.
+struct reset_flow {
+    std::string id_hash;  // hex SHA-256 of the reset_id; the id itself is never stored
+    std::string user_key;
+    std::string username;   // as the portal sent it (for the audit trail)
+    std::string user_dn;    // empty for decoys
+    std::string directory;  // which configured directory (empty: the only one)
+    bool decoy = false;
+    std::int64_t created_at = 0;
+    std::int64_t expires_at = 0;
+    std::vector<std::string> verified_methods;  // in the order they were verified
+};
+
+struct pending_enrollment {
+    std::string user_key;
+    std::string username;
+    std::string user_dn;
+    secret key;  // the TOTP key (plaintext in memory, sealed at rest)
+    std::int64_t expires_at = 0;
+};
+
+struct failure_state {
+    int count = 0;
+    std::int64_t expires_at = 0;  // when the counter resets; 0 when count == 0
+};
+
+class state_store {
+public:
+    virtual ~state_store() = default;
+
+    // --- reset flows ---
+    virtual void put_flow(const reset_flow& flow) = 0;
+    // The flow if it exists, is open and has not expired at `now`.
+    virtual std::optional<reset_flow> get_open_flow(std::string_view id_hash,
+                                                    std::int64_t now) = 0;
+    // Appends `method` to the open flow's verified methods (no duplicates).
+    virtual void add_verified_method(std::string_view id_hash, std::string_view method) = 0;
+    // Atomically closes an open, unexpired flow; false when it was not open (already
+    // completed, superseded, expired or unknown).
+    virtual bool close_flow(std::string_view id_hash, std::int64_t now) = 0;
+    // Closes every open flow of the user (a completed reset invalidates the others).
+    virtual void close_user_flows(std::string_view user_key) = 0;
+
+    // --- TOTP enrollments; keys are sealed with AES-256-GCM (context: user_key) ---
+    virtual void put_pending_totp(std::string_view enrollment_id_hash,
+                                  const pending_enrollment& pending) = 0;
+    virtual std::optional<pending_enrollment> get_pending_totp(
+        std::string_view enrollment_id_hash, std::int64_t now) = 0;
+    virtual void delete_pending_totp(std::string_view enrollment_id_hash) = 0;
+    // Atomically turns the pending enrollment into the user's active TOTP key (replacing
+    // any earlier one) and deletes the pending record; false if it no longer exists.
+    virtual bool confirm_totp(std::string_view enrollment_id_hash, std::int64_t now) = 0;
+    virtual std::optional<secret> get_totp(std::string_view user_key) = 0;
+    virtual bool remove_totp(std::string_view user_key) = 0;
+
+    // --- replay protection ---
+    virtual std::optional<std::int64_t> last_totp_step(std::string_view user_key) = 0;
+    // Atomically records `step` as the last accepted step if it is greater than the stored
+    // one (or none is stored); false otherwise (the code was already used).
+    virtual bool accept_totp_step(std::string_view user_key, std::int64_t step) = 0;
+
+    // --- failure counters (e.g. "verify:<user_key>") ---
+    // Adds one failure; the counter expires `ttl_s` after this failure.
+    virtual failure_state record_failure(std::string_view key, std::int64_t now,
+                                         std::int64_t ttl_s) = 0;
+    // The live counter at `now` (count 0 when none or expired).
+    virtual failure_state get_failures(std::string_view key, std::int64_t now) = 0;
+    virtual void clear_failures(std::string_view key) = 0;
+
+    // Deletes expired flows, pending enrollments and counters.
+    virtual void purge_expired(std::int64_t now) = 0;
+};
+
+// Opens (creating if needed, mode 0600) the SQLite database at `path` in WAL mode.
+// `sealing_key` is the 32-byte secrets.key_file. Throws std::runtime_error naming the file.
+std::unique_ptr<state_store> open_sqlite_store(const std::filesystem::path& path,
+                                               secret sealing_key);
+
+}  // namespace pwresetd::store
