@@ -1,0 +1,74 @@
+#pragma once
+// The portal API (API.md) between HTTP and the services: route table, scopes, JSON decoding
+// and the mapping from service outcomes to status codes and error bodies. Knows nothing of
+// sockets; http_server.cpp feeds it parsed requests and writes what it returns.
+#include <boost/json/object.hpp>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "daemon/enrollment_service.hpp"
+#include "daemon/messages.hpp"
+#include "daemon/outcome.hpp"
+#include "daemon/reset_service.hpp"
+#include "ldap/directory.hpp"
+
+namespace pwresetd::daemon {
+
+enum class endpoint {
+    health,
+    reset_start,
+    reset_challenge,
+    reset_verify,
+    reset_complete,
+    enroll_totp,
+    enroll_totp_confirm,
+    not_implemented,  // in API.md, arriving in a later version
+};
+
+struct route {
+    endpoint target = endpoint::health;
+    std::string param;   // {reset_id} / {enrollment_id}
+    std::string scope;   // empty: no client authentication (health)
+    bool has_body = false;
+};
+
+struct route_lookup {
+    std::optional<route> found;
+    std::string allow;  // when the path exists but not for this method: the Allow header
+};
+
+route_lookup find_route(std::string_view method, std::string_view target);
+
+struct api_response {
+    unsigned status = 200;
+    boost::json::object body;
+    std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// {"error": code, "message": localized}
+api_response error_reply(unsigned status, std::string_view code, language lang,
+                         std::string_view detail = {});
+
+class api {
+public:
+    api(const config& cfg, reset_service& resets, enrollment_service& enrollments,
+        ldap::directory& directory);
+
+    // Runs on a worker thread. `body` holds secrets and is wiped by the caller afterwards.
+    api_response handle(const route& r, std::string_view body, const request_context& ctx,
+                        language lang);
+
+private:
+    api_response health(language lang);
+
+    const config& cfg_;
+    reset_service& resets_;
+    enrollment_service& enrollments_;
+    ldap::directory& directory_;
+};
+
+}  // namespace pwresetd::daemon

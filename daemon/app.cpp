@@ -1,0 +1,170 @@
+#include "daemon/app.hpp"
+
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <systemd/sd-daemon.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <csignal>
+#include <iostream>
+#include <thread>
+
+#include "common/crypto.hpp"
+#include "common/log.hpp"
+#include "daemon/api.hpp"
+#include "daemon/audit_log.hpp"
+#include "daemon/client_auth.hpp"
+#include "daemon/config.hpp"
+#include "daemon/enrollment_service.hpp"
+#include "daemon/http_server.hpp"
+#include "daemon/reset_service.hpp"
+#include "daemon/worker_pool.hpp"
+#include "ldap/directory.hpp"
+#include "store/state_store.hpp"
+
+namespace pwresetd::daemon {
+namespace net = boost::asio;
+namespace {
+
+constexpr std::size_t io_threads = 2;
+constexpr std::size_t queue_per_worker = 32;
+constexpr auto drain_deadline = std::chrono::seconds(10);
+constexpr auto purge_interval = std::chrono::seconds(60);
+
+// Secrets pass through this process: no core dumps, no ptrace by other users.
+void harden_process() {
+    const rlimit no_core{0, 0};
+    ::setrlimit(RLIMIT_CORE, &no_core);
+    ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+void check_supported(const config& cfg) {
+    if (cfg.tls.client_ca) {
+        throw config_error({cfg.source.string() +
+                            ": tls.client_ca: mutual TLS is not supported by this version yet"});
+    }
+    for (const auto& c : cfg.clients) {
+        if (!c.api_key_sha256) {
+            throw config_error({cfg.source.string() + ": clients: client '" + c.name +
+                                "' needs api_key_sha256 (certificate_subject alone needs "
+                                "mutual TLS, not supported by this version yet)"});
+        }
+    }
+}
+
+void schedule_purge(net::steady_timer& timer, worker_pool& workers, store::state_store& state) {
+    timer.expires_after(purge_interval);
+    timer.async_wait([&timer, &workers, &state](const boost::system::error_code& ec) {
+        if (ec) {
+            return;
+        }
+        workers.try_submit([&state] { state.purge_expired(unix_now()); });
+        schedule_purge(timer, workers, state);
+    });
+}
+
+}  // namespace
+
+std::string version_string() { return "pwresetd " PWRESETD_VERSION; }
+
+int run(const options& opts) {
+    config cfg;
+    try {
+        cfg = load_config(opts.config_file);
+        check_supported(cfg);
+    } catch (const config_error& e) {
+        for (const auto& line : e.errors()) {
+            std::cerr << line << '\n';
+        }
+        return 1;
+    }
+    for (const auto& w : cfg.warnings) {
+        std::cerr << "warning: " << w << '\n';
+    }
+    if (opts.check_only) {
+        try {
+            (void)make_server_tls(cfg.tls);
+        } catch (const std::exception& e) {
+            std::cerr << e.what() << '\n';
+            return 1;
+        }
+        std::cout << cfg.source.string() << ": configuration is valid\n";
+        return 0;
+    }
+
+    log::set_level(cfg.log_level);
+    harden_process();
+    log::info("daemon.starting", {{"version", PWRESETD_VERSION}, {"config", cfg.source.string()}});
+    for (const auto& w : cfg.warnings) {
+        log::warning("config.warning", {{"message", w}});
+    }
+
+    try {
+        auto tls = make_server_tls(cfg.tls);
+        auto state = store::open_sqlite_store(cfg.state.path,
+                                              crypto::load_or_create_key_file(cfg.secrets_key_file));
+        audit_log audit(cfg.audit_file);
+        const int pool_size = cfg.directory.pool_size;
+        auto directory = ldap::make_directory(std::move(cfg.directory));
+        reset_service resets(cfg, *directory, *state, audit);
+        enrollment_service enrollments(cfg, *directory, *state, audit);
+        api routes(cfg, resets, enrollments, *directory);
+        const client_auth auth(cfg.clients);
+        const auto workers_count = static_cast<std::size_t>(std::max(1, pool_size));
+        worker_pool workers(workers_count, workers_count * queue_per_worker);
+
+        net::io_context ioc(static_cast<int>(io_threads));
+        server_shared shared{cfg, tls, routes, auth, workers};
+        http_server server(ioc, shared);
+        server.listen();
+
+        net::steady_timer purge_timer(ioc);
+        schedule_purge(purge_timer, workers, *state);
+
+        net::steady_timer drain_timer(ioc);
+        std::chrono::steady_clock::time_point drain_until;
+        std::function<void()> wait_for_drain = [&] {
+            if (shared.in_flight.load() == 0 || std::chrono::steady_clock::now() > drain_until) {
+                ioc.stop();
+                return;
+            }
+            drain_timer.expires_after(std::chrono::milliseconds(20));
+            drain_timer.async_wait([&](const boost::system::error_code&) { wait_for_drain(); });
+        };
+        net::signal_set signals(ioc, SIGINT, SIGTERM);
+        signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+            if (ec) {
+                return;
+            }
+            log::info("daemon.stopping", {{"signal", signo}, {"in_flight", shared.in_flight.load()}});
+            sd_notify(0, "STOPPING=1");
+            server.stop_accepting();
+            purge_timer.cancel();
+            drain_until = std::chrono::steady_clock::now() + drain_deadline;
+            wait_for_drain();
+        });
+
+        std::vector<std::thread> threads;
+        threads.reserve(io_threads - 1);
+        for (std::size_t i = 1; i < io_threads; ++i) {
+            threads.emplace_back([&ioc] { ioc.run(); });
+        }
+        sd_notify(0, "READY=1");
+        log::info("daemon.ready", {{"workers", static_cast<unsigned>(workers_count)}});
+        ioc.run();
+        for (auto& t : threads) {
+            t.join();
+        }
+        workers.stop();
+        log::info("daemon.stopped");
+        return 0;
+    } catch (const std::exception& e) {
+        log::error("daemon.startup_failed", {{"error", e.what()}});
+        return 2;
+    }
+}
+
+}  // namespace pwresetd::daemon

@@ -1,0 +1,47 @@
+#pragma once
+// TOTP enrollment (API.md "Enrollment"): the user proves the current password with a bind,
+// gets a fresh key, and confirms it with one code; only a confirmed key is ever used for a
+// reset. Blocking; runs on a worker thread.
+#include <string>
+#include <string_view>
+
+#include "common/secret.hpp"
+#include "daemon/audit_log.hpp"
+#include "daemon/config.hpp"
+#include "daemon/outcome.hpp"
+#include "daemon/reset_service.hpp"
+#include "ldap/directory.hpp"
+#include "store/state_store.hpp"
+
+namespace pwresetd::daemon {
+
+struct totp_enrollment_started {
+    std::string enrollment_id;
+    std::string secret_base32;  // shown once to the user, never logged
+    std::string otpauth_uri;
+};
+
+class enrollment_service {
+public:
+    // An unconfirmed enrollment expires after this many seconds.
+    static constexpr int pending_ttl_s = 600;
+
+    enrollment_service(const config& cfg, ldap::directory& directory, store::state_store& store,
+                       audit_log& audit, clock_fn clock = unix_now);
+
+    outcome<totp_enrollment_started> start_totp(const request_context& ctx,
+                                                std::string_view username,
+                                                const secret& current_password);
+    outcome<bool> confirm_totp(const request_context& ctx, std::string_view enrollment_id,
+                               std::string_view code);
+
+private:
+    const factor_settings& factors_;
+    const limit_settings& limits_;
+    ldap::directory& directory_;
+    store::state_store& store_;
+    audit_log& audit_;
+    clock_fn clock_;
+};
+
+}  // namespace pwresetd::daemon

@@ -1,0 +1,50 @@
+#pragma once
+// HTTPS listeners and connections (Boost.Beast): TLS 1.2/1.3 with AEAD suites only, a strand
+// per connection, header and body limits and timeouts, client authentication checked from
+// the headers before any body byte is read, blocking work handed to the worker pool, and
+// every reply JSON with Cache-Control: no-store (API.md "Transport").
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "daemon/api.hpp"
+#include "daemon/client_auth.hpp"
+#include "daemon/config.hpp"
+#include "daemon/worker_pool.hpp"
+
+namespace pwresetd::daemon {
+
+// What every connection shares; outlives all of them.
+struct server_shared {
+    const config& cfg;
+    boost::asio::ssl::context& tls;
+    api& routes;
+    const client_auth& auth;
+    worker_pool& workers;
+    std::atomic<int> in_flight{0};  // requests admitted and not yet answered
+};
+
+// Server-side TLS context per API.md: TLS 1.2 and 1.3, AEAD suites only, no renegotiation,
+// no compression. Throws std::runtime_error naming the file that failed to load.
+boost::asio::ssl::context make_server_tls(const tls_settings& tls);
+
+class listener;
+
+class http_server {
+public:
+    http_server(boost::asio::io_context& ioc, server_shared& shared);
+    ~http_server();
+    // Binds every https listener of the configuration; throws on a bind error.
+    void listen();
+    void stop_accepting();
+
+private:
+    boost::asio::io_context& ioc_;
+    server_shared& shared_;
+    std::vector<std::shared_ptr<listener>> listeners_;
+};
+
+}  // namespace pwresetd::daemon
