@@ -1,0 +1,376 @@
+#pragma once
+// The state_store contract, written once and run against every backend (SQLite now, Redis
+// later), like Kea's GenericLeaseMgrTest. A backend's test file defines a fixture type
+//
+//     struct my_backend {
+//         my_backend();                              // fresh, empty storage
+//         std::unique_ptr<state_store> open();       // a new instance on that storage
+//     };
+//
+// and calls run_store_contract<my_backend>() from a TEST_CASE. Every SECTION starts from a
+// new fixture; two open() calls on one fixture stand for two daemons sharing the state.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <latch>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "common/crypto.hpp"
+#include "common/secret.hpp"
+#include "store/state_store.hpp"
+
+namespace pwresetd::store::contract {
+
+inline constexpr std::int64_t t0 = 1'700'000'000;
+
+inline std::string id_hash(std::string_view id) {
+    return crypto::sha256_hex(id);
+}
+
+inline reset_flow make_flow(std::string_view id, std::string user_key,
+                            std::int64_t expires_at = t0 + 900) {
+    reset_flow flow;
+    flow.id_hash = id_hash(id);
+    flow.user_key = std::move(user_key);
+    flow.username = "user of " + flow.user_key;
+    flow.user_dn = "CN=" + flow.user_key + ",OU=People,DC=example,DC=org";
+    flow.created_at = t0;
+    flow.expires_at = expires_at;
+    return flow;
+}
+
+// A 20-byte TOTP key with a zero byte and high bytes, so any text handling would show.
+inline secret totp_key(unsigned char seed) {
+    std::vector<unsigned char> bytes(20);
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+        bytes[i] = static_cast<unsigned char>(seed + i * 37U);
+    }
+    bytes[3] = 0x00;
+    bytes[4] = 0xff;
+    return secret(std::span<const unsigned char>(bytes));
+}
+
+inline pending_enrollment make_pending(std::string user_key, unsigned char seed,
+                                       std::int64_t expires_at = t0 + 600) {
+    pending_enrollment pending;
+    pending.user_key = std::move(user_key);
+    pending.username = "user of " + pending.user_key;
+    pending.user_dn = "uid=" + pending.user_key + ",ou=people,dc=example,dc=org";
+    pending.key = totp_key(seed);
+    pending.expires_at = expires_at;
+    return pending;
+}
+
+// Starts `threads` threads at the same instant, each calling attempt(index); returns how
+// many returned true. An exception in a thread fails the test.
+template <class Attempt>
+int count_winners(int threads, Attempt attempt) {
+    std::latch start(threads);
+    std::atomic<int> wins{0};
+    std::atomic<int> errors{0};
+    std::vector<std::thread> pool;
+    pool.reserve(static_cast<std::size_t>(threads));
+    for (int i = 0; i < threads; ++i) {
+        pool.emplace_back([&, i] {
+            start.arrive_and_wait();
+            try {
+                if (attempt(i)) {
+                    ++wins;
+                }
+            } catch (...) {
+                ++errors;
+            }
+        });
+    }
+    for (auto& t : pool) {
+        t.join();
+    }
+    REQUIRE(errors.load() == 0);
+    return wins.load();
+}
+
+template <class Backend>
+void run_store_contract() {
+    Backend backend;
+    std::unique_ptr<state_store> store = backend.open();
+    REQUIRE(store != nullptr);
+
+    SECTION("flows") {
+        SECTION("a stored flow reads back field by field") {
+            auto flow = make_flow("reset-1", "guid-alice");
+            flow.username = "Alice";
+            flow.directory = "corp";
+            flow.decoy = true;
+            flow.user_dn = "";
+            flow.verified_methods = {"email", "totp"};
+            store->put_flow(flow);
+
+            const auto got = store->get_open_flow(flow.id_hash, t0 + 1);
+            REQUIRE(got.has_value());
+            CHECK(got->id_hash == flow.id_hash);
+            CHECK(got->user_key == "guid-alice");
+            CHECK(got->username == "Alice");
+            CHECK(got->user_dn.empty());
+            CHECK(got->directory == "corp");
+            CHECK(got->decoy);
+            CHECK(got->created_at == t0);
+            CHECK(got->expires_at == t0 + 900);
+            CHECK(got->verified_methods == std::vector<std::string>{"email", "totp"});
+        }
+        SECTION("an unknown flow reads as absent") {
+            CHECK_FALSE(store->get_open_flow(id_hash("nobody"), t0).has_value());
+        }
+        SECTION("a flow expires at its expires_at") {
+            const auto flow = make_flow("reset-1", "guid-alice", t0 + 10);
+            store->put_flow(flow);
+            CHECK(store->get_open_flow(flow.id_hash, t0 + 9).has_value());
+            CHECK_FALSE(store->get_open_flow(flow.id_hash, t0 + 10).has_value());
+            CHECK_FALSE(store->get_open_flow(flow.id_hash, t0 + 100).has_value());
+        }
+        SECTION("verified methods are appended in order, without duplicates") {
+            auto flow = make_flow("reset-1", "guid-alice");
+            flow.verified_methods = {"email"};
+            store->put_flow(flow);
+            store->add_verified_method(flow.id_hash, "totp");
+            store->add_verified_method(flow.id_hash, "email");
+            store->add_verified_method(flow.id_hash, "totp");
+            store->add_verified_method(flow.id_hash, "sms");
+            const auto got = store->get_open_flow(flow.id_hash, t0);
+            REQUIRE(got.has_value());
+            CHECK(got->verified_methods == std::vector<std::string>{"email", "totp", "sms"});
+        }
+        SECTION("adding a method to an unknown or closed flow changes nothing") {
+            store->add_verified_method(id_hash("nobody"), "totp");
+            CHECK_FALSE(store->get_open_flow(id_hash("nobody"), t0).has_value());
+
+            const auto flow = make_flow("reset-1", "guid-alice");
+            store->put_flow(flow);
+            REQUIRE(store->close_flow(flow.id_hash, t0));
+            store->add_verified_method(flow.id_hash, "totp");
+            CHECK_FALSE(store->get_open_flow(flow.id_hash, t0).has_value());
+        }
+        SECTION("close_flow succeeds once") {
+            const auto flow = make_flow("reset-1", "guid-alice");
+            store->put_flow(flow);
+            CHECK(store->close_flow(flow.id_hash, t0 + 1));
+            CHECK_FALSE(store->close_flow(flow.id_hash, t0 + 1));
+            CHECK_FALSE(store->get_open_flow(flow.id_hash, t0 + 1).has_value());
+        }
+        SECTION("close_flow refuses an expired or unknown flow") {
+            const auto flow = make_flow("reset-1", "guid-alice", t0 + 10);
+            store->put_flow(flow);
+            CHECK_FALSE(store->close_flow(flow.id_hash, t0 + 10));
+            CHECK_FALSE(store->close_flow(id_hash("nobody"), t0));
+            // The refusal left it open: with an earlier clock it can still be closed.
+            CHECK(store->close_flow(flow.id_hash, t0 + 9));
+        }
+        SECTION("close_user_flows closes only that user's flows") {
+            const auto a1 = make_flow("reset-a1", "guid-alice");
+            const auto a2 = make_flow("reset-a2", "guid-alice");
+            const auto b1 = make_flow("reset-b1", "guid-bob");
+            store->put_flow(a1);
+            store->put_flow(a2);
+            store->put_flow(b1);
+            store->close_user_flows("guid-alice");
+            CHECK_FALSE(store->get_open_flow(a1.id_hash, t0).has_value());
+            CHECK_FALSE(store->get_open_flow(a2.id_hash, t0).has_value());
+            CHECK_FALSE(store->close_flow(a1.id_hash, t0));
+            CHECK(store->get_open_flow(b1.id_hash, t0).has_value());
+            CHECK(store->close_flow(b1.id_hash, t0));
+        }
+    }
+
+    SECTION("TOTP enrollments") {
+        const auto enrollment = id_hash("enroll-1");
+        SECTION("a pending enrollment reads back with its key intact") {
+            store->put_pending_totp(enrollment, make_pending("guid-alice", 7));
+            const auto got = store->get_pending_totp(enrollment, t0 + 1);
+            REQUIRE(got.has_value());
+            CHECK(got->user_key == "guid-alice");
+            CHECK(got->username == "user of guid-alice");
+            CHECK(got->user_dn == "uid=guid-alice,ou=people,dc=example,dc=org");
+            CHECK(got->expires_at == t0 + 600);
+            CHECK(got->key.size() == 20);
+            CHECK(got->key.equals(totp_key(7)));
+        }
+        SECTION("a pending enrollment expires at its expires_at") {
+            store->put_pending_totp(enrollment, make_pending("guid-alice", 7, t0 + 10));
+            CHECK(store->get_pending_totp(enrollment, t0 + 9).has_value());
+            CHECK_FALSE(store->get_pending_totp(enrollment, t0 + 10).has_value());
+            CHECK_FALSE(store->confirm_totp(enrollment, t0 + 10));
+            CHECK_FALSE(store->get_totp("guid-alice").has_value());
+        }
+        SECTION("delete_pending_totp removes it") {
+            store->put_pending_totp(enrollment, make_pending("guid-alice", 7));
+            store->delete_pending_totp(enrollment);
+            CHECK_FALSE(store->get_pending_totp(enrollment, t0).has_value());
+            CHECK_FALSE(store->confirm_totp(enrollment, t0));
+        }
+        SECTION("confirm_totp turns the pending key into the user's key, once") {
+            store->put_pending_totp(enrollment, make_pending("guid-alice", 7));
+            CHECK_FALSE(store->get_totp("guid-alice").has_value());
+            CHECK(store->confirm_totp(enrollment, t0 + 1));
+            const auto key = store->get_totp("guid-alice");
+            REQUIRE(key.has_value());
+            CHECK(key->equals(totp_key(7)));
+            CHECK_FALSE(store->get_pending_totp(enrollment, t0 + 1).has_value());
+            CHECK_FALSE(store->confirm_totp(enrollment, t0 + 1));
+            CHECK_FALSE(store->get_totp("guid-bob").has_value());
+        }
+        SECTION("a confirmed enrollment replaces the earlier key") {
+            store->put_pending_totp(enrollment, make_pending("guid-alice", 7));
+            REQUIRE(store->confirm_totp(enrollment, t0));
+            const auto second = id_hash("enroll-2");
+            store->put_pending_totp(second, make_pending("guid-alice", 99));
+            REQUIRE(store->confirm_totp(second, t0));
+            const auto key = store->get_totp("guid-alice");
+            REQUIRE(key.has_value());
+            CHECK(key->equals(totp_key(99)));
+            CHECK_FALSE(key->equals(totp_key(7)));
+        }
+        SECTION("confirm_totp of an unknown enrollment is false") {
+            CHECK_FALSE(store->confirm_totp(id_hash("nobody"), t0));
+        }
+        SECTION("remove_totp removes the key, once") {
+            store->put_pending_totp(enrollment, make_pending("guid-alice", 7));
+            REQUIRE(store->confirm_totp(enrollment, t0));
+            CHECK(store->remove_totp("guid-alice"));
+            CHECK_FALSE(store->get_totp("guid-alice").has_value());
+            CHECK_FALSE(store->remove_totp("guid-alice"));
+        }
+    }
+
+    SECTION("replay protection accepts only strictly increasing steps") {
+        CHECK_FALSE(store->last_totp_step("guid-alice").has_value());
+        CHECK(store->accept_totp_step("guid-alice", 100));
+        CHECK_FALSE(store->accept_totp_step("guid-alice", 100));
+        CHECK_FALSE(store->accept_totp_step("guid-alice", 99));
+        CHECK(store->last_totp_step("guid-alice") == 100);
+        CHECK(store->accept_totp_step("guid-alice", 101));
+        CHECK(store->last_totp_step("guid-alice") == 101);
+        CHECK(store->accept_totp_step("guid-bob", 50));
+        CHECK(store->last_totp_step("guid-alice") == 101);
+        CHECK(store->last_totp_step("guid-bob") == 50);
+    }
+
+    SECTION("failure counters") {
+        SECTION("a missing counter is zero") {
+            const auto state = store->get_failures("verify:nobody", t0);
+            CHECK(state.count == 0);
+            CHECK(state.expires_at == 0);
+        }
+        SECTION("failures count up and each one pushes the expiry") {
+            auto state = store->record_failure("verify:alice", t0, 60);
+            CHECK(state.count == 1);
+            CHECK(state.expires_at == t0 + 60);
+            state = store->record_failure("verify:alice", t0 + 1, 60);
+            CHECK(state.count == 2);
+            state = store->record_failure("verify:alice", t0 + 2, 60);
+            CHECK(state.count == 3);
+            CHECK(state.expires_at == t0 + 62);
+            state = store->get_failures("verify:alice", t0 + 61);
+            CHECK(state.count == 3);
+            CHECK(state.expires_at == t0 + 62);
+            CHECK(store->get_failures("verify:bob", t0 + 3).count == 0);
+        }
+        SECTION("an expired counter reads as zero and starts again at one") {
+            store->record_failure("verify:alice", t0, 60);
+            store->record_failure("verify:alice", t0, 60);
+            const auto expired = store->get_failures("verify:alice", t0 + 60);
+            CHECK(expired.count == 0);
+            CHECK(expired.expires_at == 0);
+            const auto state = store->record_failure("verify:alice", t0 + 60, 30);
+            CHECK(state.count == 1);
+            CHECK(state.expires_at == t0 + 90);
+        }
+        SECTION("clear_failures resets one counter") {
+            store->record_failure("verify:alice", t0, 60);
+            store->record_failure("verify:bob", t0, 60);
+            store->clear_failures("verify:alice");
+            CHECK(store->get_failures("verify:alice", t0).count == 0);
+            CHECK(store->get_failures("verify:bob", t0).count == 1);
+            CHECK(store->record_failure("verify:alice", t0, 60).count == 1);
+        }
+    }
+
+    SECTION("purge_expired deletes expired flows, enrollments and counters only") {
+        const auto old_flow = make_flow("reset-old", "guid-alice", t0 + 10);
+        const auto new_flow = make_flow("reset-new", "guid-alice", t0 + 1000);
+        store->put_flow(old_flow);
+        store->put_flow(new_flow);
+        store->put_pending_totp(id_hash("enroll-old"), make_pending("guid-alice", 1, t0 + 10));
+        store->put_pending_totp(id_hash("enroll-new"), make_pending("guid-bob", 2, t0 + 1000));
+        store->put_pending_totp(id_hash("enroll-key"), make_pending("guid-carol", 3, t0 + 10));
+        REQUIRE(store->confirm_totp(id_hash("enroll-key"), t0));
+        REQUIRE(store->accept_totp_step("guid-carol", 5));
+        store->record_failure("verify:old", t0, 10);
+        store->record_failure("verify:new", t0, 1000);
+
+        store->purge_expired(t0 + 10);
+
+        // Asking with an earlier clock shows what is really gone.
+        CHECK_FALSE(store->get_open_flow(old_flow.id_hash, t0).has_value());
+        CHECK(store->get_open_flow(new_flow.id_hash, t0).has_value());
+        CHECK_FALSE(store->get_pending_totp(id_hash("enroll-old"), t0).has_value());
+        CHECK(store->get_pending_totp(id_hash("enroll-new"), t0).has_value());
+        CHECK(store->get_failures("verify:old", t0).count == 0);
+        CHECK(store->get_failures("verify:new", t0).count == 1);
+        CHECK(store->get_totp("guid-carol").has_value());
+        CHECK(store->last_totp_step("guid-carol") == 5);
+    }
+
+    SECTION("concurrency") {
+        SECTION("8 threads racing accept_totp_step for one step: exactly one wins") {
+            for (std::int64_t step = 1; step <= 20; ++step) {
+                const int wins = count_winners(
+                    8, [&](int) { return store->accept_totp_step("guid-alice", step); });
+                CHECK(wins == 1);
+            }
+            CHECK(store->last_totp_step("guid-alice") == 20);
+        }
+        SECTION("two instances racing close_flow: exactly one wins each flow") {
+            auto other = backend.open();
+            state_store* instances[] = {store.get(), other.get()};
+            for (int i = 0; i < 20; ++i) {
+                const auto flow = make_flow("race-" + std::to_string(i), "guid-alice");
+                store->put_flow(flow);
+                const int wins = count_winners(4, [&](int thread) {
+                    return instances[thread % 2]->close_flow(flow.id_hash, t0);
+                });
+                CHECK(wins == 1);
+            }
+        }
+        SECTION("two instances racing confirm_totp: exactly one wins") {
+            auto other = backend.open();
+            state_store* instances[] = {store.get(), other.get()};
+            for (int i = 0; i < 10; ++i) {
+                const auto enrollment = id_hash("race-" + std::to_string(i));
+                store->put_pending_totp(enrollment, make_pending("guid-alice", 7));
+                const int wins = count_winners(4, [&](int thread) {
+                    return instances[thread % 2]->confirm_totp(enrollment, t0);
+                });
+                CHECK(wins == 1);
+            }
+        }
+        SECTION("two instances racing record_failure lose no increment") {
+            auto other = backend.open();
+            state_store* instances[] = {store.get(), other.get()};
+            const int wins = count_winners(8, [&](int thread) {
+                for (int i = 0; i < 25; ++i) {
+                    instances[thread % 2]->record_failure("verify:alice", t0, 60);
+                }
+                return true;
+            });
+            CHECK(wins == 8);
+            CHECK(store->get_failures("verify:alice", t0).count == 200);
+            CHECK(other->get_failures("verify:alice", t0).count == 200);
+        }
+    }
+}
+
+}  // namespace pwresetd::store::contract
