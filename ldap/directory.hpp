@@ -45,7 +45,7 @@ struct directory_settings {
 
 struct directory_user {
     std::string dn;
-    std::string id;  // entryUUID (OpenLDAP) / objectGUID hex (AD): stable across renames
+    std::string id;        // entryUUID (OpenLDAP) / objectGUID hex (AD): stable across renames
     std::string username;  // as looked up
     std::string display_name;
     std::string email;
@@ -88,8 +88,7 @@ public:
     virtual bind_status verify_password(const directory_user& user, const secret& password) = 0;
     // Administrator reset as the service account (OpenLDAP: RFC 3062 Password Modify with
     // the ppolicy request control, or replace userPassword), then unlock if configured.
-    virtual write_result reset_password(const directory_user& user,
-                                        const secret& new_password) = 0;
+    virtual write_result reset_password(const directory_user& user, const secret& new_password) = 0;
     // True when a server answers (health checks).
     virtual bool ping() = 0;
 };

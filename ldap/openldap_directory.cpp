@@ -1,0 +1,363 @@
+#include "ldap/openldap_directory.hpp"
+
+#include <chrono>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/log.hpp"
+#include "ldap/connection.hpp"
+#include "ldap/connection_pool.hpp"
+#include "ldap/result_map.hpp"
+
+namespace pwresetd::ldap {
+namespace {
+
+// ppolicy's permanent administrative lock (draft-behera-ldap-password-policy-10 5.3.3:
+// "000001010000Z" means locked until an administrator unlocks).
+constexpr std::string_view admin_lock_time = "000001010000Z";
+
+class openldap_directory final : public directory {
+public:
+    explicit openldap_directory(directory_settings settings)
+        : settings_(std::move(settings)),
+          pool_(static_cast<std::size_t>(settings_.pool_size),
+                std::chrono::milliseconds(settings_.timeout_ms),
+                [this] { return open_service_connection(); }) {
+        for (const auto& group : settings_.protected_groups) {
+            protected_groups_.push_back(normalize_dn(group));
+        }
+        attributes_ = {"entryUUID",
+                       settings_.attributes.email,
+                       settings_.attributes.phone,
+                       settings_.attributes.display_name,
+                       "pwdAccountLockedTime",
+                       "memberOf"};
+    }
+
+    lookup_result find_user(std::string_view username) override;
+    bind_status verify_password(const directory_user& user, const secret& password) override;
+    write_result reset_password(const directory_user& user, const secret& new_password) override;
+    bool ping() override;
+
+private:
+    ldap_handle open_service_connection();
+    lookup_result lookup(LDAP* ld, std::string_view username, int& rc);
+    // True/false, or nullopt with rc set when the answer could not be found out.
+    std::optional<bool> is_protected(LDAP* ld, const std::string& dn,
+                                     const std::vector<std::string>& member_of, int& rc);
+    operation_result write_password(LDAP* ld, const std::string& dn, const secret& password);
+    void after_write(LDAP* ld, const directory_user& user, write_result& out);
+
+    directory_settings settings_;
+    std::vector<std::string> protected_groups_;  // normalized
+    std::vector<std::string> attributes_;
+    connection_pool pool_;
+};
+
+ldap_handle openldap_directory::open_service_connection() {
+    int rc = LDAP_SUCCESS;
+    ldap_handle ld = open_tls_connection(settings_, &rc);
+    if (!ld) {
+        return ld;
+    }
+    const operation_result bound = simple_bind(
+        ld.get(), settings_.bind_dn, settings_.bind_password.view(), settings_.timeout_ms);
+    if (bound.result != LDAP_SUCCESS) {
+        log::error("ldap.service_bind_failed", {{"directory", settings_.name},
+                                                {"bind_dn", settings_.bind_dn},
+                                                {"result", bound.result},
+                                                {"error", ldap_err2string(bound.result)},
+                                                {"ppolicy", bound.ppolicy_error},
+                                                {"text", bound.text}});
+        return {};
+    }
+    return ld;
+}
+
+lookup_result openldap_directory::find_user(std::string_view username) {
+    if (username.empty()) {
+        return {lookup_status::not_found, std::nullopt};
+    }
+    // A search is idempotent: retried once on a fresh connection after a connection error
+    // (a pooled connection may have been dropped by the server or a failover).
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        auto lease = pool_.acquire();
+        if (!lease) {
+            return {lookup_status::unavailable, std::nullopt};
+        }
+        int rc = LDAP_SUCCESS;
+        lookup_result result = lookup(lease->get(), username, rc);
+        if (!is_connection_error(rc)) {
+            return result;
+        }
+        lease->discard();
+        log::warning("ldap.search_connection_error",
+                     {{"directory", settings_.name},
+                      {"result", rc},
+                      {"error", ldap_err2string(rc)},
+                      {"retry", attempt == 0 && rc != LDAP_TIMEOUT}});
+        if (rc == LDAP_TIMEOUT) {
+            break;  // a second full timeout would double the caller's wait
+        }
+    }
+    return {lookup_status::unavailable, std::nullopt};
+}
+
+lookup_result openldap_directory::lookup(LDAP* ld, std::string_view username, int& rc) {
+    const std::string filter = expand_user_filter(settings_.user_filter, username);
+    search_result found = search(ld, settings_.user_base, LDAP_SCOPE_SUBTREE, filter, attributes_,
+                                 2, settings_.timeout_ms);
+    rc = found.result;
+    if (is_connection_error(rc)) {
+        return {lookup_status::unavailable, std::nullopt};
+    }
+    // sizeLimitExceeded with limit 2: a third match exists, so more than one.
+    if (rc == LDAP_SIZELIMIT_EXCEEDED) {
+        log::info("ldap.user_ambiguous", {{"directory", settings_.name}, {"username", username}});
+        return {lookup_status::ambiguous, std::nullopt};
+    }
+    if (rc != LDAP_SUCCESS) {
+        log::error("ldap.search_failed", {{"directory", settings_.name},
+                                          {"base", settings_.user_base},
+                                          {"result", rc},
+                                          {"error", ldap_err2string(rc)},
+                                          {"text", found.text}});
+        return {lookup_status::unavailable, std::nullopt};
+    }
+    const int count = ldap_count_entries(ld, found.message.get());
+    if (count <= 0) {
+        return {lookup_status::not_found, std::nullopt};
+    }
+    if (count > 1) {
+        log::info("ldap.user_ambiguous", {{"directory", settings_.name}, {"username", username}});
+        return {lookup_status::ambiguous, std::nullopt};
+    }
+    LDAPMessage* entry = ldap_first_entry(ld, found.message.get());
+    const ldap_string dn(ldap_get_dn(ld, entry));
+    if (entry == nullptr || !dn) {
+        rc = LDAP_DECODING_ERROR;
+        return {lookup_status::unavailable, std::nullopt};
+    }
+    const auto first = [&](const std::string& name) {
+        auto values = attribute_values(ld, entry, name);
+        return values.empty() ? std::string() : std::move(values.front());
+    };
+    directory_user user;
+    user.dn = dn.get();
+    user.id = first("entryUUID");
+    user.username = std::string(username);
+    user.display_name = first(settings_.attributes.display_name);
+    user.email = first(settings_.attributes.email);
+    user.phone = first(settings_.attributes.phone);
+    const std::string locked_time = first("pwdAccountLockedTime");
+    user.locked = !locked_time.empty();
+    user.disabled = locked_time == admin_lock_time;
+    const auto member_of = attribute_values(ld, entry, "memberOf");
+    const auto is_prot = is_protected(ld, user.dn, member_of, rc);
+    if (!is_prot) {
+        return {lookup_status::unavailable, std::nullopt};  // fail closed
+    }
+    user.is_protected = *is_prot;
+    if (user.id.empty()) {
+        log::warning("ldap.user_without_entryuuid", {{"dn", user.dn}});
+        rc = LDAP_SUCCESS;
+        return {lookup_status::unavailable, std::nullopt};
+    }
+    rc = LDAP_SUCCESS;
+    return {lookup_status::found, std::move(user)};
+}
+
+std::optional<bool> openldap_directory::is_protected(LDAP* ld, const std::string& dn,
+                                                     const std::vector<std::string>& member_of,
+                                                     int& rc) {
+    rc = LDAP_SUCCESS;
+    if (protected_groups_.empty()) {
+        return false;
+    }
+    for (const auto& group : member_of) {
+        const std::string normalized = normalize_dn(group);
+        for (const auto& prot : protected_groups_) {
+            if (normalized == prot) {
+                return true;
+            }
+        }
+    }
+    // No memberOf overlay (or not listed): ask each group whether it lists the DN.
+    const std::string value = escape_filter_value(dn);
+    const std::string filter = "(|(member=" + value + ")(uniqueMember=" + value + "))";
+    for (const auto& group : settings_.protected_groups) {
+        const search_result r =
+            search(ld, group, LDAP_SCOPE_BASE, filter, {"1.1"}, 1, settings_.timeout_ms);
+        if (r.result == LDAP_SUCCESS) {
+            if (ldap_count_entries(ld, r.message.get()) > 0) {
+                return true;
+            }
+            continue;
+        }
+        if (r.result == LDAP_NO_SUCH_OBJECT) {
+            log::warning("ldap.protected_group_missing", {{"group", group}});
+            continue;
+        }
+        rc = r.result;
+        log::error("ldap.protected_group_check_failed", {{"group", group},
+                                                         {"result", r.result},
+                                                         {"error", ldap_err2string(r.result)},
+                                                         {"text", r.text}});
+        return std::nullopt;
+    }
+    return false;
+}
+
+bind_status openldap_directory::verify_password(const directory_user& user,
+                                                const secret& password) {
+    // An empty password would make this an unauthenticated bind, which "succeeds"
+    // anonymously (RFC 4513 section 5.1.2): never send it.
+    if (password.empty() || user.dn.empty()) {
+        return bind_status::invalid_credentials;
+    }
+    ldap_handle ld = open_tls_connection(settings_);
+    if (!ld) {
+        return bind_status::unavailable;
+    }
+    const operation_result r =
+        simple_bind(ld.get(), user.dn, password.view(), settings_.timeout_ms);
+    const bind_status status = map_openldap_bind_result(r.result, r.ppolicy_error);
+    if (status == bind_status::unavailable) {
+        log::warning("ldap.user_bind_failed", {{"directory", settings_.name},
+                                               {"dn", user.dn},
+                                               {"result", r.result},
+                                               {"error", ldap_err2string(r.result)},
+                                               {"ppolicy", r.ppolicy_error},
+                                               {"text", r.text}});
+    }
+    return status;
+}
+
+operation_result openldap_directory::write_password(LDAP* ld, const std::string& dn,
+                                                    const secret& password) {
+    if (settings_.password_write == password_write_mode::modify) {
+        return modify_attribute(ld, dn, LDAP_MOD_REPLACE, "userPassword", {password.view()}, true,
+                                settings_.timeout_ms);
+    }
+    return password_modify(ld, dn, password.view(), settings_.timeout_ms);
+}
+
+write_result openldap_directory::reset_password(const directory_user& user,
+                                                const secret& new_password) {
+    write_result out;
+    if (user.dn.empty()) {
+        out.diagnostic = "refused: no user DN";
+        return out;
+    }
+    // Defence in depth for the reset flow: self-service must never re-enable an account an
+    // administrator disabled, nor touch a protected account.
+    if (user.disabled || user.is_protected) {
+        out.diagnostic = user.disabled ? "refused: account disabled by an administrator"
+                                       : "refused: member of a protected group";
+        log::warning("ldap.reset_refused", {{"dn", user.dn}, {"reason", out.diagnostic}});
+        return out;
+    }
+    if (new_password.empty()) {
+        // RFC 3062: an absent newPasswd asks the server to generate one.
+        out.status = write_status::rejected;
+        out.reason = refusal{"min_length", "empty password"};
+        out.diagnostic = "refused: empty password";
+        return out;
+    }
+    auto lease = pool_.acquire();
+    if (!lease) {
+        out.status = write_status::unavailable;
+        out.diagnostic = "no directory connection";
+        return out;
+    }
+    // Never retried: after a connection error the write may have reached the server.
+    const operation_result r = write_password(lease->get(), user.dn, new_password);
+    if (is_connection_error(r.result)) {
+        lease->discard();
+    }
+    out = map_openldap_write_result(r.result, r.ppolicy_error, r.text);
+    const char* mode = settings_.password_write == password_write_mode::modify ? "modify" : "exop";
+    switch (out.status) {
+        case write_status::ok:
+            log::info("ldap.password_written", {{"dn", user.dn}, {"mode", mode}});
+            after_write(lease->get(), user, out);
+            break;
+        case write_status::rejected:
+            log::info(
+                "ldap.password_rejected",
+                {{"dn", user.dn}, {"rule", out.reason->rule}, {"diagnostic", out.diagnostic}});
+            break;
+        case write_status::unavailable:
+            log::warning("ldap.password_write_unavailable",
+                         {{"dn", user.dn}, {"mode", mode}, {"diagnostic", out.diagnostic}});
+            break;
+        case write_status::failed:
+            log::error("ldap.password_write_failed",
+                       {{"dn", user.dn},
+                        {"mode", mode},
+                        {"diagnostic", out.diagnostic},
+                        {"hint", r.result == LDAP_INSUFFICIENT_ACCESS
+                                     ? "the service account needs write (=w) on userPassword"
+                                     : ""}});
+            break;
+    }
+    return out;
+}
+
+void openldap_directory::after_write(LDAP* ld, const directory_user& user, write_result& out) {
+    if (settings_.force_change_at_next_logon) {
+        const operation_result r = modify_attribute(ld, user.dn, LDAP_MOD_REPLACE, "pwdReset",
+                                                    {"TRUE"}, false, settings_.timeout_ms);
+        if (r.result != LDAP_SUCCESS) {
+            log::warning("ldap.force_change_failed", {{"dn", user.dn},
+                                                      {"result", r.result},
+                                                      {"error", ldap_err2string(r.result)},
+                                                      {"text", r.text}});
+            out.diagnostic += "; pwdReset not set: result=" + std::to_string(r.result);
+        }
+    }
+    if (settings_.unlock_on_reset && user.locked) {
+        // Deleting pwdAccountLockedTime also clears pwdFailureTime; 16 (noSuchAttribute)
+        // means ppolicy already unlocked the account with the password change (LAB.md).
+        const operation_result r = modify_attribute(
+            ld, user.dn, LDAP_MOD_DELETE, "pwdAccountLockedTime", {}, false, settings_.timeout_ms);
+        if (r.result == LDAP_SUCCESS || r.result == LDAP_NO_SUCH_ATTRIBUTE) {
+            out.unlocked = true;
+            log::info("ldap.account_unlocked", {{"dn", user.dn}});
+        } else {
+            log::warning("ldap.unlock_failed", {{"dn", user.dn},
+                                                {"result", r.result},
+                                                {"error", ldap_err2string(r.result)},
+                                                {"text", r.text}});
+            out.diagnostic += "; unlock failed: result=" + std::to_string(r.result);
+        }
+    }
+}
+
+bool openldap_directory::ping() {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        auto lease = pool_.acquire();
+        if (!lease) {
+            return false;
+        }
+        const search_result r = search(lease->get(), "", LDAP_SCOPE_BASE, "(objectClass=*)",
+                                       {"1.1"}, 1, settings_.timeout_ms);
+        if (r.result == LDAP_SUCCESS) {
+            return true;
+        }
+        if (!is_connection_error(r.result)) {
+            return false;
+        }
+        lease->discard();
+    }
+    return false;
+}
+
+}  // namespace
+
+std::unique_ptr<directory> make_openldap_directory(directory_settings settings) {
+    return std::make_unique<openldap_directory>(std::move(settings));
+}
+
+}  // namespace pwresetd::ldap
