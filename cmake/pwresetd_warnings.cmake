@@ -2,7 +2,7 @@
 add_library(pwresetd_options INTERFACE)
 target_compile_options(pwresetd_options INTERFACE
   -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion -Wnon-virtual-dtor
-  -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wnull-dereference -Wformat=2
+  -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wformat=2
   -Wimplicit-fallthrough -fstack-protector-strong
   $<$<NOT:$<CONFIG:Debug>>:-D_FORTIFY_SOURCE=2>)
 if(PWRESETD_WERROR)

@@ -38,7 +38,11 @@ constexpr auto purge_interval = std::chrono::seconds(60);
 void harden_process() {
     const rlimit no_core{0, 0};
     ::setrlimit(RLIMIT_CORE, &no_core);
+#if !defined(__SANITIZE_ADDRESS__)
+    // LeakSanitizer attaches to the process's own threads with ptrace at exit, which a
+    // non-dumpable process forbids; sanitizer builds are for tests only.
     ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+#endif
 }
 
 void check_supported(const config& cfg) {

@@ -137,7 +137,10 @@ private:
     void do_read_header() {
         parser_.emplace();
         parser_->header_limit(header_limit_bytes);
-        parser_->body_limit(shared_.cfg.limits.max_body_bytes);
+        // Beast checks Content-Length against body_limit while parsing the header; the limit
+        // is set once the client is authenticated, so an unauthenticated oversized request
+        // still gets 401 and an authenticated one 413, never a generic parse error.
+        parser_->body_limit(boost::none);
         client_ = nullptr;
         beast::get_lowest_layer(stream_).expires_after(timeout());
         http::async_read_header(stream_, buffer_, *parser_,
@@ -211,6 +214,7 @@ private:
             if (length && *length > shared_.cfg.limits.max_body_bytes) {
                 return send_early(error_reply(413, "payload_too_large", lang_));
             }
+            parser_->body_limit(shared_.cfg.limits.max_body_bytes);
             if (text::ascii_lower(req[http::field::expect]) == "100-continue") {
                 continue_.emplace(http::status::continue_, req.version());
                 return http::async_write(stream_, *continue_,

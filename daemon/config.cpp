@@ -1,0 +1,1225 @@
+#include "daemon/config.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdlib>
+#include <map>
+#include <numeric>
+#include <span>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+#include "common/crypto.hpp"
+#include "common/secret.hpp"
+
+namespace pwresetd::daemon {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string join_lines(const std::vector<std::string>& lines) {
+    std::string out;
+    for (const auto& line : lines) {
+        if (!out.empty()) {
+            out += '\n';
+        }
+        out += line;
+    }
+    return out.empty() ? "invalid configuration" : out;
+}
+
+std::string errno_text(int err) {
+    return std::error_code(err, std::generic_category()).message();
+}
+
+// Every error and warning, positioned; sorted by position before they are reported.
+class report {
+public:
+    explicit report(std::string file) : file_(std::move(file)) {}
+
+    void error(const YAML::Mark& at, std::string_view path, std::string_view message) {
+        errors_.push_back({line_of(at), column_of(at), format(at, path, message)});
+    }
+    void warning(const YAML::Mark& at, std::string_view path, std::string_view message) {
+        warnings_.push_back(format(at, path, message));
+    }
+    void file_error(std::string_view message) {
+        errors_.push_back({0, 0, file_ + ": " + std::string(message)});
+    }
+
+    [[nodiscard]] bool has_errors() const noexcept { return !errors_.empty(); }
+    [[nodiscard]] std::vector<std::string> take_warnings() { return std::move(warnings_); }
+    [[nodiscard]] std::vector<std::string> take_errors() {
+        std::stable_sort(errors_.begin(), errors_.end(), [](const entry& a, const entry& b) {
+            return std::pair(a.line, a.column) < std::pair(b.line, b.column);
+        });
+        std::vector<std::string> out;
+        out.reserve(errors_.size());
+        for (auto& e : errors_) {
+            out.push_back(std::move(e.text));
+        }
+        return out;
+    }
+
+private:
+    struct entry {
+        int line;
+        int column;
+        std::string text;
+    };
+
+    static int line_of(const YAML::Mark& m) { return std::max(m.line, 0) + 1; }
+    static int column_of(const YAML::Mark& m) { return std::max(m.column, 0) + 1; }
+
+    [[nodiscard]] std::string format(const YAML::Mark& at, std::string_view path,
+                                     std::string_view message) const {
+        std::string out =
+            file_ + ':' + std::to_string(line_of(at)) + ':' + std::to_string(column_of(at)) + ": ";
+        if (!path.empty()) {
+            out.append(path).append(": ");
+        }
+        out.append(message);
+        return out;
+    }
+
+    std::string file_;
+    std::vector<entry> errors_;
+    std::vector<std::string> warnings_;
+};
+
+// Levenshtein distance, ignoring ASCII case.
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+    const auto lower = [](char c) {
+        return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+    };
+    std::vector<std::size_t> row(b.size() + 1);
+    std::iota(row.begin(), row.end(), std::size_t{0});
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        std::size_t diagonal = row[0];
+        row[0] = i;
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            const std::size_t above = row[j];
+            const std::size_t substitution =
+                diagonal + (lower(a[i - 1]) == lower(b[j - 1]) ? 0 : 1);
+            row[j] = std::min({above + 1, row[j - 1] + 1, substitution});
+            diagonal = above;
+        }
+    }
+    return row[b.size()];
+}
+
+// Items are key_spec or choice: anything with a `name`.
+template <class Items>
+std::string did_you_mean(std::string_view word, const Items& names) {
+    const std::size_t limit = word.size() <= 4 ? 1 : word.size() <= 8 ? 2 : 3;
+    std::string_view best;
+    std::size_t best_distance = limit + 1;
+    for (const auto& item : names) {
+        const std::string_view candidate = item.name;
+        const std::size_t d = edit_distance(word, candidate);
+        if (d < best_distance) {
+            best = candidate;
+            best_distance = d;
+        }
+    }
+    return best.empty() ? std::string() : " (did you mean '" + std::string(best) + "'?)";
+}
+
+// ---- schema: the keys each map accepts ------------------------------------------------
+
+enum class key_kind {
+    supported,
+    not_yet,        // in CONFIG.md, not implemented by this version
+    disabled_only,  // not implemented; accepted only as a block with `enabled: false`
+    refused,        // never valid; `hint` says what to write instead
+};
+
+struct key_spec {
+    std::string_view name;
+    key_kind kind = key_kind::supported;
+    std::string_view hint{};
+};
+
+constexpr std::string_view inline_secret_hint =
+    "secrets are never written inline; use bind_password_file or bind_password_credential";
+
+constexpr auto root_keys = std::to_array<key_spec>({
+    {"listen"},
+    {"metrics_listen", key_kind::not_yet},
+    {"tls"},
+    {"clients"},
+    {"directory"},
+    {"directories", key_kind::not_yet},
+    {"policy", key_kind::not_yet},
+    {"factors"},
+    {"mail", key_kind::not_yet},
+    {"limits"},
+    {"state"},
+    {"secrets"},
+    {"audit"},
+    {"log"},
+    {"admin_socket", key_kind::not_yet},
+    {"notify", key_kind::not_yet},
+});
+constexpr auto tls_keys =
+    std::to_array<key_spec>({{"certificate"}, {"private_key"}, {"client_ca"}});
+constexpr auto client_keys =
+    std::to_array<key_spec>({{"name"}, {"api_key_sha256"}, {"certificate_subject"}, {"scopes"}});
+constexpr auto directory_keys = std::to_array<key_spec>({
+    {"kind"},
+    {"uris"},
+    {"start_tls"},
+    {"ca_file"},
+    {"bind_dn"},
+    {"bind_password_file"},
+    {"bind_password_credential"},
+    {"bind_password", key_kind::refused, inline_secret_hint},
+    {"user_base"},
+    {"user_filter"},
+    {"timeout_ms"},
+    {"pool_size"},
+    {"attributes"},
+    {"password_write"},
+    {"unlock_on_reset"},
+    {"force_change_at_next_logon"},
+    {"protected_groups"},
+});
+constexpr auto attribute_keys = std::to_array<key_spec>({{"email"}, {"phone"}, {"display_name"}});
+constexpr auto factor_keys = std::to_array<key_spec>({
+    {"required"},
+    {"two_methods_groups", key_kind::not_yet},
+    {"totp_when_enrolled", key_kind::not_yet},
+    {"codes_per_destination_per_hour", key_kind::not_yet},
+    {"totp"},
+    {"email", key_kind::disabled_only},
+    {"sms", key_kind::disabled_only},
+});
+constexpr auto totp_keys = std::to_array<key_spec>(
+    {{"enabled"}, {"issuer"}, {"digits"}, {"period"}, {"skew_steps"}, {"algorithm"}});
+constexpr auto email_keys = std::to_array<key_spec>({{"enabled"}, {"code_ttl_s"}});
+constexpr auto sms_keys = std::to_array<key_spec>({{"enabled"}, {"webhook_url"}, {"code_ttl_s"}});
+constexpr auto limit_keys = std::to_array<key_spec>({{"verify_failures"},
+                                                     {"lockout_s"},
+                                                     {"per_ip_per_minute"},
+                                                     {"reset_ttl_s"},
+                                                     {"max_body_bytes"},
+                                                     {"header_timeout_s"}});
+constexpr auto state_keys = std::to_array<key_spec>({{"backend"}, {"path"}, {"redis_url"}});
+constexpr auto secrets_keys = std::to_array<key_spec>({{"key_file"}});
+constexpr auto audit_keys = std::to_array<key_spec>({{"file"}});
+constexpr auto log_keys = std::to_array<key_spec>({{"level"}});
+
+template <class T>
+struct choice {
+    std::string_view name;
+    T value;
+};
+
+constexpr auto directory_kinds = std::to_array<choice<ldap::directory_kind>>({
+    {"openldap", ldap::directory_kind::openldap},
+    {"active_directory", ldap::directory_kind::active_directory},
+});
+constexpr auto password_write_modes = std::to_array<choice<ldap::password_write_mode>>({
+    {"exop", ldap::password_write_mode::exop},
+    {"modify", ldap::password_write_mode::modify},
+});
+constexpr auto totp_algorithms = std::to_array<choice<factors::totp_algorithm>>({
+    {"SHA1", factors::totp_algorithm::sha1},
+    {"SHA256", factors::totp_algorithm::sha256},
+    {"SHA512", factors::totp_algorithm::sha512},
+});
+constexpr auto state_backends = std::to_array<choice<std::string_view>>({
+    {"sqlite", "sqlite"},
+    {"redis", "redis"},
+});
+constexpr auto log_levels = std::to_array<choice<log::level>>({
+    {"error", log::level::error},
+    {"warning", log::level::warning},
+    {"info", log::level::info},
+    {"debug", log::level::debug},
+});
+constexpr auto scope_names = std::to_array<choice<std::string_view>>({
+    {"reset", "reset"},
+    {"change", "change"},
+    {"enroll", "enroll"},
+    {"check", "check"},
+});
+
+// ---- typed access to YAML values -------------------------------------------------------
+
+// A value in the document with its key path; `key_mark` is where its key (or, in a list,
+// the element itself) starts, used when the value is empty and has no useful position.
+struct field {
+    std::string path;
+    YAML::Node value;
+    YAML::Mark key_mark;
+
+    [[nodiscard]] YAML::Mark value_mark() const { return value.IsNull() ? key_mark : value.Mark(); }
+};
+
+std::string describe(const YAML::Node& node) {
+    switch (node.Type()) {
+        case YAML::NodeType::Map:
+            return "a map";
+        case YAML::NodeType::Sequence:
+            return "a list";
+        case YAML::NodeType::Scalar: {
+            constexpr std::size_t max_shown = 40;
+            std::string text = node.Scalar().substr(0, max_shown);
+            if (node.Scalar().size() > max_shown) {
+                text += "...";
+            }
+            return node.Tag() == "!" ? "the quoted string \"" + text + '"' : "'" + text + "'";
+        }
+        default:
+            return "nothing";
+    }
+}
+
+bool is_plain_scalar(const YAML::Node& node) {
+    return node.IsScalar() && node.Tag() == "?";
+}
+
+class map_view {
+public:
+    map_view(report& r, const YAML::Node& node, std::string path, std::span<const key_spec> keys)
+        : path_(std::move(path)), mark_(node.Mark()) {
+        for (const auto& pair : node) {
+            // Copies: yaml-cpp's iterators hand out proxies, a reference would dangle.
+            const YAML::Node key = pair.first;
+            if (!key.IsScalar()) {
+                r.error(key.Mark(), path_, "keys must be plain strings");
+                continue;
+            }
+            const std::string& name = key.Scalar();
+            const std::string key_path = path_of(name);
+            const auto spec = std::find_if(keys.begin(), keys.end(),
+                                           [&](const key_spec& k) { return k.name == name; });
+            if (spec == keys.end()) {
+                r.error(key.Mark(), key_path, "unknown key" + did_you_mean(name, keys));
+                continue;
+            }
+            if (spec->kind == key_kind::not_yet) {
+                r.error(key.Mark(), key_path, "not supported by this version yet");
+                continue;
+            }
+            if (spec->kind == key_kind::refused) {
+                r.error(key.Mark(), key_path, spec->hint);
+                continue;
+            }
+            const auto [first, inserted] =
+                entries_.try_emplace(name, field{key_path, pair.second, key.Mark()});
+            if (!inserted) {
+                r.error(key.Mark(), key_path,
+                        "duplicate key (first at line " +
+                            std::to_string(first->second.key_mark.line + 1) + ")");
+            }
+        }
+    }
+
+    [[nodiscard]] std::optional<field> get(std::string_view key) const {
+        const auto it = entries_.find(key);
+        if (it == entries_.end()) {
+            return std::nullopt;
+        }
+        return it->second;
+    }
+
+    [[nodiscard]] std::optional<field> require(report& r, std::string_view key) const {
+        auto f = get(key);
+        if (!f) {
+            r.error(mark_, path_, "missing required key '" + std::string(key) + "'");
+        }
+        return f;
+    }
+
+    [[nodiscard]] std::string path_of(std::string_view key) const {
+        return path_.empty() ? std::string(key) : path_ + '.' + std::string(key);
+    }
+    [[nodiscard]] const std::string& path() const noexcept { return path_; }
+    [[nodiscard]] const YAML::Mark& mark() const noexcept { return mark_; }
+
+private:
+    std::string path_;
+    YAML::Mark mark_;
+    std::map<std::string, field, std::less<>> entries_;
+};
+
+std::optional<map_view> as_map(report& r, const field& f, std::span<const key_spec> keys) {
+    if (!f.value.IsMap()) {
+        r.error(f.value_mark(), f.path, "expected a map, got " + describe(f.value));
+        return std::nullopt;
+    }
+    return map_view(r, f.value, f.path, keys);
+}
+
+std::optional<std::vector<field>> as_list(report& r, const field& f) {
+    if (!f.value.IsSequence()) {
+        r.error(f.value_mark(), f.path, "expected a list, got " + describe(f.value));
+        return std::nullopt;
+    }
+    std::vector<field> items;
+    std::size_t index = 0;
+    for (auto it = f.value.begin(); it != f.value.end(); ++it, ++index) {
+        const YAML::Node item = *it;
+        const YAML::Mark at = item.IsNull() ? f.value.Mark() : item.Mark();
+        items.push_back({f.path + '[' + std::to_string(index) + ']', item, at});
+    }
+    return items;
+}
+
+std::optional<std::string> as_string(report& r, const field& f) {
+    if (!f.value.IsScalar()) {
+        r.error(f.value_mark(), f.path, "expected a string, got " + describe(f.value));
+        return std::nullopt;
+    }
+    if (f.value.Scalar().empty()) {
+        r.error(f.value_mark(), f.path, "must not be empty");
+        return std::nullopt;
+    }
+    return f.value.Scalar();
+}
+
+std::optional<bool> as_bool(report& r, const field& f) {
+    if (is_plain_scalar(f.value) && (f.value.Scalar() == "true" || f.value.Scalar() == "false")) {
+        return f.value.Scalar() == "true";
+    }
+    r.error(f.value_mark(), f.path, "expected true or false, got " + describe(f.value));
+    return std::nullopt;
+}
+
+std::optional<long long> as_integer(report& r, const field& f, long long low, long long high) {
+    const auto range = std::to_string(low) + ".." + std::to_string(high);
+    const std::string& text = f.value.Scalar();
+    long long value = 0;
+    const char* end = text.data() + text.size();
+    const auto [stop, err] = std::from_chars(text.data(), end, value);
+    if (!is_plain_scalar(f.value) || text.empty() || stop != end ||
+        (err != std::errc() && err != std::errc::result_out_of_range)) {
+        r.error(f.value_mark(), f.path,
+                "expected an integer in " + range + ", got " + describe(f.value));
+        return std::nullopt;
+    }
+    if (err == std::errc::result_out_of_range || value < low || value > high) {
+        r.error(f.value_mark(), f.path, "must be in " + range + ", got " + text);
+        return std::nullopt;
+    }
+    return value;
+}
+
+template <class T, std::size_t N>
+std::optional<T> as_choice(report& r, const field& f, const std::array<choice<T>, N>& choices) {
+    if (f.value.IsScalar()) {
+        for (const auto& c : choices) {
+            if (c.name == f.value.Scalar()) {
+                return c.value;
+            }
+        }
+    }
+    std::string names;
+    for (const auto& c : choices) {
+        names.append(names.empty() ? "" : ", ").append(c.name);
+    }
+    const std::string hint = f.value.IsScalar() ? did_you_mean(f.value.Scalar(), choices) : "";
+    r.error(f.value_mark(), f.path,
+            "expected one of " + names + ", got " + describe(f.value) + hint);
+    return std::nullopt;
+}
+
+// Small helpers that assign only a valid value, so defaults stay when the key is absent.
+template <class T>
+void read_int(report& r, const map_view& m, std::string_view key, long long low, long long high,
+              T& out) {
+    if (const auto f = m.get(key)) {
+        if (const auto v = as_integer(r, *f, low, high)) {
+            out = static_cast<T>(*v);
+        }
+    }
+}
+
+void read_bool(report& r, const map_view& m, std::string_view key, bool& out) {
+    if (const auto f = m.get(key)) {
+        if (const auto v = as_bool(r, *f)) {
+            out = *v;
+        }
+    }
+}
+
+void read_string(report& r, const map_view& m, std::string_view key, std::string& out) {
+    if (const auto f = m.get(key)) {
+        if (auto v = as_string(r, *f)) {
+            out = std::move(*v);
+        }
+    }
+}
+
+void read_required_string(report& r, const map_view& m, std::string_view key, std::string& out) {
+    if (const auto f = m.require(r, key)) {
+        if (auto v = as_string(r, *f)) {
+            out = std::move(*v);
+        }
+    }
+}
+
+template <class T, std::size_t N>
+void read_choice(report& r, const map_view& m, std::string_view key,
+                 const std::array<choice<T>, N>& choices, T& out) {
+    if (const auto f = m.get(key)) {
+        if (const auto v = as_choice(r, *f, choices)) {
+            out = *v;
+        }
+    }
+}
+
+std::vector<std::string> read_string_list(report& r, const field& f) {
+    std::vector<std::string> out;
+    if (const auto items = as_list(r, f)) {
+        for (const auto& item : *items) {
+            if (auto v = as_string(r, item)) {
+                out.push_back(std::move(*v));
+            }
+        }
+    }
+    return out;
+}
+
+// ---- files ------------------------------------------------------------------------------
+
+class file_descriptor {
+public:
+    explicit file_descriptor(int fd) noexcept : fd_(fd) {}
+    file_descriptor(file_descriptor&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+    file_descriptor(const file_descriptor&) = delete;
+    file_descriptor& operator=(const file_descriptor&) = delete;
+    file_descriptor& operator=(file_descriptor&&) = delete;
+    ~file_descriptor() {
+        if (fd_ >= 0) {
+            ::close(fd_);
+        }
+    }
+    [[nodiscard]] int get() const noexcept { return fd_; }
+
+private:
+    int fd_;
+};
+
+// Opens a regular file for reading; on failure the descriptor is invalid and `why` says why.
+// O_NONBLOCK: a FIFO given by mistake must not hang the check (no effect on regular files).
+file_descriptor open_regular_file(const fs::path& path, struct stat& info, std::string& why) {
+    file_descriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+    if (fd.get() < 0 || ::fstat(fd.get(), &info) != 0) {
+        why = "cannot open " + path.string() + ": " + errno_text(errno);
+        return file_descriptor(-1);
+    }
+    if (!S_ISREG(info.st_mode)) {
+        why = "cannot open " + path.string() + ": not a regular file";
+        return file_descriptor(-1);
+    }
+    return fd;
+}
+
+class config_reader {
+public:
+    config_reader(const fs::path& file, report& r)
+        : report_(r), base_(fs::absolute(file).parent_path()) {}
+
+    config read(const YAML::Node& root) {
+        config cfg;
+        const map_view top(report_, root, "", root_keys);
+        root_mark_ = top.mark();
+        read_listen(top, cfg);
+        read_tls(top, cfg);
+        read_clients(top, cfg);
+        read_directory(top, cfg);
+        read_factors(top, cfg);
+        read_limits(top, cfg);
+        read_state(top, cfg);
+        read_secrets(top, cfg);
+        read_audit(top, cfg);
+        read_log(top, cfg);
+        return cfg;
+    }
+
+private:
+    [[nodiscard]] fs::path absolute(const std::string& text) const {
+        const fs::path p(text);
+        return (p.is_absolute() ? p : base_ / p).lexically_normal();
+    }
+
+    std::optional<fs::path> read_path(const field& f) {
+        if (const auto text = as_string(report_, f)) {
+            return absolute(*text);
+        }
+        return std::nullopt;
+    }
+
+    std::optional<fs::path> read_readable_file(const field& f) {
+        auto path = read_path(f);
+        if (path) {
+            struct stat info {};
+            std::string why;
+            if (open_regular_file(*path, info, why).get() < 0) {
+                report_.error(f.key_mark, f.path, why);
+            }
+        }
+        return path;
+    }
+
+    void check_folder(const YAML::Mark& at, std::string_view key_path, const fs::path& file,
+                      const std::string& note) {
+        const fs::path folder = file.parent_path();
+        std::error_code ec;
+        const auto status = fs::status(folder, ec);
+        if (status.type() == fs::file_type::not_found) {
+            report_.error(at, key_path, "folder " + folder.string() + " does not exist" + note);
+        } else if (ec) {
+            report_.error(at, key_path,
+                          "cannot check folder " + folder.string() + ": " + ec.message() + note);
+        } else if (!fs::is_directory(status)) {
+            report_.error(at, key_path, folder.string() + " is not a folder" + note);
+        }
+    }
+
+    // A path whose folder must exist (the file itself is created by the daemon). An absent
+    // key keeps the default, whose folder must exist too.
+    void read_path_in_folder(const std::optional<map_view>& m, std::string_view key,
+                             std::string_view key_path, fs::path& out) {
+        const auto f = m ? m->get(key) : std::nullopt;
+        if (f) {
+            if (auto p = read_path(*f)) {
+                out = std::move(*p);
+                check_folder(f->key_mark, key_path, out, "");
+            }
+            return;
+        }
+        check_folder(m ? m->mark() : root_mark_, key_path, out, " (the default)");
+    }
+
+    std::optional<map_view> section(const map_view& top, std::string_view key,
+                                    std::span<const key_spec> keys) {
+        if (const auto f = top.get(key)) {
+            return as_map(report_, *f, keys);
+        }
+        return std::nullopt;
+    }
+
+    void read_listen(const map_view& top, config& cfg) {
+        const auto f = top.require(report_, "listen");
+        if (!f) {
+            return;
+        }
+        const auto items = as_list(report_, *f);
+        if (!items) {
+            return;
+        }
+        if (items->empty()) {
+            report_.error(f->value_mark(), f->path, "needs at least one listener");
+        }
+        for (const auto& item : *items) {
+            const auto text = as_string(report_, item);
+            if (!text) {
+                continue;
+            }
+            const bool duplicate = std::any_of(cfg.listen.begin(), cfg.listen.end(),
+                                               [&](const auto& e) { return e.text == *text; });
+            if (duplicate) {
+                report_.error(item.value_mark(), item.path, "duplicate listener " + *text);
+            } else if (auto endpoint = parse_endpoint(item, *text)) {
+                cfg.listen.push_back(std::move(*endpoint));
+            }
+        }
+    }
+
+    std::optional<listen_endpoint> parse_endpoint(const field& f, const std::string& text) {
+        constexpr std::string_view unix_prefix = "unix:";
+        constexpr std::string_view https_prefix = "https://";
+        listen_endpoint e;
+        e.text = text;
+        const auto fail = [&](std::string_view message) {
+            report_.error(f.value_mark(), f.path, message);
+            return std::nullopt;
+        };
+        if (text.starts_with(unix_prefix)) {
+            const std::string socket = text.substr(unix_prefix.size());
+            if (socket.empty()) {
+                return fail("expected unix:/PATH");
+            }
+            e.type = listen_endpoint::kind::unix_socket;
+            e.socket_path = absolute(socket);
+            constexpr std::size_t max_socket_path = sizeof(sockaddr_un::sun_path) - 1;
+            if (e.socket_path.string().size() > max_socket_path) {
+                return fail("socket path is longer than " + std::to_string(max_socket_path) +
+                            " bytes");
+            }
+            return e;
+        }
+        if (!text.starts_with(https_prefix)) {
+            return fail("expected https://HOST:PORT or unix:/PATH, got '" + text + "'");
+        }
+        const std::string_view rest = std::string_view(text).substr(https_prefix.size());
+        std::string_view host;
+        std::string_view port;
+        if (rest.starts_with('[')) {
+            const auto close = rest.find(']');
+            if (close == std::string_view::npos) {
+                return fail("'[' without ']' in an IPv6 address");
+            }
+            host = rest.substr(1, close - 1);
+            const std::string_view after = rest.substr(close + 1);
+            if (!after.starts_with(':')) {
+                return fail("needs a port: https://[ADDRESS]:PORT");
+            }
+            port = after.substr(1);
+            in6_addr address{};
+            if (::inet_pton(AF_INET6, std::string(host).c_str(), &address) != 1) {
+                return fail("'" + std::string(host) + "' is not a valid IPv6 address");
+            }
+        } else {
+            const auto colon = rest.rfind(':');
+            if (colon == std::string_view::npos) {
+                return fail("needs a port: https://HOST:PORT");
+            }
+            host = rest.substr(0, colon);
+            port = rest.substr(colon + 1);
+            if (host.find(':') != std::string_view::npos) {
+                return fail("an IPv6 address needs brackets: https://[ADDRESS]:PORT");
+            }
+            if (const auto why = check_host(host)) {
+                return fail(*why);
+            }
+        }
+        unsigned value = 0;
+        const auto [stop, err] = std::from_chars(port.data(), port.data() + port.size(), value);
+        if (port.empty() || err != std::errc() || stop != port.data() + port.size() || value < 1 ||
+            value > 65535) {
+            return fail("port must be a number in 1..65535, got '" + std::string(port) + "'");
+        }
+        e.host = host;
+        e.port = static_cast<std::uint16_t>(value);
+        return e;
+    }
+
+    static std::optional<std::string> check_host(std::string_view host) {
+        const std::string quoted = "'" + std::string(host) + "'";
+        if (host.empty()) {
+            return "needs a host: https://HOST:PORT";
+        }
+        if (host.find_first_not_of("0123456789.") == std::string_view::npos) {
+            in_addr address{};
+            if (::inet_pton(AF_INET, std::string(host).c_str(), &address) != 1) {
+                return quoted + " is not a valid IPv4 address";
+            }
+            return std::nullopt;
+        }
+        // RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens.
+        constexpr std::size_t max_name = 253;
+        constexpr std::size_t max_label = 63;
+        bool valid = host.size() <= max_name;
+        std::size_t start = 0;
+        while (valid && start <= host.size()) {
+            const auto dot = std::min(host.find('.', start), host.size());
+            const std::string_view label = host.substr(start, dot - start);
+            valid = !label.empty() && label.size() <= max_label && label.front() != '-' &&
+                    label.back() != '-' &&
+                    label.find_first_not_of(
+                        "abcdefghijklmnopqrstuvwxyz"
+                        "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") == std::string_view::npos;
+            start = dot + 1;
+        }
+        if (!valid) {
+            return quoted + " is not a valid host name or IP address";
+        }
+        return std::nullopt;
+    }
+
+    void read_tls(const map_view& top, config& cfg) {
+        const bool needed =
+            cfg.listen.empty() || std::any_of(cfg.listen.begin(), cfg.listen.end(), [](auto& e) {
+                return e.type == listen_endpoint::kind::https;
+            });
+        if (!top.get("tls")) {
+            if (needed) {
+                report_.error(top.mark(), top.path(),
+                              "missing required key 'tls' (https listeners need a certificate "
+                              "and a private key)");
+            }
+            return;
+        }
+        const auto m = section(top, "tls", tls_keys);
+        if (!m) {
+            return;
+        }
+        if (const auto f = m->require(report_, "certificate")) {
+            cfg.tls.certificate = read_readable_file(*f).value_or(fs::path());
+        }
+        if (const auto f = m->require(report_, "private_key")) {
+            cfg.tls.private_key = read_readable_file(*f).value_or(fs::path());
+        }
+        if (const auto f = m->get("client_ca")) {
+            cfg.tls.client_ca = read_readable_file(*f);
+        }
+    }
+
+    void read_clients(const map_view& top, config& cfg) {
+        const auto f = top.require(report_, "clients");
+        if (!f) {
+            return;
+        }
+        const auto items = as_list(report_, *f);
+        if (!items) {
+            return;
+        }
+        if (items->empty()) {
+            report_.error(f->value_mark(), f->path, "needs at least one client");
+        }
+        std::map<std::string, std::string, std::less<>> names;  // name -> path of its client
+        std::map<std::array<unsigned char, 32>, std::string> keys;
+        for (const auto& item : *items) {
+            const auto m = as_map(report_, item, client_keys);
+            if (!m) {
+                continue;
+            }
+            client_settings client;
+            if (const auto name = m->require(report_, "name")) {
+                if (auto v = as_string(report_, *name)) {
+                    const auto [first, inserted] = names.try_emplace(*v, item.path);
+                    if (!inserted) {
+                        report_.error(
+                            name->value_mark(), name->path,
+                            "duplicate client name '" + *v + "' (also " + first->second + ")");
+                    }
+                    client.name = std::move(*v);
+                }
+            }
+            const auto key = m->get("api_key_sha256");
+            const auto subject = m->get("certificate_subject");
+            if (!key && !subject) {
+                report_.error(m->mark(), m->path(),
+                              "missing required key 'api_key_sha256' or 'certificate_subject'");
+            }
+            if (key) {
+                client.api_key_sha256 = read_api_key(*key);
+                if (client.api_key_sha256) {
+                    const auto [first, inserted] =
+                        keys.try_emplace(*client.api_key_sha256, item.path);
+                    if (!inserted) {
+                        report_.error(key->value_mark(), key->path,
+                                      "same API key as " + first->second);
+                    }
+                }
+            }
+            if (subject) {
+                client.certificate_subject = as_string(report_, *subject).value_or("");
+                if (!cfg.tls.client_ca) {
+                    report_.error(subject->key_mark, subject->path,
+                                  "needs tls.client_ca (client certificates are verified only "
+                                  "when it is set)");
+                }
+            }
+            if (const auto scopes = m->require(report_, "scopes")) {
+                client.scopes = read_scopes(*scopes);
+            }
+            cfg.clients.push_back(std::move(client));
+        }
+    }
+
+    std::optional<std::array<unsigned char, 32>> read_api_key(const field& f) {
+        const auto text = as_string(report_, f);
+        if (!text) {
+            return std::nullopt;
+        }
+        std::array<unsigned char, 32> digest{};
+        const auto bytes =
+            text->size() == 2 * digest.size() ? crypto::hex_decode(*text) : std::nullopt;
+        if (!bytes) {
+            report_.error(f.value_mark(), f.path,
+                          "expected 64 hexadecimal characters (the SHA-256 of the API key)");
+            return std::nullopt;
+        }
+        std::copy(bytes->begin(), bytes->end(), digest.begin());
+        return digest;
+    }
+
+    std::vector<std::string> read_scopes(const field& f) {
+        std::vector<std::string> scopes;
+        const auto items = as_list(report_, f);
+        if (!items) {
+            return scopes;
+        }
+        if (items->empty()) {
+            report_.error(f.value_mark(), f.path, "needs at least one scope");
+        }
+        for (const auto& item : *items) {
+            const auto scope = as_choice(report_, item, scope_names);
+            if (!scope) {
+                continue;
+            }
+            if (std::find(scopes.begin(), scopes.end(), *scope) != scopes.end()) {
+                report_.error(item.value_mark(), item.path,
+                              "duplicate scope '" + std::string(*scope) + "'");
+                continue;
+            }
+            scopes.emplace_back(*scope);
+        }
+        return scopes;
+    }
+
+    void read_directory(const map_view& top, config& cfg) {
+        const auto f = top.require(report_, "directory");
+        if (!f) {
+            return;
+        }
+        const auto m = as_map(report_, *f, directory_keys);
+        if (!m) {
+            return;
+        }
+        auto& d = cfg.directory;
+        if (const auto kind = m->require(report_, "kind")) {
+            if (const auto v = as_choice(report_, *kind, directory_kinds)) {
+                d.kind = *v;
+            }
+        }
+        read_bool(report_, *m, "start_tls", d.start_tls);
+        if (const auto uris = m->require(report_, "uris")) {
+            read_uris(*uris, d);
+        }
+        if (const auto ca = m->require(report_, "ca_file")) {
+            d.ca_file = read_readable_file(*ca).value_or(fs::path()).string();
+        }
+        read_required_string(report_, *m, "bind_dn", d.bind_dn);
+        read_bind_password(*m, cfg);
+        read_required_string(report_, *m, "user_base", d.user_base);
+        if (const auto filter = m->require(report_, "user_filter")) {
+            if (auto v = as_string(report_, *filter)) {
+                if (v->find("{username}") == std::string::npos) {
+                    report_.error(filter->value_mark(), filter->path, "must contain {username}");
+                }
+                d.user_filter = std::move(*v);
+            }
+        }
+        read_int(report_, *m, "timeout_ms", 100, 300000, d.timeout_ms);
+        read_int(report_, *m, "pool_size", 1, 64, d.pool_size);
+        if (const auto attributes = m->get("attributes")) {
+            if (const auto a = as_map(report_, *attributes, attribute_keys)) {
+                read_string(report_, *a, "email", d.attributes.email);
+                read_string(report_, *a, "phone", d.attributes.phone);
+                read_string(report_, *a, "display_name", d.attributes.display_name);
+            }
+        }
+        read_choice(report_, *m, "password_write", password_write_modes, d.password_write);
+        read_bool(report_, *m, "unlock_on_reset", d.unlock_on_reset);
+        read_bool(report_, *m, "force_change_at_next_logon", d.force_change_at_next_logon);
+        if (const auto groups = m->get("protected_groups")) {
+            d.protected_groups = read_string_list(report_, *groups);
+        }
+    }
+
+    void read_uris(const field& f, ldap::directory_settings& d) {
+        const auto items = as_list(report_, f);
+        if (!items) {
+            return;
+        }
+        if (items->empty()) {
+            report_.error(f.value_mark(), f.path, "needs at least one URI");
+        }
+        for (const auto& item : *items) {
+            auto uri = as_string(report_, item);
+            if (!uri) {
+                continue;
+            }
+            const bool plain = uri->starts_with("ldap://");
+            const std::size_t scheme = plain ? 7 : 8;
+            if (!plain && !uri->starts_with("ldaps://")) {
+                report_.error(item.value_mark(), item.path,
+                              "expected an ldaps:// or ldap:// URI, got '" + *uri + "'");
+            } else if (uri->size() == scheme) {
+                report_.error(item.value_mark(), item.path, "needs a host");
+            } else if (plain && !d.start_tls) {
+                report_.error(item.value_mark(), item.path, "plain ldap:// needs start_tls: true");
+            } else {
+                d.uris.push_back(std::move(*uri));
+            }
+        }
+    }
+
+    void read_bind_password(const map_view& m, config& cfg) {
+        const auto file = m.get("bind_password_file");
+        const auto credential = m.get("bind_password_credential");
+        if (!file && !credential) {
+            report_.error(m.mark(), m.path(),
+                          "missing required key 'bind_password_file' or "
+                          "'bind_password_credential'");
+            return;
+        }
+        if (file && credential) {
+            const auto& later = file->key_mark.pos > credential->key_mark.pos ? *file : *credential;
+            report_.error(later.key_mark, later.path,
+                          "use either bind_password_file or bind_password_credential, not both");
+            return;
+        }
+        std::optional<secret> password;
+        if (file) {
+            if (const auto path = read_path(*file)) {
+                password = read_secret_file(*file, *path, true);
+            }
+        } else if (const auto name = as_string(report_, *credential)) {
+            password = read_credential(*credential, *name);
+        }
+        if (password) {
+            cfg.directory.bind_password = std::move(*password);
+        }
+    }
+
+    std::optional<secret> read_credential(const field& f, const std::string& name) {
+        if (name.find('/') != std::string::npos || name == "." || name == "..") {
+            report_.error(f.value_mark(), f.path, "expected a credential name, not a path");
+            return std::nullopt;
+        }
+        const char* folder = std::getenv("CREDENTIALS_DIRECTORY");  // NOLINT(concurrency-mt-unsafe)
+        if (folder == nullptr || *folder == '\0') {
+            report_.error(f.key_mark, f.path,
+                          "$CREDENTIALS_DIRECTORY is not set (systemd sets it for "
+                          "LoadCredential= and SetCredentialEncrypted=)");
+            return std::nullopt;
+        }
+        return read_secret_file(f, fs::path(folder) / name, false);
+    }
+
+    std::optional<secret> read_secret_file(const field& f, const fs::path& path,
+                                           bool warn_permissions) {
+        struct stat info {};
+        std::string why;
+        const file_descriptor fd = open_regular_file(path, info, why);
+        if (fd.get() < 0) {
+            report_.error(f.key_mark, f.path, why);
+            return std::nullopt;
+        }
+        if (warn_permissions && (info.st_mode & (S_IRGRP | S_IROTH)) != 0) {
+            report_.warning(f.key_mark, f.path,
+                            path.string() + " is readable by group or others; chmod 600");
+        }
+        constexpr std::size_t max_size = 4096;
+        std::array<char, max_size + 1> buffer{};
+        std::size_t size = 0;
+        while (size < buffer.size()) {
+            const ssize_t n = ::read(fd.get(), buffer.data() + size, buffer.size() - size);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n < 0) {
+                report_.error(f.key_mark, f.path,
+                              "cannot read " + path.string() + ": " + errno_text(errno));
+                wipe(buffer.data(), buffer.size());
+                return std::nullopt;
+            }
+            if (n == 0) {
+                break;
+            }
+            size += static_cast<std::size_t>(n);
+        }
+        std::optional<secret> out;
+        if (size > max_size) {
+            report_.error(f.key_mark, f.path,
+                          path.string() + " is larger than " + std::to_string(max_size) + " bytes");
+        } else {
+            if (size > 0 && buffer[size - 1] == '\n') {
+                --size;
+            }
+            if (size == 0) {
+                report_.error(f.key_mark, f.path, path.string() + " is empty");
+            } else {
+                out.emplace(std::string_view(buffer.data(), size));
+            }
+        }
+        wipe(buffer.data(), buffer.size());
+        return out;
+    }
+
+    void read_factors(const map_view& top, config& cfg) {
+        const auto m = section(top, "factors", factor_keys);
+        if (!m) {
+            return;
+        }
+        auto& settings = cfg.factors;
+        read_int(report_, *m, "required", 1, 2, settings.required);
+        if (const auto totp = m->get("totp")) {
+            if (const auto t = as_map(report_, *totp, totp_keys)) {
+                read_totp(*t, settings.totp);
+            }
+        }
+        read_disabled_block(*m, "email", email_keys);
+        read_disabled_block(*m, "sms", sms_keys);
+        const int enabled = settings.totp.enabled ? 1 : 0;
+        if (settings.required > enabled) {
+            const auto required = m->get("required");
+            report_.error(required ? required->value_mark() : m->mark(), m->path_of("required"),
+                          std::to_string(settings.required) + " methods required but " +
+                              std::to_string(enabled) +
+                              " enabled (this version supports totp only)");
+        }
+    }
+
+    void read_totp(const map_view& m, totp_settings& totp) {
+        read_bool(report_, m, "enabled", totp.enabled);
+        read_string(report_, m, "issuer", totp.issuer);
+        if (const auto digits = m.get("digits")) {
+            if (const auto v = as_integer(report_, *digits, 6, 8)) {
+                if (*v == 7) {
+                    report_.error(digits->value_mark(), digits->path, "must be 6 or 8, got 7");
+                } else {
+                    totp.params.digits = static_cast<int>(*v);
+                }
+            }
+        }
+        read_int(report_, m, "period", 10, 120, totp.params.period);
+        read_int(report_, m, "skew_steps", 0, 10, totp.params.skew_steps);
+        read_choice(report_, m, "algorithm", totp_algorithms, totp.params.algorithm);
+    }
+
+    // email and sms are not implemented yet: only a block that turns them off is accepted.
+    void read_disabled_block(const map_view& parent, std::string_view key,
+                             std::span<const key_spec> keys) {
+        const auto f = parent.get(key);
+        if (!f) {
+            return;
+        }
+        const auto m = as_map(report_, *f, keys);
+        if (!m) {
+            return;
+        }
+        bool enabled = true;
+        read_bool(report_, *m, "enabled", enabled);
+        if (enabled) {
+            report_.error(f->key_mark, f->path, "not supported by this version yet");
+        }
+    }
+
+    void read_limits(const map_view& top, config& cfg) {
+        const auto m = section(top, "limits", limit_keys);
+        if (!m) {
+            return;
+        }
+        auto& l = cfg.limits;
+        constexpr long long day = 86400;
+        read_int(report_, *m, "verify_failures", 1, 100, l.verify_failures);
+        read_int(report_, *m, "lockout_s", 1, 7 * day, l.lockout_s);
+        read_int(report_, *m, "per_ip_per_minute", 1, 100000, l.per_ip_per_minute);
+        read_int(report_, *m, "reset_ttl_s", 60, day, l.reset_ttl_s);
+        read_int(report_, *m, "max_body_bytes", 1024, 10485760, l.max_body_bytes);
+        read_int(report_, *m, "header_timeout_s", 1, 300, l.header_timeout_s);
+    }
+
+    void read_state(const map_view& top, config& cfg) {
+        const auto m = section(top, "state", state_keys);
+        if (m) {
+            if (const auto backend = m->get("backend")) {
+                if (const auto v = as_choice(report_, *backend, state_backends)) {
+                    cfg.state.backend = *v;
+                    if (*v == "redis") {
+                        report_.error(backend->value_mark(), backend->path,
+                                      "redis backend is not supported by this version yet");
+                    }
+                }
+            }
+            read_string(report_, *m, "redis_url", cfg.state.redis_url);
+        }
+        if (cfg.state.backend == "sqlite") {
+            read_path_in_folder(m, "path", "state.path", cfg.state.path);
+        }
+    }
+
+    void read_secrets(const map_view& top, config& cfg) {
+        const auto m = section(top, "secrets", secrets_keys);
+        read_path_in_folder(m, "key_file", "secrets.key_file", cfg.secrets_key_file);
+    }
+
+    void read_audit(const map_view& top, config& cfg) {
+        const auto m = section(top, "audit", audit_keys);
+        read_path_in_folder(m, "file", "audit.file", cfg.audit_file);
+    }
+
+    void read_log(const map_view& top, config& cfg) {
+        if (const auto m = section(top, "log", log_keys)) {
+            read_choice(report_, *m, "level", log_levels, cfg.log_level);
+        }
+    }
+
+    report& report_;
+    fs::path base_;
+    YAML::Mark root_mark_;
+};
+
+std::optional<std::string> read_text_file(const fs::path& file, std::string& why) {
+    file_descriptor fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) {
+        why = errno_text(errno);
+        return std::nullopt;
+    }
+    std::string text;
+    std::array<char, 65536> chunk{};
+    for (;;) {
+        const ssize_t n = ::read(fd.get(), chunk.data(), chunk.size());
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            why = errno_text(errno);
+            return std::nullopt;
+        }
+        if (n == 0) {
+            return text;
+        }
+        text.append(chunk.data(), static_cast<std::size_t>(n));
+    }
+}
+
+}  // namespace
+
+config_error::config_error(std::vector<std::string> errors)
+    : std::runtime_error(join_lines(errors)), errors_(std::move(errors)) {}
+
+config load_config(const fs::path& file) {
+    report r(file.string());
+    std::string why;
+    const auto text = read_text_file(file, why);
+    if (!text) {
+        r.file_error("cannot read: " + why);
+        throw config_error(r.take_errors());
+    }
+    std::vector<YAML::Node> documents;
+    try {
+        documents = YAML::LoadAll(*text);
+    } catch (const YAML::Exception& e) {
+        r.error(e.mark, "", e.msg);
+        throw config_error(r.take_errors());
+    }
+    if (documents.size() > 1) {
+        r.error(documents[1].Mark(), "", "only one YAML document is allowed");
+    }
+    YAML::Node root =
+        documents.empty() || documents[0].IsNull() ? YAML::Node(YAML::NodeType::Map) : documents[0];
+    config cfg;
+    if (!root.IsMap()) {
+        r.error(root.Mark(), "", "expected a map of settings at the top, got " + describe(root));
+    } else {
+        cfg = config_reader(file, r).read(root);
+    }
+    if (r.has_errors()) {
+        throw config_error(r.take_errors());
+    }
+    cfg.source = fs::absolute(file).lexically_normal();
+    cfg.warnings = r.take_warnings();
+    return cfg;
+}
+
+}  // namespace pwresetd::daemon

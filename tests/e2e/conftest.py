@@ -1,0 +1,563 @@
+"""End-to-end fixtures: the real pwresetd binary, a real OpenLDAP lab, HTTPS with a verified
+certificate.
+
+Everything runs from temporary folders on loopback. Missing pieces (the binary, the lab
+script) make the tests FAIL, never skip: a green e2e run must mean the daemon was driven.
+
+Environment (set by tests/e2e/CMakeLists.txt):
+  PWRESETD_BINARY      the pwresetd executable
+  PWRESETD_SOURCE_DIR  the source tree (for tests/lab/openldap.sh)
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+SOURCE_DIR = Path(os.environ.get("PWRESETD_SOURCE_DIR") or Path(__file__).resolve().parents[2])
+LAB_SCRIPT = SOURCE_DIR / "tests" / "lab" / "openldap.sh"
+
+PEOPLE = "ou=people,dc=example,dc=test"
+ADMINS_GROUP = "cn=admins,ou=groups,dc=example,dc=test"
+USERS = {
+    "alice": "Alice-Old-Passw0rd!",
+    "bob": "Bob-Old-Passw0rd!",
+    "carol": "Carol-Old-Passw0rd!",  # locked in the directory
+    "dave": "Dave-Old-Passw0rd!",  # disabled
+    "erin": "Erin-Old-Passw0rd!",  # member of the protected group
+}
+TOTP_PERIOD = 30
+VERIFY_FAILURES = 3
+LOCKOUT_S = 900
+RESET_TTL_S = 900
+MAX_BODY_BYTES = 16384
+HEALTH_WAIT_S = 10.0
+
+BASE64URL = re.compile(r"^[A-Za-z0-9_-]+$")
+BASE32 = re.compile(r"^[A-Z2-7]+=*$")
+
+
+def user_dn(name: str) -> str:
+    return f"uid={name},{PEOPLE}"
+
+
+def binary_path() -> Path:
+    env = os.environ.get("PWRESETD_BINARY")
+    if env:
+        return Path(env)
+    for build in ("build-e2e", "build"):
+        candidate = SOURCE_DIR / build / "daemon" / "pwresetd"
+        if candidate.exists():
+            return candidate
+    return SOURCE_DIR / "build-e2e" / "daemon" / "pwresetd"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(cmd, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+def read_secret_file(path: str) -> str:
+    text = Path(path).read_text()
+    return text[:-1] if text.endswith("\n") else text
+
+
+# --------------------------------------------------------------------------- session state
+@dataclass
+class World:
+    """What the session has done so far, shared by every test module: current passwords,
+    enrolled TOTP secrets, the last TOTP step the daemon accepted per user (replay rule),
+    every secret sent (for the leak check) and every contract violation seen on the wire."""
+
+    passwords: dict = field(default_factory=lambda: dict(USERS))
+    totp: dict = field(default_factory=dict)
+    last_step: dict = field(default_factory=dict)
+    sensitive: set = field(default_factory=set)  # strings that must never be logged
+    codes: set = field(default_factory=set)  # every TOTP code sent
+    violations: list = field(default_factory=list)  # (request, problem) seen in any reply
+    replies: int = 0  # responses checked by Api._check_common
+
+    def secret(self, value: str) -> str:
+        self.sensitive.add(value)
+        return value
+
+
+@pytest.fixture(scope="session")
+def world() -> World:
+    return World()
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("pwresetd-e2e")
+
+
+@pytest.fixture(scope="session")
+def binary() -> Path:
+    path = binary_path()
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.fail(f"pwresetd binary not found or not executable: {path} "
+                    f"(build it: cmake --build BUILD --target pwresetd; set PWRESETD_BINARY)")
+    return path
+
+
+# --------------------------------------------------------------------------- the LDAP lab
+@pytest.fixture(scope="session")
+def lab(workdir: Path, world: World):
+    if not LAB_SCRIPT.is_file():
+        pytest.fail(f"lab script missing: {LAB_SCRIPT}")
+    labdir = workdir / "lab"
+    labdir.mkdir()
+    try:
+        started = run(["bash", str(LAB_SCRIPT), "start", str(labdir)], timeout=60)
+        if started.returncode != 0:
+            pytest.fail(f"lab start failed (exit {started.returncode}):\n{started.stdout}\n{started.stderr}")
+        env_file = labdir / "lab.env"
+        if not env_file.is_file():
+            pytest.fail(f"lab start did not write {env_file}:\n{started.stdout}\n{started.stderr}")
+        env = {}
+        for line in env_file.read_text().splitlines():
+            line = line.strip()
+            if not line or line.startswith("#") or "=" not in line:
+                continue
+            k, v = line.split("=", 1)
+            if len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"":
+                v = v[1:-1]
+            env[k.removeprefix("export ").strip()] = v
+        needed = ["LAB_LDAPS_URI", "LAB_CA", "LAB_SVC_DN", "LAB_SVC_PASSWORD_FILE",
+                  "LAB_ADMIN_DN", "LAB_ADMIN_PASSWORD_FILE"]
+        missing = [k for k in needed if k not in env]
+        if missing:
+            pytest.fail(f"lab.env lacks {missing}: {env}")
+        world.secret(read_secret_file(env["LAB_SVC_PASSWORD_FILE"]))
+        for pw in USERS.values():
+            world.secret(pw)
+        yield env
+    finally:
+        stopped = run(["bash", str(LAB_SCRIPT), "stop", str(labdir)], timeout=60)
+        if stopped.returncode != 0:
+            print(f"lab stop failed: {stopped.stdout}{stopped.stderr}")
+
+
+def ldap_env(lab) -> dict:
+    env = dict(os.environ)
+    env["LDAPTLS_CACERT"] = lab["LAB_CA"]
+    env["LDAPTLS_REQCERT"] = "demand"
+    return env
+
+
+def ldap_binds(lab, name: str, password: str) -> bool:
+    """True when `password` binds as `name` over LDAPS (ldapwhoami)."""
+    r = run(["ldapwhoami", "-x", "-H", lab["LAB_LDAPS_URI"], "-D", user_dn(name), "-w", password],
+            env=ldap_env(lab), timeout=20)
+    if r.returncode not in (0, 49):  # 49 invalid credentials (also: locked by ppolicy)
+        raise AssertionError(f"ldapwhoami for {name} failed unexpectedly (exit {r.returncode}): {r.stderr}")
+    return r.returncode == 0
+
+
+def ldap_admin_modify(lab, ldif: str) -> subprocess.CompletedProcess:
+    return run(["ldapmodify", "-x", "-H", lab["LAB_LDAPS_URI"], "-D", lab["LAB_ADMIN_DN"],
+                "-w", read_secret_file(lab["LAB_ADMIN_PASSWORD_FILE"])],
+               input=ldif, env=ldap_env(lab), timeout=20)
+
+
+# --------------------------------------------------------------------------- certificates
+@dataclass
+class Pki:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+@pytest.fixture(scope="session")
+def pki(workdir: Path) -> Pki:
+    d = workdir / "pki"
+    d.mkdir()
+    return make_pki(d)
+
+
+def make_pki(d: Path) -> Pki:
+    """A throwaway CA and a server certificate for 127.0.0.1 / localhost (openssl CLI)."""
+    def ossl(*args):
+        r = run(["openssl", *args], cwd=d, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"openssl {' '.join(args)} failed: {r.stderr}")
+
+    ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=pwresetd e2e CA",
+         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    ossl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (d / "server.ext").write_text(
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+        "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ossl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+         "-out", "server.crt", "-days", "2", "-extfile", "server.ext")
+    os.chmod(d / "server.key", 0o600)
+    return Pki(ca=d / "ca.crt", cert=d / "server.crt", key=d / "server.key")
+
+
+# --------------------------------------------------------------------------- API keys
+@dataclass
+class Keys:
+    portal: str
+    checker: str
+
+
+@pytest.fixture(scope="session")
+def keys(world: World) -> Keys:
+    return Keys(portal=world.secret(secrets.token_urlsafe(32)),
+                checker=world.secret(secrets.token_urlsafe(32)))
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- config
+def config_text(port: int, lab: dict, keys: Keys, uris: list[str] | None = None) -> str:
+    """The daemon's YAML, in block style so line:column of every key is predictable."""
+    uris = uris or [lab["LAB_LDAPS_URI"]]
+    return f"""\
+listen:
+  - "https://127.0.0.1:{port}"
+tls:
+  certificate: server.crt
+  private_key: server.key
+clients:
+  - name: portal
+    api_key_sha256: "{sha256_hex(keys.portal)}"
+    scopes: [reset, enroll]
+  - name: checker
+    api_key_sha256: "{sha256_hex(keys.checker)}"
+    scopes: [check]
+directory:
+  kind: openldap
+  uris: [{", ".join(json.dumps(u) for u in uris)}]
+  ca_file: {lab["LAB_CA"]}
+  bind_dn: "{lab["LAB_SVC_DN"]}"
+  bind_password_file: {lab["LAB_SVC_PASSWORD_FILE"]}
+  user_base: "{PEOPLE}"
+  user_filter: "(&(objectClass=inetOrgPerson)(uid={{username}}))"
+  timeout_ms: 2000
+  pool_size: 2
+  unlock_on_reset: true
+  protected_groups: ["{ADMINS_GROUP}"]
+factors:
+  required: 1
+  totp:
+    enabled: true
+    issuer: "Example"
+    digits: 6
+    period: {TOTP_PERIOD}
+    skew_steps: 1
+    algorithm: SHA1
+limits:
+  verify_failures: {VERIFY_FAILURES}
+  lockout_s: {LOCKOUT_S}
+  reset_ttl_s: {RESET_TTL_S}
+  max_body_bytes: {MAX_BODY_BYTES}
+  header_timeout_s: 5
+state:
+  backend: sqlite
+  path: state.db
+secrets:
+  key_file: secret.key
+audit:
+  file: audit.jsonl
+log:
+  level: debug
+"""
+
+
+# --------------------------------------------------------------------------- HTTP client
+DEFAULT = object()
+
+
+class Reply:
+    """One HTTP exchange. Unpacks as (status, headers, json); `str()` shows request + reply,
+    so a failed assertion names the exact exchange."""
+
+    def __init__(self, method, path, sent, status, headers, raw):
+        self.method, self.path, self.sent = method, path, sent
+        self.status, self.headers, self.raw = status, headers, raw
+        try:
+            self.json = json.loads(raw.decode("utf-8")) if raw else None
+        except (ValueError, UnicodeDecodeError):
+            self.json = None
+
+    def __iter__(self):
+        return iter((self.status, self.headers, self.json))
+
+    def __repr__(self):
+        sent = self.sent if self.sent is None or len(self.sent) < 300 else self.sent[:300] + "…"
+        raw = self.raw[:500].decode("utf-8", "replace")
+        return f"\n  request:  {self.method} {self.path} {sent or ''}\n  response: {self.status} {raw}\n"
+
+    __str__ = __repr__
+
+
+class Api:
+    def __init__(self, port: int, ca: Path, key: str | None, world: World):
+        self.port, self.key, self.world = port, key, world
+        self.ctx = ssl.create_default_context(cafile=str(ca))  # verifies chain + IP SAN
+        assert self.ctx.verify_mode == ssl.CERT_REQUIRED and self.ctx.check_hostname
+
+    def connection(self, timeout=15.0) -> http.client.HTTPSConnection:
+        return http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=timeout)
+
+    def call(self, method: str, path: str, body=None, key=DEFAULT, headers=None, raw_body: bytes | None = None,
+             content_type: str | None = "application/json", conn: http.client.HTTPSConnection | None = None,
+             timeout=15.0) -> Reply:
+        key = self.key if key is DEFAULT else key
+        hdrs = {}
+        if key is not None:
+            hdrs["Authorization"] = f"Bearer {key}"
+        data = raw_body if raw_body is not None else (
+            json.dumps(body).encode() if body is not None else None)
+        if data is not None and content_type:
+            hdrs["Content-Type"] = content_type
+        hdrs.update(headers or {})
+        own = conn is None
+        conn = conn or self.connection(timeout)
+        try:
+            conn.request(method, path, body=data, headers=hdrs)
+            resp = conn.getresponse()
+            raw = resp.read()
+            got = {k.lower(): v for k, v in resp.getheaders()}
+        finally:
+            if own:
+                conn.close()
+        shown = None if data is None else data.decode("utf-8", "replace")
+        reply = Reply(method, path, shown, resp.status, got, raw)
+        self._check_common(reply)
+        return reply
+
+    def _check_common(self, r: Reply):
+        """API.md: every response carries Cache-Control: no-store and a JSON body; error
+        bodies have `error` and a human `message`. Recorded, asserted by test_zz_contract."""
+        self.world.replies += 1
+        where = f"{r.method} {r.path} -> {r.status}"
+        if "no-store" not in r.headers.get("cache-control", ""):
+            self.world.violations.append((where, f"Cache-Control is {r.headers.get('cache-control')!r}"))
+        if not isinstance(r.json, dict):
+            self.world.violations.append((where, f"body is not a JSON object: {r.raw[:200]!r}"))
+        elif not r.headers.get("content-type", "").startswith("application/json"):
+            self.world.violations.append((where, f"Content-Type is {r.headers.get('content-type')!r}"))
+        if r.status >= 400 and isinstance(r.json, dict) and "error" in r.json and r.path != "/v1/health":
+            if not isinstance(r.json.get("message"), str) or not r.json["message"]:
+                self.world.violations.append((where, f"error body without a message: {r.json}"))
+
+
+def assert_error(r: Reply, status: int, code: str):
+    assert r.status == status, f"expected {status} {code}:{r}"
+    assert isinstance(r.json, dict) and r.json.get("error") == code, f"expected error {code!r}:{r}"
+
+
+# --------------------------------------------------------------------------- the daemon
+class Daemon:
+    def __init__(self, binary: Path, directory: Path, port: int, world: World, pki: Pki):
+        self.binary, self.dir, self.port, self.world, self.pki = binary, directory, port, world, pki
+        self.config = directory / "pwresetd.yaml"
+        self.stderr_path = directory / "pwresetd.stderr.log"
+        self.audit_path = directory / "audit.jsonl"
+        self.proc: subprocess.Popen | None = None
+        self.exit_code: int | None = None
+
+    def write(self, text: str):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for src, name in ((self.pki.cert, "server.crt"), (self.pki.key, "server.key")):
+            (self.dir / name).write_bytes(src.read_bytes())
+        os.chmod(self.dir / "server.key", 0o600)
+        self.config.write_text(text)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+    def start(self, api: Api):
+        err = open(self.stderr_path, "ab")
+        try:
+            self.proc = subprocess.Popen([str(self.binary), "-c", str(self.config)], cwd=self.dir,
+                                         stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+        finally:
+            err.close()
+        deadline = time.monotonic() + HEALTH_WAIT_S
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"pwresetd exited with {self.proc.returncode} during startup; stderr:\n"
+                            f"{self.stderr()[-4000:]}")
+            try:
+                api.call("GET", "/v1/health", key=None, timeout=3)
+                return
+            except (ConnectionError, OSError, http.client.HTTPException) as e:
+                last = e
+                time.sleep(0.05)
+        self.kill()
+        pytest.fail(f"pwresetd did not answer /v1/health within {HEALTH_WAIT_S}s (last error: {last!r}); "
+                    f"stderr:\n{self.stderr()[-4000:]}")
+
+    def stop(self, timeout=15) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            self.exit_code = None if self.proc is None else self.proc.returncode
+            return self.exit_code
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.exit_code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"pwresetd did not exit within {timeout}s of SIGTERM")
+        return self.exit_code
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+def start_daemon(binary, directory, world, pki, keys, lab, uris=None) -> tuple[Daemon, Api]:
+    port = free_port()
+    d = Daemon(binary, directory, port, world, pki)
+    d.write(config_text(port, lab, keys, uris))
+    api = Api(port, pki.ca, keys.portal, world)
+    d.start(api)
+    return d, api
+
+
+@pytest.fixture(scope="session")
+def daemon(binary, workdir, world, pki, keys, lab):
+    d, _ = start_daemon(binary, workdir / "daemon", world, pki, keys, lab)
+    try:
+        yield d
+    finally:
+        code = d.stop()
+        print(f"\npwresetd stderr log: {d.stderr_path}\naudit: {d.audit_path}")
+    assert code == 0, f"pwresetd exited with {code} after SIGTERM (expected 0); stderr tail:\n{d.stderr()[-3000:]}"
+    leaks = find_leaks(world, [d.stderr_path, d.audit_path])
+    assert not leaks, "secrets in the daemon's log/audit after shutdown:\n" + "\n".join(leaks)
+
+
+@pytest.fixture(scope="session")
+def api(daemon, pki, keys, world) -> Api:
+    return Api(daemon.port, pki.ca, keys.portal, world)
+
+
+@pytest.fixture(scope="session")
+def checker_api(daemon, pki, keys, world) -> Api:
+    return Api(daemon.port, pki.ca, keys.checker, world)
+
+
+# --------------------------------------------------------------------------- TOTP
+def totp_at(secret: str, t: int) -> str:
+    r = run(["oathtool", "--totp", "-d", "6", "-s", f"{TOTP_PERIOD}s", "-b", secret, "--now", f"@{int(t)}"],
+            timeout=10)
+    if r.returncode != 0:
+        raise AssertionError(f"oathtool failed for the daemon's secret: {r.stderr}")
+    return r.stdout.strip()
+
+
+def code_for_step(secret: str, step: int) -> str:
+    return totp_at(secret, step * TOTP_PERIOD)
+
+
+def now_step() -> int:
+    return int(time.time()) // TOTP_PERIOD
+
+
+def fresh_code(world: World, user: str) -> tuple[str, int]:
+    """A code the daemon must accept now for `user`: the current step, or the next one
+    (skew_steps 1) when the current one was already used. Sleeps only if even the next
+    step is used (not expected in this suite)."""
+    secret = world.totp[user]
+    while True:
+        cur = now_step()
+        step = max(cur, world.last_step.get(user, -1) + 1)
+        if step <= cur + 1:
+            code = code_for_step(secret, step)
+            world.codes.add(code)
+            return code, step
+        time.sleep((cur + 1) * TOTP_PERIOD - time.time() + 0.05)
+
+
+def wrong_code(world: World, user: str | None = None) -> str:
+    """A 6-digit code that is valid for none of the steps around now."""
+    avoid = set()
+    if user and user in world.totp:
+        cur = now_step()
+        avoid = {code_for_step(world.totp[user], s) for s in range(cur - 3, cur + 4)}
+    while True:
+        code = f"{secrets.randbelow(10**6):06d}"
+        if code not in avoid:
+            world.codes.add(code)
+            return code
+
+
+def enroll(api: Api, world: World, user: str) -> str:
+    """Enrolls TOTP for `user` (201 + confirm 200) and records the secret and used step."""
+    r = api.call("POST", "/v1/enrollments/totp", {"username": user, "current_password": world.passwords[user]})
+    assert r.status == 201, f"enrollment of {user}:{r}"
+    secret = world.secret(r.json["secret"])
+    world.totp[user] = secret
+    code, step = fresh_code(world, user)
+    c = api.call("POST", f"/v1/enrollments/totp/{r.json['enrollment_id']}/confirm", {"code": code})
+    assert c.status == 200 and c.json == {"status": "enrolled"}, f"confirm for {user}:{c}"
+    world.last_step[user] = step
+    return secret
+
+
+def ensure_enrolled(api: Api, world: World, user: str) -> str:
+    return world.totp[user] if user in world.totp else enroll(api, world, user)
+
+
+def start_reset(api: Api, user: str) -> Reply:
+    return api.call("POST", "/v1/resets", {"username": user})
+
+
+# --------------------------------------------------------------------------- leak check
+BENIGN_NUMBER_KEYS = re.compile(r"(pid|port|_ms|_us|ms$|us$|duration|elapsed|latency|bytes|size|len|count|time|line)",
+                                re.I)
+
+
+def find_leaks(world: World, files: list[Path]) -> list[str]:
+    found = []
+    for f in files:
+        if not f.exists():
+            continue
+        text = f.read_text(errors="replace")
+        for s in sorted(world.sensitive):
+            variants = {s, s.lower(), s.rstrip("=")} if BASE32.match(s) else {s}
+            for v in variants:
+                if len(v) >= 6 and v in text:
+                    line = next(l for l in text.splitlines() if v in l)
+                    found.append(f"{f.name}: secret {v[:4]}… appears in: {line[:300]}")
+                    break
+        # 6-digit codes: flag a whole-token occurrence unless it is the value of an
+        # obviously numeric field (pid=, port=, duration_ms=…), which may collide by chance.
+        for code in sorted(world.codes):
+            for m in re.finditer(rf"(?<![0-9A-Za-z]){code}(?![0-9A-Za-z])", text):
+                before = text[max(0, m.start() - 40):m.start()]
+                km = re.search(r"""["']?([A-Za-z_][\w.-]*)["']?\s*[=:]\s*["']?$""", before)
+                if km and BENIGN_NUMBER_KEYS.search(km.group(1)):
+                    continue
+                line_start = text.rfind("\n", 0, m.start()) + 1
+                line_end = text.find("\n", m.end())
+                found.append(f"{f.name}: TOTP code {code} appears in: {text[line_start:line_end][:300]}")
+                break
+    return found

@@ -1,0 +1,120 @@
+#include "daemon/api.hpp"
+
+#include <catch2/catch.hpp>
+
+#include "daemon/client_auth.hpp"
+#include "daemon/messages.hpp"
+#include "daemon/worker_pool.hpp"
+#include "common/crypto.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+using namespace pwresetd;
+using namespace pwresetd::daemon;
+
+TEST_CASE("routes, scopes and methods", "[api]") {
+    auto r = find_route("POST", "/v1/resets");
+    REQUIRE(r.found);
+    CHECK(r.found->target == endpoint::reset_start);
+    CHECK(r.found->scope == "reset");
+
+    r = find_route("POST", "/v1/resets/abcDEF_-123/verify?x=1");
+    REQUIRE(r.found);
+    CHECK(r.found->target == endpoint::reset_verify);
+    CHECK(r.found->param == "abcDEF_-123");
+
+    r = find_route("GET", "/v1/health");
+    REQUIRE(r.found);
+    CHECK(r.found->scope.empty());
+
+    r = find_route("GET", "/v1/resets");
+    CHECK_FALSE(r.found);
+    CHECK(r.allow == "POST");
+
+    CHECK_FALSE(find_route("GET", "/v1/nope").found);
+    CHECK(find_route("GET", "/v1/nope").allow.empty());
+    CHECK_FALSE(find_route("GET", "/").found);
+    CHECK_FALSE(find_route("POST", "/v2/resets").found);
+
+    r = find_route("POST", "/v1/enrollments/totp/ID/confirm");
+    REQUIRE(r.found);
+    CHECK(r.found->target == endpoint::enroll_totp_confirm);
+    CHECK(r.found->scope == "enroll");
+    r = find_route("POST", "/v1/password/change");
+    REQUIRE(r.found);
+    CHECK(r.found->target == endpoint::not_implemented);
+    CHECK(r.found->scope == "change");
+}
+
+TEST_CASE("Accept-Language picks en or sv with q-values", "[messages]") {
+    CHECK(pick_language("") == language::en);
+    CHECK(pick_language("sv") == language::sv);
+    CHECK(pick_language("sv-SE,sv;q=0.9,en;q=0.8") == language::sv);
+    CHECK(pick_language("en;q=0.5, SV-se;q=0.9") == language::sv);
+    CHECK(pick_language("de, fr;q=0.9") == language::en);
+    CHECK(pick_language("sv;q=0, en") == language::en);
+    CHECK(message_for_error("locked", language::sv) ==
+          "För många misslyckade försök. Försök igen senare.");
+    CHECK(message_for_error("no-such-code", language::en) == message_for_error("internal",
+                                                                               language::en));
+    CHECK(message_for_rule("directory_policy", "Password fails quality", language::en) ==
+          "The directory refused the password. (Password fails quality)");
+    CHECK(message_for_rule("history", "ignored", language::en).find("ignored") ==
+          std::string::npos);
+}
+
+TEST_CASE("error replies carry the code and a localized message", "[api]") {
+    const auto r = error_reply(400, "bad_request", language::en, "missing field 'username'");
+    CHECK(r.status == 400);
+    CHECK(r.body.at("error").as_string() == "bad_request");
+    CHECK(r.body.at("message").as_string() ==
+          "The request is not valid: missing field 'username'.");
+}
+
+TEST_CASE("bearer keys authenticate by SHA-256, scopes are checked", "[client_auth]") {
+    std::vector<client_settings> clients(2);
+    clients[0].name = "portal";
+    clients[0].api_key_sha256 = crypto::sha256("portal-key");
+    clients[0].scopes = {"reset", "enroll"};
+    clients[1].name = "checker";
+    clients[1].api_key_sha256 = crypto::sha256("checker-key");
+    clients[1].scopes = {"check"};
+    const client_auth auth(clients);
+    const auto* c = auth.authenticate("Bearer portal-key");
+    REQUIRE(c != nullptr);
+    CHECK(c->name == "portal");
+    CHECK(auth.authenticate("bearer checker-key")->name == "checker");
+    CHECK(auth.authenticate("Bearer portal-key2") == nullptr);
+    CHECK(auth.authenticate("Bearer ") == nullptr);
+    CHECK(auth.authenticate("Basic cG9ydGFsLWtleQ==") == nullptr);
+    CHECK(auth.authenticate("portal-key") == nullptr);
+    CHECK(auth.authenticate("") == nullptr);
+    CHECK(client_auth::has_scope(*c, "reset"));
+    CHECK_FALSE(client_auth::has_scope(*c, "check"));
+}
+
+TEST_CASE("worker pool refuses work beyond its queue", "[worker_pool]") {
+    worker_pool pool(1, 2);
+    std::atomic<bool> release{false};
+    std::atomic<int> done{0};
+    auto blocker = [&] {
+        while (!release) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        ++done;
+    };
+    REQUIRE(pool.try_submit(blocker));
+    // Wait until the worker has taken the first job, so the queue is empty.
+    while (pool.queued() != 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    CHECK(pool.try_submit([&] { ++done; }));
+    CHECK(pool.try_submit([&] { ++done; }));
+    CHECK_FALSE(pool.try_submit([&] { ++done; }));
+    release = true;
+    pool.stop();
+    CHECK(done == 3);
+    CHECK_FALSE(pool.try_submit([&] { ++done; }));
+}

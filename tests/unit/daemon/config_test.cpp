@@ -1,0 +1,515 @@
+#include "daemon/config.hpp"
+
+#include <sys/stat.h>
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace {
+
+namespace fs = std::filesystem;
+using pwresetd::daemon::config;
+using pwresetd::daemon::config_error;
+using pwresetd::daemon::listen_endpoint;
+using pwresetd::daemon::load_config;
+
+fs::path source_fixtures() {
+    const char* root = std::getenv("PWRESETD_SOURCE_DIR");  // NOLINT(concurrency-mt-unsafe)
+    if (root == nullptr) {
+        throw std::runtime_error("PWRESETD_SOURCE_DIR is not set (run the test through ctest)");
+    }
+    return fs::path(root) / "tests" / "fixtures" / "config";
+}
+
+std::vector<std::string> errors_of(const fs::path& file) {
+    try {
+        (void)load_config(file);
+    } catch (const config_error& e) {
+        return e.errors();
+    }
+    FAIL("loaded without errors: " << file);
+    return {};
+}
+
+// A private copy of the fixtures, for tests that change modes or add files.
+class fixture_copy {
+public:
+    fixture_copy() {
+        std::string pattern = (fs::temp_directory_path() / "pwresetd-config-XXXXXX").string();
+        if (::mkdtemp(pattern.data()) == nullptr) {
+            throw std::system_error(errno, std::generic_category(), "mkdtemp");
+        }
+        dir_ = pattern;
+        fs::copy(source_fixtures(), dir_, fs::copy_options::recursive);
+        chmod("bind-password", fs::perms::owner_read | fs::perms::owner_write);
+    }
+    fixture_copy(const fixture_copy&) = delete;
+    fixture_copy& operator=(const fixture_copy&) = delete;
+    ~fixture_copy() {
+        std::error_code ignored;
+        fs::remove_all(dir_, ignored);
+    }
+
+    [[nodiscard]] const fs::path& dir() const noexcept { return dir_; }
+
+    fs::path write(const std::string& name, std::string_view text) const {
+        fs::path file = dir_ / name;
+        std::ofstream out(file, std::ios::binary | std::ios::trunc);
+        out << text;
+        return file;
+    }
+
+    void chmod(const std::string& name, fs::perms mode) const {
+        fs::permissions(dir_ / name, mode, fs::perm_options::replace);
+    }
+
+    // minimal.yaml with one exact text replaced, written under a new name.
+    fs::path variant(const std::string& name, std::string_view from, std::string_view to) const {
+        std::ifstream in(dir_ / "minimal.yaml", std::ios::binary);
+        std::string text(fs::file_size(dir_ / "minimal.yaml"), '\0');
+        in.read(text.data(), static_cast<std::streamsize>(text.size()));
+        const auto at = text.find(from);
+        REQUIRE(at != std::string::npos);
+        text.replace(at, from.size(), to);
+        return write(name, text);
+    }
+
+private:
+    fs::path dir_;
+};
+
+class scoped_env {
+public:
+    scoped_env(const char* name, const std::optional<std::string>& value) : name_(name) {
+        if (const char* old = std::getenv(name)) {  // NOLINT(concurrency-mt-unsafe)
+            old_ = old;
+        }
+        set(value);
+    }
+    scoped_env(const scoped_env&) = delete;
+    scoped_env& operator=(const scoped_env&) = delete;
+    ~scoped_env() { set(old_); }
+
+private:
+    void set(const std::optional<std::string>& value) const {
+        if (value) {
+            ::setenv(name_, value->c_str(), 1);  // NOLINT(concurrency-mt-unsafe)
+        } else {
+            ::unsetenv(name_);  // NOLINT(concurrency-mt-unsafe)
+        }
+    }
+
+    const char* name_;
+    std::optional<std::string> old_;
+};
+
+}  // namespace
+
+TEST_CASE("a full configuration loads with every value", "[config]") {
+    const fixture_copy copy;
+    const fs::path& d = copy.dir();
+    const config c = load_config(d / "full.yaml");
+
+    CHECK(c.source == d / "full.yaml");
+    CHECK(c.warnings.empty());
+
+    REQUIRE(c.listen.size() == 4);
+    CHECK(c.listen[0].type == listen_endpoint::kind::https);
+    CHECK(c.listen[0].host == "127.0.0.1");
+    CHECK(c.listen[0].port == 8443);
+    CHECK(c.listen[0].text == "https://127.0.0.1:8443");
+    CHECK(c.listen[1].host == "::1");
+    CHECK(c.listen[1].port == 8444);
+    CHECK(c.listen[2].host == "pwreset.example.test");
+    CHECK(c.listen[2].port == 443);
+    CHECK(c.listen[3].type == listen_endpoint::kind::unix_socket);
+    CHECK(c.listen[3].socket_path == d / "run" / "api.sock");
+
+    CHECK(c.tls.certificate == d / "tls" / "server.crt");
+    CHECK(c.tls.private_key == d / "tls" / "server.key");
+    CHECK(c.tls.client_ca == d / "tls" / "portal-ca.crt");
+
+    REQUIRE(c.clients.size() == 2);
+    CHECK(c.clients[0].name == "intranet");
+    REQUIRE(c.clients[0].api_key_sha256.has_value());
+    const std::array<unsigned char, 32> sha256_of_test = {
+        0x9f, 0x86, 0xd0, 0x81, 0x88, 0x4c, 0x7d, 0x65, 0x9a, 0x2f, 0xea,
+        0xa0, 0xc5, 0x5a, 0xd0, 0x15, 0xa3, 0xbf, 0x4f, 0x1b, 0x2b, 0x0b,
+        0x82, 0x2c, 0xd1, 0x5d, 0x6c, 0x15, 0xb0, 0xf0, 0x0a, 0x08};
+    CHECK(*c.clients[0].api_key_sha256 == sha256_of_test);
+    CHECK(c.clients[0].certificate_subject.empty());
+    CHECK(c.clients[0].scopes == std::vector<std::string>{"reset", "change", "enroll", "check"});
+    CHECK(c.clients[1].name == "kiosk");
+    CHECK_FALSE(c.clients[1].api_key_sha256.has_value());
+    CHECK(c.clients[1].certificate_subject == "CN=kiosk.example.test");
+    CHECK(c.clients[1].scopes == std::vector<std::string>{"check"});
+
+    const auto& dir = c.directory;
+    CHECK(dir.kind == pwresetd::ldap::directory_kind::active_directory);
+    CHECK(dir.uris ==
+          std::vector<std::string>{"ldap://dc1.example.test", "ldaps://dc2.example.test:636"});
+    CHECK(dir.start_tls);
+    CHECK(dir.ca_file == (d / "directory-ca.crt").string());
+    CHECK(dir.bind_dn == "CN=svc-pwreset,OU=Services,DC=example,DC=test");
+    CHECK(dir.bind_password.view() == "Bind-Secret 42");
+    CHECK(dir.user_base == "DC=example,DC=test");
+    CHECK(dir.user_filter == "(&(objectClass=user)(sAMAccountName={username}))");
+    CHECK(dir.timeout_ms == 2500);
+    CHECK(dir.pool_size == 8);
+    CHECK(dir.attributes.email == "otherMail");
+    CHECK(dir.attributes.phone == "telephoneNumber");
+    CHECK(dir.attributes.display_name == "cn");
+    CHECK(dir.password_write == pwresetd::ldap::password_write_mode::modify);
+    CHECK_FALSE(dir.unlock_on_reset);
+    CHECK(dir.force_change_at_next_logon);
+    CHECK(dir.protected_groups ==
+          std::vector<std::string>{"CN=Domain Admins,CN=Users,DC=example,DC=test",
+                                   "CN=Enterprise Admins,CN=Users,DC=example,DC=test"});
+
+    CHECK(c.factors.required == 1);
+    CHECK(c.factors.totp.enabled);
+    CHECK(c.factors.totp.issuer == "Example Corp");
+    CHECK(c.factors.totp.params.digits == 8);
+    CHECK(c.factors.totp.params.period == 60);
+    CHECK(c.factors.totp.params.skew_steps == 2);
+    CHECK(c.factors.totp.params.algorithm == pwresetd::factors::totp_algorithm::sha256);
+
+    CHECK(c.limits.verify_failures == 3);
+    CHECK(c.limits.lockout_s == 600);
+    CHECK(c.limits.per_ip_per_minute == 20);
+    CHECK(c.limits.reset_ttl_s == 300);
+    CHECK(c.limits.max_body_bytes == 8192);
+    CHECK(c.limits.header_timeout_s == 5);
+
+    CHECK(c.state.backend == "sqlite");
+    CHECK(c.state.path == d / "state.db");
+    CHECK(c.secrets_key_file == d / "secret.key");
+    CHECK(c.audit_file == d / "audit.jsonl");
+    CHECK(c.log_level == pwresetd::log::level::debug);
+}
+
+TEST_CASE("a minimal configuration gets the documented defaults", "[config]") {
+    const fixture_copy copy;
+    const config c = load_config(copy.dir() / "minimal.yaml");
+    CHECK(c.warnings.empty());
+    CHECK_FALSE(c.tls.client_ca.has_value());
+    CHECK(c.directory.kind == pwresetd::ldap::directory_kind::openldap);
+    CHECK_FALSE(c.directory.start_tls);
+    CHECK(c.directory.timeout_ms == 5000);
+    CHECK(c.directory.pool_size == 4);
+    CHECK(c.directory.attributes.email == "mail");
+    CHECK(c.directory.password_write == pwresetd::ldap::password_write_mode::exop);
+    CHECK(c.directory.unlock_on_reset);
+    CHECK_FALSE(c.directory.force_change_at_next_logon);
+    CHECK(c.directory.protected_groups.empty());
+    CHECK(c.factors.required == 1);
+    CHECK(c.factors.totp.enabled);
+    CHECK(c.factors.totp.issuer == "pwresetd");
+    CHECK(c.factors.totp.params.digits == 6);
+    CHECK(c.factors.totp.params.period == 30);
+    CHECK(c.factors.totp.params.skew_steps == 1);
+    CHECK(c.factors.totp.params.algorithm == pwresetd::factors::totp_algorithm::sha1);
+    CHECK(c.limits.verify_failures == 5);
+    CHECK(c.limits.lockout_s == 900);
+    CHECK(c.limits.per_ip_per_minute == 30);
+    CHECK(c.limits.reset_ttl_s == 900);
+    CHECK(c.limits.max_body_bytes == 16384);
+    CHECK(c.limits.header_timeout_s == 10);
+    CHECK(c.state.backend == "sqlite");
+    CHECK(c.log_level == pwresetd::log::level::info);
+}
+
+TEST_CASE("each bad fixture reports exactly its errors, with line and column", "[config]") {
+    struct bad_case {
+        std::string file;
+        std::vector<std::string> errors;  // after "FILE:"; {dir} is the fixtures folder
+    };
+    // Long messages are split into adjacent literals on purpose.
+    // NOLINTBEGIN(bugprone-suspicious-missing-comma)
+    const std::vector<bad_case> cases = {
+        {"bad_unknown_key.yaml",
+         {"7:3: tls.ocsp_stapling: unknown key", "13:3: directory: missing required key 'uris'",
+          "14:3: directory.uri: unknown key (did you mean 'uris'?)",
+          "26:1: limit: unknown key (did you mean 'limits'?)"}},
+        {"bad_wrong_types.yaml",
+         {"18:14: directory.start_tls: expected true or false, got 'yes'",
+          "19:15: directory.timeout_ms: expected an integer in 100..300000, got the quoted "
+          "string \"5000\"",
+          "20:21: directory.protected_groups: expected a list, got the quoted string "
+          "\"CN=Admins,DC=example,DC=test\"",
+          "22:15: directory.attributes: expected a map, got a list",
+          "30:20: limits.verify_failures: must be in 1..100, got 0",
+          "31:14: limits.lockout_s: expected an integer in 1..604800, got '15m'",
+          "32:6: log: expected a map, got 'debug'"}},
+        {"bad_missing_required.yaml",
+         {"8:5: clients[0]: missing required key 'scopes'",
+          "11:3: directory: missing required key 'bind_dn'"}},
+        {"bad_plain_ldap.yaml",
+         {"13:38: directory.uris[1]: plain ldap:// needs start_tls: true",
+          "13:65: directory.uris[2]: expected an ldaps:// or ldap:// URI, got "
+          "'http://dc3.example.test'"}},
+        {"bad_api_key.yaml",
+         {"9:21: clients[0].api_key_sha256: expected 64 hexadecimal characters (the SHA-256 "
+          "of the API key)"}},
+        {"bad_duplicate_client.yaml",
+         {"11:11: clients[1].name: duplicate client name 'intranet' (also clients[0])",
+          "12:21: clients[1].api_key_sha256: same API key as clients[0]",
+          "13:21: clients[1].scopes[1]: duplicate scope 'reset'",
+          "13:28: clients[1].scopes[2]: expected one of reset, change, enroll, check, got "
+          "'rest' (did you mean 'reset'?)"}},
+        {"bad_not_yet_supported.yaml",
+         {"4:1: metrics_listen: not supported by this version yet",
+          "21:12: state.backend: redis backend is not supported by this version yet",
+          "28:3: factors.two_methods_groups: not supported by this version yet",
+          "29:3: factors.email: not supported by this version yet",
+          "31:1: policy: not supported by this version yet",
+          "33:1: admin_socket: not supported by this version yet"}},
+        {"bad_missing_file.yaml",
+         {"5:3: tls.certificate: cannot open {dir}/tls/missing.crt: No such file or directory",
+          "14:3: directory.ca_file: cannot open {dir}/tls: not a regular file",
+          "20:3: state.path: folder {dir}/nowhere does not exist"}},
+        {"bad_syntax.yaml", {"14:3: end of sequence flow not found"}},
+        {"bad_listen.yaml",
+         {"4:5: listen[1]: expected https://HOST:PORT or unix:/PATH, got "
+          "'http://127.0.0.1:8080'",
+          "5:5: listen[2]: needs a port: https://HOST:PORT",
+          "6:5: listen[3]: an IPv6 address needs brackets: https://[ADDRESS]:PORT",
+          "7:5: listen[4]: port must be a number in 1..65535, got '70000'",
+          "8:5: listen[5]: '300.1.2.3' is not a valid IPv4 address",
+          "9:5: listen[6]: 'bad_host' is not a valid host name or IP address",
+          "10:5: listen[7]: expected unix:/PATH",
+          "11:5: listen[8]: duplicate listener https://127.0.0.1:8443"}},
+        {"bad_factors.yaml",
+         {"26:13: factors.required: 2 methods required but 1 enabled (this version supports "
+          "totp only)",
+          "28:13: factors.totp.digits: must be 6 or 8, got 7",
+          "29:13: factors.totp.period: must be in 10..120, got 5",
+          "30:16: factors.totp.algorithm: expected one of SHA1, SHA256, SHA512, got 'sha1' "
+          "(did you mean 'SHA1'?)",
+          "32:19: limits.max_body_bytes: must be in 1024..10485760, got 100"}},
+        {"bad_secrets.yaml",
+         {"16:3: directory.bind_password: secrets are never written inline; use "
+          "bind_password_file or bind_password_credential",
+          "17:3: directory.bind_password_file: {dir}/empty-password is empty"}},
+        {"bad_two_secret_sources.yaml",
+         {"17:3: directory.bind_password_credential: use either bind_password_file or "
+          "bind_password_credential, not both"}},
+    };
+    // NOLINTEND(bugprone-suspicious-missing-comma)
+    const fs::path dir = source_fixtures();
+    for (const auto& c : cases) {
+        SECTION(c.file) {
+            const fs::path file = dir / c.file;
+            std::vector<std::string> expected;
+            for (std::string e : c.errors) {
+                for (auto at = e.find("{dir}"); at != std::string::npos; at = e.find("{dir}")) {
+                    e.replace(at, 5, dir.string());
+                }
+                expected.push_back(file.string() + ":" + e);
+            }
+            CHECK(errors_of(file) == expected);
+        }
+    }
+}
+
+TEST_CASE("an inline secret is refused without repeating it", "[config]") {
+    const auto errors = errors_of(source_fixtures() / "bad_secrets.yaml");
+    REQUIRE_FALSE(errors.empty());
+    for (const auto& e : errors) {
+        CHECK(e.find("hunter2") == std::string::npos);
+    }
+}
+
+TEST_CASE("config_error::what() lists every error, one per line", "[config]") {
+    const fs::path file = source_fixtures() / "bad_missing_required.yaml";
+    try {
+        (void)load_config(file);
+        FAIL("loaded");
+    } catch (const config_error& e) {
+        REQUIRE(e.errors().size() == 2);
+        CHECK(std::string(e.what()) == e.errors()[0] + "\n" + e.errors()[1]);
+    }
+}
+
+TEST_CASE("a config file that cannot be read", "[config]") {
+    const fixture_copy copy;
+    const fs::path missing = copy.dir() / "absent.yaml";
+    CHECK(errors_of(missing) ==
+          std::vector<std::string>{missing.string() + ": cannot read: No such file or directory"});
+    CHECK(errors_of(copy.dir()) ==
+          std::vector<std::string>{copy.dir().string() + ": cannot read: Is a directory"});
+}
+
+TEST_CASE("the shape of the document", "[config]") {
+    const fixture_copy copy;
+    SECTION("empty: every required top-level key is missing") {
+        const auto file = copy.write("empty.yaml", "# nothing yet\n");
+        const auto errors = errors_of(file);
+        for (const char* key : {"listen", "clients", "directory"}) {
+            const std::string expected =
+                file.string() + ":1:1: missing required key '" + std::string(key) + "'";
+            CHECK(std::count(errors.begin(), errors.end(), expected) == 1);
+        }
+    }
+    SECTION("a list at the top") {
+        const auto file = copy.write("list.yaml", "- listen\n- tls\n");
+        CHECK(errors_of(file) ==
+              std::vector<std::string>{file.string() +
+                                       ":1:1: expected a map of settings at the top, got a list"});
+    }
+    SECTION("two documents") {
+        const auto file = copy.variant("two.yaml", "file: audit.jsonl\n",
+                                       "file: audit.jsonl\n---\nlog: {level: info}\n");
+        CHECK(errors_of(file) ==
+              std::vector<std::string>{file.string() + ":27:1: only one YAML document is allowed"});
+    }
+    SECTION("a key given twice") {
+        const auto file = copy.variant("twice.yaml", "  kind: openldap\n",
+                                       "  kind: openldap\n  kind: active_directory\n");
+        CHECK(errors_of(file) ==
+              std::vector<std::string>{file.string() +
+                                       ":14:3: directory.kind: duplicate key (first at line 13)"});
+    }
+    SECTION("tls is not needed when every listener is a unix socket") {
+        const auto file =
+            copy.variant("unix.yaml",
+                         "  - \"https://127.0.0.1:8443\"\ntls:\n  certificate: tls/server.crt\n"
+                         "  private_key: tls/server.key\n",
+                         "  - \"unix:/run/pwresetd/api.sock\"\n");
+        CHECK(load_config(file).listen.at(0).socket_path == "/run/pwresetd/api.sock");
+    }
+    SECTION("a certificate subject needs tls.client_ca") {
+        const auto file = copy.variant("subject.yaml", "    scopes: [reset]\n",
+                                       "    certificate_subject: \"CN=portal\"\n"
+                                       "    scopes: [reset]\n");
+        CHECK(errors_of(file) ==
+              std::vector<std::string>{file.string() +
+                                       ":11:5: clients[0].certificate_subject: needs tls.client_ca "
+                                       "(client certificates are verified only when it is set)"});
+    }
+    SECTION("default folders are checked too") {
+        const auto file = copy.variant("defaults.yaml", "audit:\n  file: audit.jsonl\n", "");
+        const auto errors = errors_of(file);
+        if (!fs::is_directory("/var/log/pwresetd")) {
+            CHECK(errors ==
+                  std::vector<std::string>{
+                      file.string() + ":3:1: audit.file: folder /var/log/pwresetd does not exist "
+                                      "(the default)"});
+        }
+    }
+}
+
+TEST_CASE("the bind password file", "[config]") {
+    const fixture_copy copy;
+    const fs::path file = copy.dir() / "minimal.yaml";
+    const fs::path secret_file = copy.dir() / "bind-password";
+    const std::string warning = file.string() +
+                                ":17:3: directory.bind_password_file: " + secret_file.string() +
+                                " is readable by group or others; chmod 600";
+
+    SECTION("exactly one trailing newline is stripped") {
+        copy.write("bind-password", "pw\r\n\n");
+        CHECK(load_config(file).directory.bind_password.view() == "pw\r\n");
+        copy.write("bind-password", "pw\r\n");
+        CHECK(load_config(file).directory.bind_password.view() == "pw\r");
+        copy.write("bind-password", "no newline");
+        CHECK(load_config(file).directory.bind_password.view() == "no newline");
+    }
+    SECTION("a newline alone is an empty secret") {
+        copy.write("bind-password", "\n");
+        CHECK(errors_of(file) ==
+              std::vector<std::string>{file.string() + ":17:3: directory.bind_password_file: " +
+                                       secret_file.string() + " is empty"});
+    }
+    SECTION("mode 0600 gives no warning") {
+        CHECK(load_config(file).warnings.empty());
+    }
+    SECTION("readable by the group: a warning") {
+        copy.chmod("bind-password",
+                   fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
+        const config c = load_config(file);
+        CHECK(c.warnings == std::vector<std::string>{warning});
+        CHECK(c.directory.bind_password.view() == "Bind-Secret 42");
+    }
+    SECTION("readable by others: a warning") {
+        copy.chmod("bind-password", fs::perms::owner_read | fs::perms::others_read);
+        CHECK(load_config(file).warnings == std::vector<std::string>{warning});
+    }
+    SECTION("the secret never appears in a message") {
+        copy.chmod("bind-password", fs::perms::owner_read | fs::perms::others_read);
+        const auto errors = errors_of(copy.variant("bad.yaml", "kind: openldap", "kind: novell"));
+        const auto warnings = load_config(file).warnings;
+        for (const auto& text : {errors, warnings}) {
+            for (const auto& line : text) {
+                CHECK(line.find("Bind-Secret") == std::string::npos);
+            }
+        }
+    }
+}
+
+TEST_CASE("the bind password from a systemd credential", "[config]") {
+    const fixture_copy copy;
+    fs::create_directory(copy.dir() / "credentials");
+    copy.write("credentials/ldap-bind", "from-credential\n");
+    const fs::path file = copy.variant("credential.yaml", "bind_password_file: bind-password",
+                                       "bind_password_credential: ldap-bind");
+
+    SECTION("read from $CREDENTIALS_DIRECTORY") {
+        const scoped_env env("CREDENTIALS_DIRECTORY", (copy.dir() / "credentials").string());
+        const config c = load_config(file);
+        CHECK(c.directory.bind_password.view() == "from-credential");
+        CHECK(c.warnings.empty());
+    }
+    SECTION("$CREDENTIALS_DIRECTORY unset") {
+        const scoped_env env("CREDENTIALS_DIRECTORY", std::nullopt);
+        CHECK(errors_of(file) ==
+              std::vector<std::string>{file.string() +
+                                       ":17:3: directory.bind_password_credential: "
+                                       "$CREDENTIALS_DIRECTORY is not set (systemd sets it for "
+                                       "LoadCredential= and SetCredentialEncrypted=)"});
+    }
+    SECTION("a credential that does not exist") {
+        const scoped_env env("CREDENTIALS_DIRECTORY", (copy.dir() / "credentials").string());
+        const fs::path other = copy.variant("other.yaml", "bind_password_file: bind-password",
+                                            "bind_password_credential: other");
+        CHECK(errors_of(other) ==
+              std::vector<std::string>{
+                  other.string() + ":17:3: directory.bind_password_credential: cannot open " +
+                  (copy.dir() / "credentials" / "other").string() + ": No such file or directory"});
+    }
+    SECTION("a path is not a credential name") {
+        const scoped_env env("CREDENTIALS_DIRECTORY", (copy.dir() / "credentials").string());
+        const fs::path other = copy.variant("path.yaml", "bind_password_file: bind-password",
+                                            "bind_password_credential: ../bind-password");
+        CHECK(errors_of(other) ==
+              std::vector<std::string>{other.string() +
+                                       ":17:29: directory.bind_password_credential: expected a "
+                                       "credential name, not a path"});
+    }
+}
+
+TEST_CASE("the example etc/pwresetd.yaml is valid but for files of this machine", "[config]") {
+    const fs::path example =
+        source_fixtures().parent_path().parent_path().parent_path() / "etc" / "pwresetd.yaml";
+    try {
+        (void)load_config(example);
+    } catch (const config_error& e) {
+        for (const auto& error : e.errors()) {
+            INFO(error);
+            CHECK((error.find(": cannot open ") != std::string::npos ||
+                   error.find(" does not exist") != std::string::npos));
+        }
+    }
+}
