@@ -172,8 +172,7 @@ route_lookup find_route(std::string_view method, std::string_view target) {
                 out.allow = "POST, DELETE";
             }
         }
-    } else if (n == 5 && parts[1] == "enrollments" && parts[2] == "totp" &&
-               parts[4] == "confirm") {
+    } else if (n == 5 && parts[1] == "enrollments" && parts[2] == "totp" && parts[4] == "confirm") {
         offer("POST", endpoint::enroll_totp_confirm, "enroll", true, std::string(parts[3]));
     } else if (n == 2 && parts[1] == "enrollments") {
         offer("POST", endpoint::not_implemented, "enroll", true);
@@ -280,9 +279,9 @@ api_response api::handle(const route& r, std::string_view body, const request_co
             }
             // email and sms arrive with the second-factors issue; until then no method
             // delivers a code (API.md: totp or a method that is not enabled → 400).
-            return error_reply(400, "bad_request", lang,
-                               "method '" + std::string(*method) +
-                                   "' does not deliver a code or is not enabled");
+            return error_reply(
+                400, "bad_request", lang,
+                "method '" + std::string(*method) + "' does not deliver a code or is not enabled");
         }
         case endpoint::reset_verify: {
             const auto method = in.string("method");

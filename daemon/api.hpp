@@ -31,8 +31,8 @@ enum class endpoint {
 
 struct route {
     endpoint target = endpoint::health;
-    std::string param;   // {reset_id} / {enrollment_id}
-    std::string scope;   // empty: no client authentication (health)
+    std::string param;  // {reset_id} / {enrollment_id}
+    std::string scope;  // empty: no client authentication (health)
     bool has_body = false;
 };
 

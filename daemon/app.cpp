@@ -45,20 +45,6 @@ void harden_process() {
 #endif
 }
 
-void check_supported(const config& cfg) {
-    if (cfg.tls.client_ca) {
-        throw config_error({cfg.source.string() +
-                            ": tls.client_ca: mutual TLS is not supported by this version yet"});
-    }
-    for (const auto& c : cfg.clients) {
-        if (!c.api_key_sha256) {
-            throw config_error({cfg.source.string() + ": clients: client '" + c.name +
-                                "' needs api_key_sha256 (certificate_subject alone needs "
-                                "mutual TLS, not supported by this version yet)"});
-        }
-    }
-}
-
 void schedule_purge(net::steady_timer& timer, worker_pool& workers, store::state_store& state) {
     timer.expires_after(purge_interval);
     timer.async_wait([&timer, &workers, &state](const boost::system::error_code& ec) {
@@ -72,13 +58,14 @@ void schedule_purge(net::steady_timer& timer, worker_pool& workers, store::state
 
 }  // namespace
 
-std::string version_string() { return "pwresetd " PWRESETD_VERSION; }
+std::string version_string() {
+    return "pwresetd " PWRESETD_VERSION;
+}
 
 int run(const options& opts) {
     config cfg;
     try {
         cfg = load_config(opts.config_file);
-        check_supported(cfg);
     } catch (const config_error& e) {
         for (const auto& line : e.errors()) {
             std::cerr << line << '\n';
@@ -108,8 +95,8 @@ int run(const options& opts) {
 
     try {
         auto tls = make_server_tls(cfg.tls);
-        auto state = store::open_sqlite_store(cfg.state.path,
-                                              crypto::load_or_create_key_file(cfg.secrets_key_file));
+        auto state = store::open_sqlite_store(
+            cfg.state.path, crypto::load_or_create_key_file(cfg.secrets_key_file));
         audit_log audit(cfg.audit_file);
         const int pool_size = cfg.directory.pool_size;
         auto directory = ldap::make_directory(std::move(cfg.directory));
@@ -143,7 +130,8 @@ int run(const options& opts) {
             if (ec) {
                 return;
             }
-            log::info("daemon.stopping", {{"signal", signo}, {"in_flight", shared.in_flight.load()}});
+            log::info("daemon.stopping",
+                      {{"signal", signo}, {"in_flight", shared.in_flight.load()}});
             sd_notify(0, "STOPPING=1");
             server.stop_accepting();
             purge_timer.cancel();

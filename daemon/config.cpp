@@ -25,6 +25,8 @@ namespace pwresetd::daemon {
 
 namespace {
 
+constexpr bool allow_unix_listeners = false;
+
 namespace fs = std::filesystem;
 
 std::string join_lines(const std::vector<std::string>& lines) {
@@ -172,9 +174,9 @@ constexpr auto root_keys = std::to_array<key_spec>({
     {"notify", key_kind::not_yet},
 });
 constexpr auto tls_keys =
-    std::to_array<key_spec>({{"certificate"}, {"private_key"}, {"client_ca"}});
-constexpr auto client_keys =
-    std::to_array<key_spec>({{"name"}, {"api_key_sha256"}, {"certificate_subject"}, {"scopes"}});
+    std::to_array<key_spec>({{"certificate"}, {"private_key"}, {"client_ca", key_kind::not_yet}});
+constexpr auto client_keys = std::to_array<key_spec>(
+    {{"name"}, {"api_key_sha256"}, {"certificate_subject", key_kind::not_yet}, {"scopes"}});
 constexpr auto directory_keys = std::to_array<key_spec>({
     {"kind"},
     {"uris"},
@@ -654,6 +656,8 @@ private:
             if (socket.empty()) {
                 return fail("expected unix:/PATH");
             }
+
+            return fail("unix socket listeners are not supported by this version yet");
             e.type = listen_endpoint::kind::unix_socket;
             e.socket_path = absolute(socket);
             constexpr std::size_t max_socket_path = sizeof(sockaddr_un::sun_path) - 1;

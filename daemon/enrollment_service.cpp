@@ -18,8 +18,7 @@ boost::json::object audit_base(const request_context& ctx, std::string_view even
 }  // namespace
 
 enrollment_service::enrollment_service(const config& cfg, ldap::directory& directory,
-                                       store::state_store& store, audit_log& audit,
-                                       clock_fn clock)
+                                       store::state_store& store, audit_log& audit, clock_fn clock)
     : factors_(cfg.factors),
       limits_(cfg.limits),
       directory_(directory),
@@ -45,8 +44,8 @@ outcome<totp_enrollment_started> enrollment_service::start_totp(const request_co
     }
     std::string refusal;
     if (found.status != ldap::lookup_status::found || !found.user) {
-        refusal = found.status == ldap::lookup_status::ambiguous ? "ambiguous_user"
-                                                                 : "unknown_user";
+        refusal =
+            found.status == ldap::lookup_status::ambiguous ? "ambiguous_user" : "unknown_user";
     } else if (found.user->disabled) {
         refusal = "disabled";
     } else if (found.user->is_protected) {
@@ -70,9 +69,8 @@ outcome<totp_enrollment_started> enrollment_service::start_totp(const request_co
         record["outcome"] = "invalid_credentials";
         record["reason"] = refusal;
         audit_.record(std::move(record));
-        log::info("enrollment.refused", {{"request_id", ctx.request_id},
-                                         {"user", username},
-                                         {"reason", refusal}});
+        log::info("enrollment.refused",
+                  {{"request_id", ctx.request_id}, {"user", username}, {"reason", refusal}});
         return fail(failure_code::invalid_credentials);
     }
 
@@ -136,7 +134,8 @@ outcome<bool> enrollment_service::confirm_totp(const request_context& ctx,
     }
     record["outcome"] = "enrolled";
     audit_.record(std::move(record));
-    log::info("enrollment.confirmed", {{"request_id", ctx.request_id}, {"user", pending->username}});
+    log::info("enrollment.confirmed",
+              {{"request_id", ctx.request_id}, {"user", pending->username}});
     return true;
 }
 

@@ -78,8 +78,7 @@ ssl::context make_server_tls(const tls_settings& tls) {
     if (SSL_CTX_set_cipher_list(native,
                                 "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
                                 "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
-                                "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256") !=
-        1) {
+                                "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256") != 1) {
         throw std::runtime_error("tls: cannot set the cipher list");
     }
     boost::system::error_code ec;
@@ -121,9 +120,9 @@ private:
         const auto peer = beast::get_lowest_layer(stream_).socket().remote_endpoint(ec);
         socket_ip_ = ec ? std::string("-") : peer.address().to_string();
         beast::get_lowest_layer(stream_).expires_after(timeout());
-        stream_.async_handshake(ssl::stream_base::server,
-                                beast::bind_front_handler(&session::on_handshake,
-                                                          shared_from_this()));
+        stream_.async_handshake(
+            ssl::stream_base::server,
+            beast::bind_front_handler(&session::on_handshake, shared_from_this()));
     }
 
     void on_handshake(beast::error_code ec) {
@@ -143,9 +142,9 @@ private:
         parser_->body_limit(boost::none);
         client_ = nullptr;
         beast::get_lowest_layer(stream_).expires_after(timeout());
-        http::async_read_header(stream_, buffer_, *parser_,
-                                beast::bind_front_handler(&session::on_read_header,
-                                                          shared_from_this()));
+        http::async_read_header(
+            stream_, buffer_, *parser_,
+            beast::bind_front_handler(&session::on_read_header, shared_from_this()));
     }
 
     void on_read_header(beast::error_code ec, std::size_t /*bytes*/) {
@@ -165,8 +164,8 @@ private:
                 ec.category() == http::make_error_code(http::error::bad_target).category() &&
                 ec != http::error::partial_message;
             if (malformed) {
-                return send_early(error_reply(400, "bad_request", language::en,
-                                              "the HTTP request is malformed"));
+                return send_early(
+                    error_reply(400, "bad_request", language::en, "the HTTP request is malformed"));
             }
             return;
         }
@@ -217,9 +216,9 @@ private:
             parser_->body_limit(shared_.cfg.limits.max_body_bytes);
             if (text::ascii_lower(req[http::field::expect]) == "100-continue") {
                 continue_.emplace(http::status::continue_, req.version());
-                return http::async_write(stream_, *continue_,
-                                         beast::bind_front_handler(&session::on_continue,
-                                                                   shared_from_this()));
+                return http::async_write(
+                    stream_, *continue_,
+                    beast::bind_front_handler(&session::on_continue, shared_from_this()));
             }
         }
         do_read_body();
@@ -254,23 +253,21 @@ private:
         keep_alive_ = req->keep_alive();
         request_context ctx{request_id_, client_ != nullptr ? client_->name : std::string{},
                             remote_ip_};
-        const bool admitted = shared_.workers.try_submit(
-            [self = shared_from_this(), req, route = route_, ctx = std::move(ctx),
-             lang = lang_]() mutable {
-                api_response reply;
-                try {
-                    reply = self->shared_.routes.handle(route, req->body(), ctx, lang);
-                } catch (const std::exception& e) {
-                    log::error("api.exception",
-                               {{"request_id", ctx.request_id}, {"error", e.what()}});
-                    reply = error_reply(500, "internal", lang);
-                }
-                wipe(req->body().data(), req->body().size());
-                net::post(self->stream_.get_executor(),
-                          [self, reply = std::move(reply)]() mutable {
-                              self->send(std::move(reply), self->keep_alive_, true);
-                          });
+        const bool admitted = shared_.workers.try_submit([self = shared_from_this(), req,
+                                                          route = route_, ctx = std::move(ctx),
+                                                          lang = lang_]() mutable {
+            api_response reply;
+            try {
+                reply = self->shared_.routes.handle(route, req->body(), ctx, lang);
+            } catch (const std::exception& e) {
+                log::error("api.exception", {{"request_id", ctx.request_id}, {"error", e.what()}});
+                reply = error_reply(500, "internal", lang);
+            }
+            wipe(req->body().data(), req->body().size());
+            net::post(self->stream_.get_executor(), [self, reply = std::move(reply)]() mutable {
+                self->send(std::move(reply), self->keep_alive_, true);
             });
+        });
         if (admitted) {
             ++shared_.in_flight;
         } else {
@@ -306,15 +303,15 @@ private:
                                   {"status", reply.status},
                                   {"client", client_ != nullptr ? client_->name : "-"}});
         beast::get_lowest_layer(stream_).expires_after(timeout());
-        http::async_write(stream_, *res,
-                          [self = shared_from_this(), res, counted](beast::error_code ec,
-                                                                    std::size_t) {
-                              wipe(res->body().data(), res->body().size());
-                              if (counted) {
-                                  --self->shared_.in_flight;
-                              }
-                              self->on_write(ec, res->keep_alive());
-                          });
+        http::async_write(
+            stream_, *res,
+            [self = shared_from_this(), res, counted](beast::error_code ec, std::size_t) {
+                wipe(res->body().data(), res->body().size());
+                if (counted) {
+                    --self->shared_.in_flight;
+                }
+                self->on_write(ec, res->keep_alive());
+            });
     }
 
     void on_write(beast::error_code ec, bool keep_alive) {
@@ -353,8 +350,9 @@ private:
         beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(1));
         stream_.async_shutdown([self = shared_from_this()](beast::error_code) {
             beast::error_code ignored;
-            beast::get_lowest_layer(self->stream_).socket().shutdown(tcp::socket::shutdown_both,
-                                                                     ignored);
+            beast::get_lowest_layer(self->stream_)
+                .socket()
+                .shutdown(tcp::socket::shutdown_both, ignored);
             beast::get_lowest_layer(self->stream_).close();
         });
     }
@@ -401,8 +399,7 @@ public:
 private:
     void do_accept() {
         acceptor_.async_accept(net::make_strand(ioc_),
-                               beast::bind_front_handler(&listener::on_accept,
-                                                         shared_from_this()));
+                               beast::bind_front_handler(&listener::on_accept, shared_from_this()));
     }
 
     void on_accept(beast::error_code ec, tcp::socket socket) {
@@ -436,11 +433,10 @@ void http_server::listen() {
         }
         tcp::resolver resolver(ioc_);
         boost::system::error_code ec;
-        const auto results = resolver.resolve(ep.host, std::to_string(ep.port),
-                                              tcp::resolver::numeric_service, ec);
+        const auto results =
+            resolver.resolve(ep.host, std::to_string(ep.port), tcp::resolver::numeric_service, ec);
         if (ec || results.empty()) {
-            throw std::runtime_error(ep.text + ": cannot resolve " + ep.host + ": " +
-                                     ec.message());
+            throw std::runtime_error(ep.text + ": cannot resolve " + ep.host + ": " + ec.message());
         }
         for (const auto& entry : results) {
             try {

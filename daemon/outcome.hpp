@@ -25,9 +25,9 @@ enum class failure_code {
 
 struct failure {
     failure_code code = failure_code::internal;
-    std::string detail;             // bad_request: which field and why (no secrets)
-    std::int64_t retry_after = 0;   // locked
-    int remaining_methods = 0;      // verification_required
+    std::string detail;                     // bad_request: which field and why (no secrets)
+    std::int64_t retry_after = 0;           // locked
+    int remaining_methods = 0;              // verification_required
     std::vector<ldap::refusal> violations;  // password_rejected
 };
 

@@ -59,9 +59,13 @@ std::string username_problem(std::string_view username) {
     return {};
 }
 
-std::string id_hash(std::string_view id) { return crypto::sha256_hex(id); }
+std::string id_hash(std::string_view id) {
+    return crypto::sha256_hex(id);
+}
 
-std::string new_opaque_id() { return crypto::base64url_encode(crypto::random_bytes(32)); }
+std::string new_opaque_id() {
+    return crypto::base64url_encode(crypto::random_bytes(32));
+}
 
 bool plausible_opaque_id(std::string_view id) {
     if (id.size() < 22 || id.size() > 128) {
@@ -73,7 +77,9 @@ bool plausible_opaque_id(std::string_view id) {
     });
 }
 
-std::string user_key_for(const ldap::directory_user& user) { return "user:" + user.id; }
+std::string user_key_for(const ldap::directory_user& user) {
+    return "user:" + user.id;
+}
 
 std::string decoy_key_for(std::string_view username) {
     return "decoy:" + text::ascii_lower(username);
@@ -105,8 +111,7 @@ std::optional<store::reset_flow> reset_service::open_flow(std::string_view reset
     return store_.get_open_flow(id_hash(reset_id), now);
 }
 
-outcome<reset_started> reset_service::start(const request_context& ctx,
-                                            std::string_view username) {
+outcome<reset_started> reset_service::start(const request_context& ctx, std::string_view username) {
     if (auto problem = username_problem(username); !problem.empty()) {
         return fail(failure_code::bad_request, problem);
     }
@@ -166,13 +171,13 @@ outcome<reset_started> reset_service::start(const request_context& ctx,
     return reply;
 }
 
-outcome<reset_verified> reset_service::verify(const request_context& ctx,
-                                              std::string_view reset_id,
+outcome<reset_verified> reset_service::verify(const request_context& ctx, std::string_view reset_id,
                                               std::string_view method, std::string_view code) {
     const auto methods = enabled_methods();
     if (std::find(methods.begin(), methods.end(), method) == methods.end()) {
-        return fail(failure_code::bad_request, "method is not enabled: use one of the methods "
-                                               "POST /v1/resets listed");
+        return fail(failure_code::bad_request,
+                    "method is not enabled: use one of the methods "
+                    "POST /v1/resets listed");
     }
     const std::int64_t now = clock_();
     auto flow = open_flow(reset_id, now);
@@ -235,8 +240,7 @@ outcome<reset_verified> reset_service::verify(const request_context& ctx,
 
     reset_verified reply;
     reply.verified_methods = verified;
-    reply.remaining_methods =
-        std::max(0, factors_.required - static_cast<int>(verified.size()));
+    reply.remaining_methods = std::max(0, factors_.required - static_cast<int>(verified.size()));
     return reply;
 }
 
@@ -326,9 +330,9 @@ outcome<reset_completed> reset_service::complete(const request_context& ctx,
     record["outcome"] = "password_reset";
     record["unlocked"] = written.unlocked;
     audit_.record(std::move(record));
-    log::info("reset.completed", {{"request_id", ctx.request_id},
-                                  {"user", flow->username},
-                                  {"unlocked", written.unlocked}});
+    log::info(
+        "reset.completed",
+        {{"request_id", ctx.request_id}, {"user", flow->username}, {"unlocked", written.unlocked}});
     return reset_completed{written.unlocked};
 }
 

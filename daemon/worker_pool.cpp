@@ -14,7 +14,9 @@ worker_pool::worker_pool(std::size_t threads, std::size_t queue_capacity)
     }
 }
 
-worker_pool::~worker_pool() { stop(); }
+worker_pool::~worker_pool() {
+    stop();
+}
 
 bool worker_pool::try_submit(std::function<void()> job) {
     {

@@ -2,10 +2,10 @@
 
 #include <catch2/catch.hpp>
 
+#include "common/crypto.hpp"
 #include "daemon/client_auth.hpp"
 #include "daemon/messages.hpp"
 #include "daemon/worker_pool.hpp"
-#include "common/crypto.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -57,8 +57,8 @@ TEST_CASE("Accept-Language picks en or sv with q-values", "[messages]") {
     CHECK(pick_language("sv;q=0, en") == language::en);
     CHECK(message_for_error("locked", language::sv) ==
           "För många misslyckade försök. Försök igen senare.");
-    CHECK(message_for_error("no-such-code", language::en) == message_for_error("internal",
-                                                                               language::en));
+    CHECK(message_for_error("no-such-code", language::en) ==
+          message_for_error("internal", language::en));
     CHECK(message_for_rule("directory_policy", "Password fails quality", language::en) ==
           "The directory refused the password. (Password fails quality)");
     CHECK(message_for_rule("history", "ignored", language::en).find("ignored") ==

@@ -42,8 +42,7 @@ struct harness {
         cfg.limits.verify_failures = 3;
         cfg.limits.lockout_s = 900;
         cfg.limits.reset_ttl_s = 900;
-        state = store::open_sqlite_store(dir.path / "state.db",
-                                         secret(std::string(32, 'k')));
+        state = store::open_sqlite_store(dir.path / "state.db", secret(std::string(32, 'k')));
         audit = std::make_unique<audit_log>(dir.path / "audit.jsonl");
         auto clock = [this] { return now; };
         resets = std::make_unique<reset_service>(cfg, directory, *state, *audit, clock);
@@ -85,7 +84,9 @@ struct harness {
     }
 };
 
-failure_code code_of(const auto& outcome) { return std::get<failure>(outcome).code; }
+failure_code code_of(const auto& outcome) {
+    return std::get<failure>(outcome).code;
+}
 
 }  // namespace
 
@@ -150,8 +151,8 @@ TEST_CASE("a completed reset closes the user's other flows", "[reset_service]") 
     h.now += 30;
     const auto first = h.start("alice");
     const auto second = h.start("alice");
-    REQUIRE(std::holds_alternative<reset_verified>(h.resets->verify(h.ctx, first, "totp",
-                                                                    h.code(key, 0))));
+    REQUIRE(std::holds_alternative<reset_verified>(
+        h.resets->verify(h.ctx, first, "totp", h.code(key, 0))));
     REQUIRE(std::holds_alternative<reset_completed>(
         h.resets->complete(h.ctx, first, secret("New-Passw0rd-2024!"))));
     CHECK(code_of(h.resets->verify(h.ctx, second, "totp", h.code(key, 1))) ==
@@ -229,8 +230,7 @@ TEST_CASE("disabled and protected users get a decoy even when enrolled", "[reset
     CHECK(h.audit_text().find("\"reason\":\"disabled\"") != std::string::npos);
 }
 
-TEST_CASE("an account that became protected after verification is not reset",
-          "[reset_service]") {
+TEST_CASE("an account that became protected after verification is not reset", "[reset_service]") {
     harness h;
     const auto key = h.enroll("alice", "Alice-Old-Passw0rd!");
     h.now += 30;
@@ -269,8 +269,7 @@ TEST_CASE("bad usernames, methods and ids", "[reset_service]") {
     CHECK(code_of(h.resets->start(h.ctx, "")) == failure_code::bad_request);
     const auto id = h.start("alice");
     CHECK(code_of(h.resets->verify(h.ctx, id, "email", "123456")) == failure_code::bad_request);
-    CHECK(code_of(h.resets->verify(h.ctx, id, "carrier-pigeon", "1")) ==
-          failure_code::bad_request);
+    CHECK(code_of(h.resets->verify(h.ctx, id, "carrier-pigeon", "1")) == failure_code::bad_request);
     CHECK(code_of(h.resets->verify(h.ctx, "not-an-id", "totp", "123456")) ==
           failure_code::reset_expired);
     CHECK(code_of(h.resets->verify(h.ctx, std::string(43, 'A'), "totp", "123456")) ==
