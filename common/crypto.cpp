@@ -88,7 +88,9 @@ sha256_digest sha256(std::string_view data) {
         reinterpret_cast<const unsigned char*>(data.data()), data.size()));
 }
 
-std::string sha256_hex(std::string_view data) { return hex_encode(sha256(data)); }
+std::string sha256_hex(std::string_view data) {
+    return hex_encode(sha256(data));
+}
 
 std::string hex_encode(std::span<const unsigned char> data) {
     static constexpr char digits[] = "0123456789abcdef";
@@ -149,7 +151,8 @@ std::string base64url_encode(std::span<const unsigned char> data) {
         out.push_back(alphabet[(v >> 18U) & 63U]);
         out.push_back(alphabet[(v >> 12U) & 63U]);
     } else if (rest == 2) {
-        const std::uint32_t v = (std::uint32_t{data[i]} << 16U) | (std::uint32_t{data[i + 1]} << 8U);
+        const std::uint32_t v =
+            (std::uint32_t{data[i]} << 16U) | (std::uint32_t{data[i + 1]} << 8U);
         out.push_back(alphabet[(v >> 18U) & 63U]);
         out.push_back(alphabet[(v >> 12U) & 63U]);
         out.push_back(alphabet[(v >> 6U) & 63U]);
@@ -174,8 +177,8 @@ std::vector<unsigned char> seal(const secret& key, std::span<const unsigned char
     cipher_ctx_ptr ctx(EVP_CIPHER_CTX_new());
     int len = 0;
     if (!ctx ||
-        EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key.bytes().data(),
-                           out.data()) != 1 ||
+        EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key.bytes().data(), out.data()) !=
+            1 ||
         EVP_EncryptUpdate(ctx.get(), nullptr, &len,
                           reinterpret_cast<const unsigned char*>(context.data()),
                           checked_int(context.size())) != 1 ||
@@ -234,13 +237,13 @@ secret load_or_create_key_file(const std::filesystem::path& path) {
             wipe(fresh.data(), fresh.size());
             if (written != static_cast<ssize_t>(key_size) || ::fsync(wfd) != 0) {
                 ::unlink(name.c_str());
-                throw std::runtime_error(name + ": cannot write the new secret key: " +
-                                         std::strerror(errno));
+                throw std::runtime_error(
+                    name + ": cannot write the new secret key: " + std::strerror(errno));
             }
         } else if (errno != EEXIST) {
             wipe(fresh.data(), fresh.size());
-            throw std::runtime_error(name + ": cannot create the secret key: " +
-                                     std::strerror(errno));
+            throw std::runtime_error(name +
+                                     ": cannot create the secret key: " + std::strerror(errno));
         }
         fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     }
@@ -257,8 +260,8 @@ secret load_or_create_key_file(const std::filesystem::path& path) {
         }
         if (n < 0) {
             wipe(buf.data(), buf.size());
-            throw std::runtime_error(name + ": cannot read the secret key: " +
-                                     std::strerror(errno));
+            throw std::runtime_error(name +
+                                     ": cannot read the secret key: " + std::strerror(errno));
         }
         if (n == 0) {
             break;

@@ -55,9 +55,15 @@ std::optional<level> parse_level(std::string_view name) {
     return std::nullopt;
 }
 
-void set_level(level l) { g_level.store(static_cast<int>(l), std::memory_order_relaxed); }
-level current_level() { return static_cast<level>(g_level.load(std::memory_order_relaxed)); }
-bool enabled(level l) { return static_cast<int>(l) <= g_level.load(std::memory_order_relaxed); }
+void set_level(level l) {
+    g_level.store(static_cast<int>(l), std::memory_order_relaxed);
+}
+level current_level() {
+    return static_cast<level>(g_level.load(std::memory_order_relaxed));
+}
+bool enabled(level l) {
+    return static_cast<int>(l) <= g_level.load(std::memory_order_relaxed);
+}
 
 std::string quote(std::string_view value) {
     if (plain_token(value)) {

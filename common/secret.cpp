@@ -2,14 +2,15 @@
 
 #include <openssl/crypto.h>
 
-
 namespace pwresetd {
 
 secret::secret(std::string_view text) : data_(text.begin(), text.end()) {}
 
 secret::secret(std::span<const unsigned char> bytes) : data_(bytes.begin(), bytes.end()) {}
 
-secret::secret(secret&& other) noexcept : data_(std::move(other.data_)) { other.data_.clear(); }
+secret::secret(secret&& other) noexcept : data_(std::move(other.data_)) {
+    other.data_.clear();
+}
 
 secret& secret::operator=(secret&& other) noexcept {
     if (this != &other) {
@@ -20,7 +21,9 @@ secret& secret::operator=(secret&& other) noexcept {
     return *this;
 }
 
-secret::~secret() { clear(); }
+secret::~secret() {
+    clear();
+}
 
 void secret::clear() noexcept {
     if (!data_.empty()) {
@@ -34,7 +37,9 @@ std::string_view secret::view() const noexcept {
     return {reinterpret_cast<const char*>(data_.data()), data_.size()};
 }
 
-std::span<const unsigned char> secret::bytes() const noexcept { return {data_.data(), data_.size()}; }
+std::span<const unsigned char> secret::bytes() const noexcept {
+    return {data_.data(), data_.size()};
+}
 
 bool secret::equals(std::string_view other) const noexcept {
     // CRYPTO_memcmp takes time that depends only on the length, never on where the bytes

@@ -50,7 +50,9 @@ std::optional<std::vector<char32_t>> decode_utf8(std::string_view s) {
     return out;
 }
 
-bool is_valid_utf8(std::string_view s) { return decode_utf8(s).has_value(); }
+bool is_valid_utf8(std::string_view s) {
+    return decode_utf8(s).has_value();
+}
 
 bool has_control_characters(std::string_view s) {
     for (std::size_t i = 0; i < s.size(); ++i) {

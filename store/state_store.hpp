@@ -52,8 +52,7 @@ public:
     // --- reset flows ---
     virtual void put_flow(const reset_flow& flow) = 0;
     // The flow if it exists, is open and has not expired at `now`.
-    virtual std::optional<reset_flow> get_open_flow(std::string_view id_hash,
-                                                    std::int64_t now) = 0;
+    virtual std::optional<reset_flow> get_open_flow(std::string_view id_hash, std::int64_t now) = 0;
     // Appends `method` to the open flow's verified methods (no duplicates).
     virtual void add_verified_method(std::string_view id_hash, std::string_view method) = 0;
     // Atomically closes an open, unexpired flow; false when it was not open (already
@@ -65,8 +64,8 @@ public:
     // --- TOTP enrollments; keys are sealed with AES-256-GCM (context: user_key) ---
     virtual void put_pending_totp(std::string_view enrollment_id_hash,
                                   const pending_enrollment& pending) = 0;
-    virtual std::optional<pending_enrollment> get_pending_totp(
-        std::string_view enrollment_id_hash, std::int64_t now) = 0;
+    virtual std::optional<pending_enrollment> get_pending_totp(std::string_view enrollment_id_hash,
+                                                               std::int64_t now) = 0;
     virtual void delete_pending_totp(std::string_view enrollment_id_hash) = 0;
     // Atomically turns the pending enrollment into the user's active TOTP key (replacing
     // any earlier one) and deletes the pending record; false if it no longer exists.

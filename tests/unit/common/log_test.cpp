@@ -6,9 +6,8 @@ namespace plog = pwresetd::log;
 
 TEST_CASE("log lines are key=value with hostile values escaped", "[log]") {
     const auto line = plog::format(plog::level::info, "reset.started",
-                                  {{"user", "alice"}, {"evil", "x\" level=error\nfake=1"}});
-    CHECK(line ==
-          "level=info event=reset.started user=alice evil=\"x\\\" level=error\\nfake=1\"");
+                                   {{"user", "alice"}, {"evil", "x\" level=error\nfake=1"}});
+    CHECK(line == "level=info event=reset.started user=alice evil=\"x\\\" level=error\\nfake=1\"");
     CHECK(plog::quote("") == "\"\"");
     CHECK(plog::quote("a b") == "\"a b\"");
     CHECK(plog::quote("tab\there") == "\"tab\\there\"");

@@ -6,12 +6,12 @@ namespace text = pwresetd::text;
 
 TEST_CASE("strict UTF-8 validation", "[text]") {
     CHECK(text::is_valid_utf8("plain ascii"));
-    CHECK(text::is_valid_utf8("\xC3\xA9t\xC3\xA9"));         // été
-    CHECK(text::is_valid_utf8("\xF0\x9F\x94\x91"));          // U+1F511
-    CHECK_FALSE(text::is_valid_utf8("\xC0\xAF"));            // overlong '/'
-    CHECK_FALSE(text::is_valid_utf8("\xED\xA0\x80"));        // surrogate D800
-    CHECK_FALSE(text::is_valid_utf8("\xF4\x90\x80\x80"));    // above U+10FFFF
-    CHECK_FALSE(text::is_valid_utf8("\xE2\x82"));            // truncated
+    CHECK(text::is_valid_utf8("\xC3\xA9t\xC3\xA9"));       // été
+    CHECK(text::is_valid_utf8("\xF0\x9F\x94\x91"));        // U+1F511
+    CHECK_FALSE(text::is_valid_utf8("\xC0\xAF"));          // overlong '/'
+    CHECK_FALSE(text::is_valid_utf8("\xED\xA0\x80"));      // surrogate D800
+    CHECK_FALSE(text::is_valid_utf8("\xF4\x90\x80\x80"));  // above U+10FFFF
+    CHECK_FALSE(text::is_valid_utf8("\xE2\x82"));          // truncated
     CHECK_FALSE(text::is_valid_utf8("\xFF"));
     const auto cps = text::decode_utf8("a\xF0\x9F\x94\x91");
     REQUIRE(cps.has_value());
