@@ -316,6 +316,8 @@ outcome<reset_completed> reset_service::complete(const request_context& ctx,
                                                 {"user", flow->username},
                                                 {"diagnostic", written.diagnostic}});
             return fail(failure_code::directory_unavailable);
+        case ldap::write_status::wrong_password:  // not an outcome of an administrator reset
+        case ldap::write_status::locked:
         case ldap::write_status::failed:
             record["outcome"] = "directory_error";
             audit_.record(std::move(record));

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/secret.hpp"
@@ -41,18 +42,29 @@ struct directory_settings {
     bool unlock_on_reset = true;
     bool force_change_at_next_logon = false;
     std::vector<std::string> protected_groups;
+    // Active Directory only:
+    // refuse resets (fail closed) when the DC lists neither policy-hints control, so
+    // history is never silently skipped on a reset.
+    bool require_policy_hints = false;
+    // accounts with adminCount=1 (members, now or once, of AD's protected groups) are
+    // never reset or changed, like Entra password writeback.
+    bool protect_admin_count = true;
+    // `directories:` routing: a username `user@domain` or `DOMAIN\user` goes to the block
+    // that lists the domain (case-insensitive); a bare one to the first block.
+    std::vector<std::string> domains;
 };
 
 struct directory_user {
     std::string dn;
-    std::string id;        // entryUUID (OpenLDAP) / objectGUID hex (AD): stable across renames
-    std::string username;  // as looked up
+    std::string id;         // entryUUID (OpenLDAP) / objectGUID hex (AD): stable across renames
+    std::string directory;  // name of the configured directory it lives in ("" = the only one)
+    std::string username;   // as looked up
     std::string display_name;
     std::string email;
     std::string phone;
     bool locked = false;        // OpenLDAP: pwdAccountLockedTime present
     bool disabled = false;      // OpenLDAP: pwdAccountLockedTime 000001010000Z (admin lock)
-    bool is_protected = false;  // member of a protected group
+    bool is_protected = false;  // member of a protected group (AD: or adminCount=1)
 };
 
 enum class lookup_status { found, not_found, ambiguous, unavailable };
@@ -70,7 +82,12 @@ struct refusal {
     std::string detail;  // never contains the password
 };
 
-enum class write_status { ok, rejected, unavailable, failed };
+// ok: written. rejected: the directory's policy refused the new password (reason set).
+// wrong_password: (change) the current password is not right. locked: (change) the account
+// is locked in the directory. unavailable: no server answered, or the outcome is unknown
+// and nothing may be assumed. failed: the directory refused for another reason (rights,
+// configuration); the diagnostic says why.
+enum class write_status { ok, rejected, wrong_password, locked, unavailable, failed };
 struct write_result {
     write_status status = write_status::failed;
     std::optional<refusal> reason;  // set when rejected
@@ -89,9 +106,24 @@ public:
     // Administrator reset as the service account (OpenLDAP: RFC 3062 Password Modify with
     // the ppolicy request control, or replace userPassword), then unlock if configured.
     virtual write_result reset_password(const directory_user& user, const secret& new_password) = 0;
+    // Self-service change with the current password (API.md "Change"). OpenLDAP: RFC 3062
+    // Password Modify with oldPasswd, bound as the user. AD: one modify, delete the old
+    // unicodePwd + add the new, as the service account, so a user who must change at next
+    // logon can still change.
+    virtual write_result change_password(const directory_user& user, const secret& current,
+                                         const secret& new_password) = 0;
     // True when a server answers (health checks).
     virtual bool ping() = 0;
 };
+
+// One directory per `directories:` block behind one interface: find_user routes by the
+// username's domain (see directory_settings::domains) and searches with the bare name;
+// the other calls go to the directory the user was found in. A single block is returned
+// as is.
+std::unique_ptr<directory> make_directories(std::vector<directory_settings> blocks);
+
+// Splits `user@domain` / `DOMAIN\user` into {domain, user}; {"", username} when neither.
+std::pair<std::string, std::string> split_domain(std::string_view username);
 
 // Builds the directory for settings.kind. Connections are opened lazily; a server that is
 // down makes calls return `unavailable`, not throw.

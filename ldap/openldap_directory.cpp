@@ -38,6 +38,8 @@ public:
     lookup_result find_user(std::string_view username) override;
     bind_status verify_password(const directory_user& user, const secret& password) override;
     write_result reset_password(const directory_user& user, const secret& new_password) override;
+    write_result change_password(const directory_user& user, const secret& current,
+                                 const secret& new_password) override;
     bool ping() override;
 
 private:
@@ -241,6 +243,16 @@ operation_result openldap_directory::write_password(LDAP* ld, const std::string&
                                 settings_.timeout_ms);
     }
     return password_modify(ld, dn, password.view(), settings_.timeout_ms);
+}
+
+write_result openldap_directory::change_password(const directory_user& /*user*/,
+                                                 const secret& /*current*/,
+                                                 const secret& /*new_password*/) {
+    // TODO(change): RFC 3062 with oldPasswd, bound as the user.
+    write_result r;
+    r.status = write_status::failed;
+    r.diagnostic = "change_password is not implemented yet";
+    return r;
 }
 
 write_result openldap_directory::reset_password(const directory_user& user,

@@ -78,6 +78,33 @@ public:
         return r;
     }
 
+    ldap::write_result change_password(const ldap::directory_user& user, const secret& current,
+                                       const secret& new_password) override {
+        ldap::write_result r;
+        if (down) {
+            r.status = ldap::write_status::unavailable;
+            return r;
+        }
+        auto* e = by_dn(user.dn);
+        if (e == nullptr || current.empty() || !current.equals(e->password)) {
+            r.status = ldap::write_status::wrong_password;
+            return r;
+        }
+        if (e->user.locked) {
+            r.status = ldap::write_status::locked;
+            return r;
+        }
+        if (new_password.size() < min_length) {
+            r.status = ldap::write_status::rejected;
+            r.reason = ldap::refusal{"min_length", "Password fails quality checking policy"};
+            return r;
+        }
+        ++writes;
+        e->password = std::string(new_password.view());
+        r.status = ldap::write_status::ok;
+        return r;
+    }
+
     bool ping() override { return !down; }
 
     const std::string& password_of(const std::string& username) {
