@@ -304,6 +304,8 @@ write_result openldap_directory::reset_password(const directory_user& user,
             log::warning("ldap.password_write_unavailable",
                          {{"dn", user.dn}, {"mode", mode}, {"diagnostic", out.diagnostic}});
             break;
+        case write_status::wrong_password:
+        case write_status::locked:
         case write_status::failed:
             log::error("ldap.password_write_failed",
                        {{"dn", user.dn},
