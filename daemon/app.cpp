@@ -98,8 +98,11 @@ int run(const options& opts) {
         auto state = store::open_sqlite_store(
             cfg.state.path, crypto::load_or_create_key_file(cfg.secrets_key_file));
         audit_log audit(cfg.audit_file);
-        const int pool_size = cfg.directory.pool_size;
-        auto directory = ldap::make_directory(std::move(cfg.directory));
+        int pool_size = 0;
+        for (const auto& d : cfg.directories) {
+            pool_size += d.pool_size;
+        }
+        auto directory = ldap::make_directories(std::move(cfg.directories));
         reset_service resets(cfg, *directory, *state, audit);
         enrollment_service enrollments(cfg, *directory, *state, audit);
         api routes(cfg, resets, enrollments, *directory);

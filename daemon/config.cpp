@@ -20,6 +20,7 @@
 
 #include "common/crypto.hpp"
 #include "common/secret.hpp"
+#include "common/text.hpp"
 
 namespace pwresetd::daemon {
 
@@ -161,7 +162,7 @@ constexpr auto root_keys = std::to_array<key_spec>({
     {"tls"},
     {"clients"},
     {"directory"},
-    {"directories", key_kind::not_yet},
+    {"directories"},
     {"policy", key_kind::not_yet},
     {"factors"},
     {"mail", key_kind::not_yet},
@@ -195,6 +196,10 @@ constexpr auto directory_keys = std::to_array<key_spec>({
     {"unlock_on_reset"},
     {"force_change_at_next_logon"},
     {"protected_groups"},
+    {"require_policy_hints"},
+    {"protect_admin_count"},
+    {"name"},     // only in `directories:` blocks
+    {"domains"},  // only in `directories:` blocks
 });
 constexpr auto attribute_keys = std::to_array<key_spec>({{"email"}, {"phone"}, {"display_name"}});
 constexpr auto factor_keys = std::to_array<key_spec>({
@@ -879,6 +884,17 @@ private:
     }
 
     void read_directory(const map_view& top, config& cfg) {
+        const auto single = top.get("directory");
+        const auto several = top.get("directories");
+        if (single && several) {
+            const auto& later = single->key_mark.pos > several->key_mark.pos ? *single : *several;
+            report_.error(later.key_mark, later.path,
+                          "use either directory or directories, not both");
+            return;
+        }
+        if (several) {
+            return read_directory_list(*several, cfg);
+        }
         const auto f = top.require(report_, "directory");
         if (!f) {
             return;
@@ -887,23 +903,80 @@ private:
         if (!m) {
             return;
         }
-        auto& d = cfg.directory;
-        if (const auto kind = m->require(report_, "kind")) {
+        for (const char* only_in_list : {"name", "domains"}) {
+            if (const auto k = m->get(only_in_list)) {
+                report_.error(k->key_mark, k->path, "only in blocks of a `directories:` list");
+            }
+        }
+        cfg.directories.emplace_back();
+        read_directory_block(*m, cfg.directories.back());
+    }
+
+    void read_directory_list(const field& f, config& cfg) {
+        const auto items = as_list(report_, f);
+        if (!items) {
+            return;
+        }
+        if (items->empty()) {
+            report_.error(f.value_mark(), f.path, "needs at least one directory");
+        }
+        std::map<std::string, std::string> names;
+        std::map<std::string, std::string> domains;
+        for (const auto& item : *items) {
+            const auto m = as_map(report_, item, directory_keys);
+            if (!m) {
+                continue;
+            }
+            auto& d = cfg.directories.emplace_back();
+            if (const auto name = m->require(report_, "name")) {
+                if (auto v = as_string(report_, *name)) {
+                    if (v->empty()) {
+                        report_.error(name->value_mark(), name->path, "must not be empty");
+                    }
+                    const auto [first, inserted] = names.try_emplace(*v, name->path);
+                    if (!inserted) {
+                        report_.error(
+                            name->value_mark(), name->path,
+                            "duplicate directory name '" + *v + "' (also " + first->second + ")");
+                    }
+                    d.name = std::move(*v);
+                }
+            }
+            if (const auto list = m->require(report_, "domains")) {
+                d.domains = read_string_list(report_, *list);
+                if (d.domains.empty() && list->value.IsSequence()) {
+                    report_.error(list->value_mark(), list->path, "needs at least one domain");
+                }
+                for (const auto& domain : d.domains) {
+                    const auto [first, inserted] =
+                        domains.try_emplace(text::ascii_lower(domain), list->path);
+                    if (!inserted) {
+                        report_.error(list->value_mark(), list->path,
+                                      "domain '" + domain + "' is also listed in " + first->second);
+                    }
+                }
+            }
+            read_directory_block(*m, d);
+        }
+    }
+
+    void read_directory_block(const map_view& m, ldap::directory_settings& d) {
+        if (const auto kind = m.require(report_, "kind")) {
             if (const auto v = as_choice(report_, *kind, directory_kinds)) {
                 d.kind = *v;
             }
         }
-        read_bool(report_, *m, "start_tls", d.start_tls);
-        if (const auto uris = m->require(report_, "uris")) {
+        read_bool(report_, m, "start_tls", d.start_tls);
+        if (const auto uris = m.require(report_, "uris")) {
             read_uris(*uris, d);
         }
-        if (const auto ca = m->require(report_, "ca_file")) {
+        if (const auto ca = m.require(report_, "ca_file")) {
             d.ca_file = read_readable_file(*ca).value_or(fs::path()).string();
         }
-        read_required_string(report_, *m, "bind_dn", d.bind_dn);
-        read_bind_password(*m, cfg);
-        read_required_string(report_, *m, "user_base", d.user_base);
-        if (const auto filter = m->require(report_, "user_filter")) {
+        read_required_string(report_, m, "bind_dn", d.bind_dn);
+        read_bind_password(m, d);
+        read_required_string(report_, m, "user_base", d.user_base);
+        if (const auto filter = m.require(report_, "user_filter")) {
             if (auto v = as_string(report_, *filter)) {
                 if (v->find("{username}") == std::string::npos) {
                     report_.error(filter->value_mark(), filter->path, "must contain {username}");
@@ -911,20 +984,29 @@ private:
                 d.user_filter = std::move(*v);
             }
         }
-        read_int(report_, *m, "timeout_ms", 100, 300000, d.timeout_ms);
-        read_int(report_, *m, "pool_size", 1, 64, d.pool_size);
-        if (const auto attributes = m->get("attributes")) {
+        read_int(report_, m, "timeout_ms", 100, 300000, d.timeout_ms);
+        read_int(report_, m, "pool_size", 1, 64, d.pool_size);
+        if (const auto attributes = m.get("attributes")) {
             if (const auto a = as_map(report_, *attributes, attribute_keys)) {
                 read_string(report_, *a, "email", d.attributes.email);
                 read_string(report_, *a, "phone", d.attributes.phone);
                 read_string(report_, *a, "display_name", d.attributes.display_name);
             }
         }
-        read_choice(report_, *m, "password_write", password_write_modes, d.password_write);
-        read_bool(report_, *m, "unlock_on_reset", d.unlock_on_reset);
-        read_bool(report_, *m, "force_change_at_next_logon", d.force_change_at_next_logon);
-        if (const auto groups = m->get("protected_groups")) {
+        read_choice(report_, m, "password_write", password_write_modes, d.password_write);
+        read_bool(report_, m, "unlock_on_reset", d.unlock_on_reset);
+        read_bool(report_, m, "force_change_at_next_logon", d.force_change_at_next_logon);
+        if (const auto groups = m.get("protected_groups")) {
             d.protected_groups = read_string_list(report_, *groups);
+        }
+        read_bool(report_, m, "require_policy_hints", d.require_policy_hints);
+        read_bool(report_, m, "protect_admin_count", d.protect_admin_count);
+        if (d.kind != ldap::directory_kind::active_directory) {
+            for (const char* ad_only : {"require_policy_hints", "protect_admin_count"}) {
+                if (const auto k = m.get(ad_only)) {
+                    report_.error(k->key_mark, k->path, "only for kind: active_directory");
+                }
+            }
         }
     }
 
@@ -956,7 +1038,7 @@ private:
         }
     }
 
-    void read_bind_password(const map_view& m, config& cfg) {
+    void read_bind_password(const map_view& m, ldap::directory_settings& d) {
         const auto file = m.get("bind_password_file");
         const auto credential = m.get("bind_password_credential");
         if (!file && !credential) {
@@ -980,7 +1062,7 @@ private:
             password = read_credential(*credential, *name);
         }
         if (password) {
-            cfg.directory.bind_password = std::move(*password);
+            d.bind_password = std::move(*password);
         }
     }
 

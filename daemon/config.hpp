@@ -71,7 +71,9 @@ struct config {
     std::vector<listen_endpoint> listen;
     tls_settings tls;
     std::vector<client_settings> clients;
-    ldap::directory_settings directory;
+    // One entry for a `directory:` block; one per block of a `directories:` list (routed
+    // by the username's domain, the first one for bare names).
+    std::vector<ldap::directory_settings> directories;
     factor_settings factors;
     limit_settings limits;
     state_settings state;

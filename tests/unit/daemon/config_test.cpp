@@ -154,7 +154,8 @@ TEST_CASE("a full configuration loads with every value", "[config]") {
     CHECK(c.clients[1].certificate_subject.empty());
     CHECK(c.clients[1].scopes == std::vector<std::string>{"check"});
 
-    const auto& dir = c.directory;
+    REQUIRE(c.directories.size() == 1);
+    const auto& dir = c.directories[0];
     CHECK(dir.kind == pwresetd::ldap::directory_kind::active_directory);
     CHECK(dir.uris ==
           std::vector<std::string>{"ldap://dc1.example.test", "ldaps://dc2.example.test:636"});
@@ -203,15 +204,15 @@ TEST_CASE("a minimal configuration gets the documented defaults", "[config]") {
     const config c = load_config(copy.dir() / "minimal.yaml");
     CHECK(c.warnings.empty());
     CHECK_FALSE(c.tls.client_ca.has_value());
-    CHECK(c.directory.kind == pwresetd::ldap::directory_kind::openldap);
-    CHECK_FALSE(c.directory.start_tls);
-    CHECK(c.directory.timeout_ms == 5000);
-    CHECK(c.directory.pool_size == 4);
-    CHECK(c.directory.attributes.email == "mail");
-    CHECK(c.directory.password_write == pwresetd::ldap::password_write_mode::exop);
-    CHECK(c.directory.unlock_on_reset);
-    CHECK_FALSE(c.directory.force_change_at_next_logon);
-    CHECK(c.directory.protected_groups.empty());
+    CHECK(c.directories.at(0).kind == pwresetd::ldap::directory_kind::openldap);
+    CHECK_FALSE(c.directories.at(0).start_tls);
+    CHECK(c.directories.at(0).timeout_ms == 5000);
+    CHECK(c.directories.at(0).pool_size == 4);
+    CHECK(c.directories.at(0).attributes.email == "mail");
+    CHECK(c.directories.at(0).password_write == pwresetd::ldap::password_write_mode::exop);
+    CHECK(c.directories.at(0).unlock_on_reset);
+    CHECK_FALSE(c.directories.at(0).force_change_at_next_logon);
+    CHECK(c.directories.at(0).protected_groups.empty());
     CHECK(c.factors.required == 1);
     CHECK(c.factors.totp.enabled);
     CHECK(c.factors.totp.issuer == "pwresetd");
@@ -418,11 +419,11 @@ TEST_CASE("the bind password file", "[config]") {
 
     SECTION("exactly one trailing newline is stripped") {
         copy.write("bind-password", "pw\r\n\n");
-        CHECK(load_config(file).directory.bind_password.view() == "pw\r\n");
+        CHECK(load_config(file).directories.at(0).bind_password.view() == "pw\r\n");
         copy.write("bind-password", "pw\r\n");
-        CHECK(load_config(file).directory.bind_password.view() == "pw\r");
+        CHECK(load_config(file).directories.at(0).bind_password.view() == "pw\r");
         copy.write("bind-password", "no newline");
-        CHECK(load_config(file).directory.bind_password.view() == "no newline");
+        CHECK(load_config(file).directories.at(0).bind_password.view() == "no newline");
     }
     SECTION("a newline alone is an empty secret") {
         copy.write("bind-password", "\n");
@@ -438,7 +439,7 @@ TEST_CASE("the bind password file", "[config]") {
                    fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
         const config c = load_config(file);
         CHECK(c.warnings == std::vector<std::string>{warning});
-        CHECK(c.directory.bind_password.view() == "Bind-Secret 42");
+        CHECK(c.directories.at(0).bind_password.view() == "Bind-Secret 42");
     }
     SECTION("readable by others: a warning") {
         copy.chmod("bind-password", fs::perms::owner_read | fs::perms::others_read);
@@ -466,7 +467,7 @@ TEST_CASE("the bind password from a systemd credential", "[config]") {
     SECTION("read from $CREDENTIALS_DIRECTORY") {
         const scoped_env env("CREDENTIALS_DIRECTORY", (copy.dir() / "credentials").string());
         const config c = load_config(file);
-        CHECK(c.directory.bind_password.view() == "from-credential");
+        CHECK(c.directories.at(0).bind_password.view() == "from-credential");
         CHECK(c.warnings.empty());
     }
     SECTION("$CREDENTIALS_DIRECTORY unset") {
@@ -508,5 +509,71 @@ TEST_CASE("the example etc/pwresetd.yaml is valid but for files of this machine"
             CHECK((error.find(": cannot open ") != std::string::npos ||
                    error.find(" does not exist") != std::string::npos));
         }
+    }
+}
+
+TEST_CASE("several directories, routed by domain", "[config]") {
+    const fixture_copy copy;
+    const std::string single =
+        "directory:\n"
+        "  kind: openldap\n"
+        "  uris: [\"ldaps://ldap.example.test\"]\n"
+        "  ca_file: directory-ca.crt\n"
+        "  bind_dn: \"cn=pwresetd,ou=services,dc=example,dc=test\"\n"
+        "  bind_password_file: bind-password\n"
+        "  user_base: \"ou=people,dc=example,dc=test\"\n"
+        "  user_filter: \"(&(objectClass=inetOrgPerson)(uid={username}))\"\n";
+    const std::string block =
+        "    uris: [\"ldaps://dc1.corp.test\"]\n"
+        "    ca_file: directory-ca.crt\n"
+        "    bind_dn: \"CN=svc,DC=corp,DC=test\"\n"
+        "    bind_password_file: bind-password\n"
+        "    user_base: \"DC=corp,DC=test\"\n"
+        "    user_filter: \"(sAMAccountName={username})\"\n";
+    SECTION("a list of blocks with names and domains") {
+        const auto file = copy.variant(
+            "two.yaml", single,
+            "directories:\n"
+            "  - name: corp\n    domains: [corp.test, CORP]\n    kind: active_directory\n" +
+                block + "    require_policy_hints: true\n    protect_admin_count: false\n" +
+                "  - name: lab\n    domains: [lab.test]\n    kind: active_directory\n" + block);
+        const config c = load_config(file);
+        REQUIRE(c.directories.size() == 2);
+        CHECK(c.directories[0].name == "corp");
+        CHECK(c.directories[0].domains == std::vector<std::string>{"corp.test", "CORP"});
+        CHECK(c.directories[0].require_policy_hints);
+        CHECK_FALSE(c.directories[0].protect_admin_count);
+        CHECK(c.directories[0].bind_password.view() == "Bind-Secret 42");
+        CHECK(c.directories[1].name == "lab");
+        CHECK_FALSE(c.directories[1].require_policy_hints);
+        CHECK(c.directories[1].protect_admin_count);
+    }
+    SECTION("mistakes are named with their position") {
+        const auto file = copy.variant(
+            "bad.yaml", single,
+            "directories:\n"
+            "  - name: corp\n    domains: [corp.test]\n    kind: active_directory\n" +
+                block + "  - name: corp\n    domains: [CORP.test]\n    kind: openldap\n" + block +
+                "    protect_admin_count: true\n");
+        CHECK(errors_of(file) ==
+              std::vector<std::string>{
+                  file.string() + ":22:11: directories[1].name: duplicate directory name "
+                                  "'corp' (also directories[0].name)",
+                  file.string() + ":23:14: directories[1].domains: domain 'CORP.test' is also "
+                                  "listed in directories[0].domains",
+                  file.string() + ":31:5: directories[1].protect_admin_count: only for kind: "
+                                  "active_directory"});
+    }
+    SECTION("directory and directories together, or name in a single block") {
+        const auto both = copy.variant("both.yaml", single,
+                                       single + "directories:\n  - name: x\n    domains: [x]\n");
+        CHECK(errors_of(both) == std::vector<std::string>{
+                                     both.string() + ":20:1: directories: use either directory or "
+                                                     "directories, not both"});
+        const auto named =
+            copy.variant("named.yaml", "  kind: openldap\n", "  kind: openldap\n  name: corp\n");
+        CHECK(errors_of(named) == std::vector<std::string>{
+                                      named.string() + ":14:3: directory.name: only in blocks of a "
+                                                       "`directories:` list"});
     }
 }

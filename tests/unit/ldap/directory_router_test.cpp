@@ -1,0 +1,62 @@
+#include "ldap/directory_router.hpp"
+
+#include <catch2/catch.hpp>
+
+#include "fakes/fake_directory.hpp"
+
+using namespace pwresetd;
+using pwresetd::testing::fake_directory;
+
+TEST_CASE("split_domain understands UPN and down-level names", "[directory_router]") {
+    using p = std::pair<std::string, std::string>;
+    CHECK(ldap::split_domain("alice@example.test") == p{"example.test", "alice"});
+    CHECK(ldap::split_domain("EXAMPLE\\alice") == p{"EXAMPLE", "alice"});
+    CHECK(ldap::split_domain("alice") == p{"", "alice"});
+    CHECK(ldap::split_domain("@example.test") == p{"", "@example.test"});
+    CHECK(ldap::split_domain("alice@") == p{"", "alice@"});
+    CHECK(ldap::split_domain("\\alice") == p{"", "\\alice"});
+    CHECK(ldap::split_domain("a@b@c.test") == p{"c.test", "a@b"});
+}
+
+TEST_CASE("usernames are routed by domain; calls go to the user's directory",
+          "[directory_router]") {
+    auto corp = std::make_unique<fake_directory>();
+    auto lab = std::make_unique<fake_directory>();
+    corp->add("alice", "corp-password-1");
+    lab->add("alice", "lab-password-1");
+    lab->add("bob", "lab-password-2");
+    fake_directory* corp_raw = corp.get();
+    fake_directory* lab_raw = lab.get();
+    std::vector<ldap::routed_directory> backends;
+    backends.push_back({"corp", {"corp.example.test", "CORP"}, std::move(corp)});
+    backends.push_back({"lab", {"lab.example.test", "LAB"}, std::move(lab)});
+    const auto router = ldap::make_router(std::move(backends));
+
+    auto r = router->find_user("alice@LAB.example.test");
+    REQUIRE(r.status == ldap::lookup_status::found);
+    CHECK(r.user->directory == "lab");
+    CHECK(router->verify_password(*r.user, secret("lab-password-1")) == ldap::bind_status::ok);
+    CHECK(router->verify_password(*r.user, secret("corp-password-1")) ==
+          ldap::bind_status::invalid_credentials);
+
+    r = router->find_user("corp\\alice");
+    REQUIRE(r.status == ldap::lookup_status::found);
+    CHECK(r.user->directory == "corp");
+    CHECK(router->reset_password(*r.user, secret("New-corp-password-1")).status ==
+          ldap::write_status::ok);
+    CHECK(corp_raw->password_of("alice") == "New-corp-password-1");
+    CHECK(lab_raw->password_of("alice") == "lab-password-1");
+
+    // Bare names go to the first directory; bob lives only in lab.
+    r = router->find_user("alice");
+    CHECK(r.user->directory == "corp");
+    CHECK(router->find_user("bob").status == ldap::lookup_status::not_found);
+    CHECK(router->find_user("bob@lab.example.test").status == ldap::lookup_status::found);
+    // An unlisted domain is searched in the first directory with the whole name.
+    CHECK(router->find_user("alice@elsewhere.test").status == ldap::lookup_status::not_found);
+
+    CHECK(router->ping());
+    lab_raw->down = true;
+    CHECK_FALSE(router->ping());
+    CHECK(router->find_user("bob@lab.example.test").status == ldap::lookup_status::unavailable);
+}
