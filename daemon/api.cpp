@@ -114,6 +114,9 @@ api_response failure_reply(const failure& f, language lang) {
                              f.code == failure_code::bad_request ? f.detail : std::string_view{});
     switch (f.code) {
         case failure_code::locked:
+            if (f.detail == "directory") {
+                reply.body["message"] = message_for_error("locked_in_directory", lang);
+            }
             reply.body["retry_after"] = f.retry_after;
             reply.headers.emplace_back("Retry-After", std::to_string(f.retry_after));
             break;
@@ -183,7 +186,7 @@ route_lookup find_route(std::string_view method, std::string_view target) {
     } else if (n == 2 && parts[1] == "enrollments") {
         offer("POST", endpoint::not_implemented, "enroll", true);
     } else if (n == 3 && parts[1] == "password" && parts[2] == "change") {
-        offer("POST", endpoint::not_implemented, "change", true);
+        offer("POST", endpoint::password_change, "change", true);
     } else if (n == 3 && parts[1] == "password" && parts[2] == "check") {
         offer("POST", endpoint::not_implemented, "check", true);
     } else if (n == 2 && parts[1] == "policy") {
@@ -208,8 +211,12 @@ api_response error_reply(unsigned status, std::string_view code, language lang,
 }
 
 api::api(const config& cfg, reset_service& resets, enrollment_service& enrollments,
-         ldap::directory& directory)
-    : cfg_(cfg), resets_(resets), enrollments_(enrollments), directory_(directory) {}
+         change_service& changes, ldap::directory& directory)
+    : cfg_(cfg),
+      resets_(resets),
+      enrollments_(enrollments),
+      changes_(changes),
+      directory_(directory) {}
 
 api_response api::health(language lang) {
     // A burst of health checks must not become a burst of directory searches.
@@ -354,6 +361,23 @@ api_response api::handle(const route& r, std::string_view body, const request_co
             }
             api_response reply;
             reply.body = json::object{{"status", "enrolled"}};
+            return reply;
+        }
+        case endpoint::password_change: {
+            const auto username = in.string("username");
+            const auto current = in.string("current_password");
+            const auto next = in.string("new_password");
+            if (!username || !current || !next) {
+                return bad();
+            }
+            const secret current_password(*current);
+            const secret new_password(*next);
+            auto result = changes_.change(ctx, *username, current_password, new_password);
+            if (auto* f = std::get_if<failure>(&result)) {
+                return failure_reply(*f, lang);
+            }
+            api_response reply;
+            reply.body = json::object{{"status", "password_changed"}};
             return reply;
         }
         case endpoint::health:

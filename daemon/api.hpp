@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "daemon/change_service.hpp"
 #include "daemon/enrollment_service.hpp"
 #include "daemon/messages.hpp"
 #include "daemon/outcome.hpp"
@@ -26,6 +27,7 @@ enum class endpoint {
     reset_complete,
     enroll_totp,
     enroll_totp_confirm,
+    password_change,
     not_implemented,  // in API.md, arriving in a later version
 };
 
@@ -56,7 +58,7 @@ api_response error_reply(unsigned status, std::string_view code, language lang,
 class api {
 public:
     api(const config& cfg, reset_service& resets, enrollment_service& enrollments,
-        ldap::directory& directory);
+        change_service& changes, ldap::directory& directory);
 
     // Runs on a worker thread. `body` holds secrets and is wiped by the caller afterwards.
     api_response handle(const route& r, std::string_view body, const request_context& ctx,
@@ -68,6 +70,7 @@ private:
     const config& cfg_;
     reset_service& resets_;
     enrollment_service& enrollments_;
+    change_service& changes_;
     ldap::directory& directory_;
 };
 

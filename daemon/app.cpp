@@ -16,6 +16,7 @@
 #include "common/log.hpp"
 #include "daemon/api.hpp"
 #include "daemon/audit_log.hpp"
+#include "daemon/change_service.hpp"
 #include "daemon/client_auth.hpp"
 #include "daemon/config.hpp"
 #include "daemon/enrollment_service.hpp"
@@ -105,7 +106,8 @@ int run(const options& opts) {
         auto directory = ldap::make_directories(std::move(cfg.directories));
         reset_service resets(cfg, *directory, *state, audit);
         enrollment_service enrollments(cfg, *directory, *state, audit);
-        api routes(cfg, resets, enrollments, *directory);
+        change_service changes(cfg, *directory, *state, audit);
+        api routes(cfg, resets, enrollments, changes, *directory);
         const client_auth auth(cfg.clients);
         const auto workers_count = static_cast<std::size_t>(std::max(1, pool_size));
         worker_pool workers(workers_count, workers_count * queue_per_worker);

@@ -44,8 +44,11 @@ TEST_CASE("routes, scopes and methods", "[api]") {
     CHECK(r.found->scope == "enroll");
     r = find_route("POST", "/v1/password/change");
     REQUIRE(r.found);
-    CHECK(r.found->target == endpoint::not_implemented);
+    CHECK(r.found->target == endpoint::password_change);
     CHECK(r.found->scope == "change");
+    r = find_route("POST", "/v1/password/check");
+    REQUIRE(r.found);
+    CHECK(r.found->target == endpoint::not_implemented);
 }
 
 TEST_CASE("Accept-Language picks en or sv with q-values", "[messages]") {

@@ -1,0 +1,37 @@
+#pragma once
+// Self-service change (API.md "Change"): the user knows the current password and picks a
+// new one. Unknown, disabled and protected users get the same 401 as a wrong password.
+// Wrong passwords count per user toward limits.verify_failures (then 423 for
+// limits.lockout_s), so the daemon runs out of patience before the directory's own lockout
+// would lock the account. Blocking; runs on a worker thread.
+#include <string_view>
+
+#include "common/secret.hpp"
+#include "daemon/audit_log.hpp"
+#include "daemon/config.hpp"
+#include "daemon/outcome.hpp"
+#include "daemon/reset_service.hpp"
+#include "ldap/directory.hpp"
+#include "store/state_store.hpp"
+
+namespace pwresetd::daemon {
+
+class change_service {
+public:
+    change_service(const config& cfg, ldap::directory& directory, store::state_store& store,
+                   audit_log& audit, clock_fn clock = unix_now);
+
+    outcome<bool> change(const request_context& ctx, std::string_view username,
+                         const secret& current_password, const secret& new_password);
+
+private:
+    failure wrong_credentials(const std::string& failure_key, std::int64_t now);
+
+    const limit_settings& limits_;
+    ldap::directory& directory_;
+    store::state_store& store_;
+    audit_log& audit_;
+    clock_fn clock_;
+};
+
+}  // namespace pwresetd::daemon
