@@ -126,8 +126,9 @@ api_response failure_reply(const failure& f, language lang) {
         case failure_code::password_rejected: {
             json::array violations;
             for (const auto& v : f.violations) {
-                violations.push_back(json::object{
-                    {"rule", v.rule}, {"message", message_for_rule(v.rule, v.detail, lang)}});
+                violations.push_back(
+                    json::object{{"rule", v.rule},
+                                 {"message", message_for_rule(v.rule, v.value, v.detail, lang)}});
             }
             reply.body["violations"] = std::move(violations);
             break;
@@ -199,7 +200,7 @@ api_response error_reply(unsigned status, std::string_view code, language lang,
                          std::string_view detail) {
     api_response r;
     r.status = status;
-    std::string message(message_for_error(code, lang));
+    std::string message = message_for_error(code, lang);
     if (!detail.empty()) {
         message.pop_back();  // the final period
         message += ": ";

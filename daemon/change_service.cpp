@@ -61,7 +61,7 @@ outcome<bool> change_service::change(const request_context& ctx, std::string_vie
     record["dn"] = found.user->dn;
     if (new_password.empty()) {
         auto f = fail(failure_code::password_rejected);
-        f.violations.push_back({"min_length", "The new password must not be empty."});
+        f.violations.push_back({"min_length", std::nullopt, ""});
         return f;
     }
 
@@ -91,7 +91,7 @@ outcome<bool> change_service::change(const request_context& ctx, std::string_vie
             record["rule"] = written.reason ? written.reason->rule : "directory_policy";
             audit_.record(std::move(record));
             auto f = fail(failure_code::password_rejected);
-            f.violations.push_back(written.reason.value_or(ldap::refusal{"directory_policy", ""}));
+            f.violations.push_back(directory_violation(written));
             return f;
         }
         case ldap::write_status::unavailable:

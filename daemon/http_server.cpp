@@ -154,7 +154,7 @@ private:
             return do_shutdown();
         }
         if (ec == http::error::header_limit) {
-            return send_early(error_reply(431, "headers_too_large", language::en));
+            return send_early(error_reply(431, "headers_too_large", default_language));
         }
         if (ec == beast::error::timeout) {
             return;  // idle or too slow: close without a word
@@ -164,8 +164,8 @@ private:
                 ec.category() == http::make_error_code(http::error::bad_target).category() &&
                 ec != http::error::partial_message;
             if (malformed) {
-                return send_early(
-                    error_reply(400, "bad_request", language::en, "the HTTP request is malformed"));
+                return send_early(error_reply(400, "bad_request", default_language,
+                                              "the HTTP request is malformed"));
             }
             return;
         }
@@ -364,7 +364,7 @@ private:
     std::optional<http::response<http::empty_body>> continue_;
     const client_settings* client_ = nullptr;
     route route_;
-    language lang_ = language::en;
+    language lang_ = default_language;
     std::string request_id_;
     std::string socket_ip_;
     std::string remote_ip_;

@@ -1,82 +1,71 @@
 #include "daemon/messages.hpp"
 
-#include <array>
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+
+#include <algorithm>
 #include <cstdlib>
-#include <optional>
+#include <map>
+#include <stdexcept>
 
 #include "common/text.hpp"
+#include "daemon/message_catalogs.hpp"
 
 namespace pwresetd::daemon {
 namespace {
 
-struct entry {
-    std::string_view code;
-    std::string_view en;
-    std::string_view sv;
+struct catalog {
+    std::string tag;
+    std::map<std::string, std::string, std::less<>> entries;
 };
 
-constexpr std::array error_messages{
-    entry{"bad_request", "The request is not valid.", "Begäran är ogiltig."},
-    entry{"unauthenticated", "Authentication is required: send a valid API key.",
-          "Autentisering krävs: skicka en giltig API-nyckel."},
-    entry{"forbidden", "This client may not use this endpoint.",
-          "Den här klienten får inte använda den här funktionen."},
-    entry{"not_found", "There is no such endpoint.", "Det finns ingen sådan funktion."},
-    entry{"method_not_allowed", "This method is not allowed on this endpoint.",
-          "Metoden är inte tillåten här."},
-    entry{"payload_too_large", "The request body is too large.", "Begärans innehåll är för stort."},
-    entry{"headers_too_large", "The request headers are too large.",
-          "Begärans huvuden är för stora."},
-    entry{"unsupported_media_type", "Send the request body as application/json.",
-          "Skicka innehållet som application/json."},
-    entry{"directory_unavailable",
-          "The directory cannot be reached right now. Try again in a few minutes.",
-          "Katalogen kan inte nås just nu. Försök igen om några minuter."},
-    entry{"overloaded", "The service is busy. Try again in a moment.",
-          "Tjänsten är upptagen. Försök igen om en stund."},
-    entry{"internal", "Something went wrong. Try again later.",
-          "Något gick fel. Försök igen senare."},
-    entry{"not_implemented", "This endpoint is not available in this version.",
-          "Funktionen finns inte i den här versionen."},
-    entry{"invalid_code", "The code is not correct.", "Koden är inte korrekt."},
-    entry{"locked", "Too many failed attempts. Try again later.",
-          "För många misslyckade försök. Försök igen senare."},
-    entry{"verification_required", "Verify your identity before choosing a new password.",
-          "Verifiera din identitet innan du väljer ett nytt lösenord."},
-    entry{"locked_in_directory",
-          "The account is locked in the directory. Use the password reset to unlock it.",
-          "Kontot är låst i katalogen. Använd lösenordsåterställningen för att låsa upp det."},
-    entry{"password_rejected", "The new password does not meet the password policy.",
-          "Det nya lösenordet uppfyller inte lösenordspolicyn."},
-    entry{"reset_expired", "This password reset has expired or was already used. Start again.",
-          "Återställningen har gått ut eller redan använts. Börja om."},
-    entry{"enrollment_expired", "This enrollment has expired. Start again.",
-          "Registreringen har gått ut. Börja om."},
-    entry{"invalid_credentials", "The username or password is not correct.",
-          "Användarnamnet eller lösenordet är inte korrekt."},
-};
+std::vector<catalog> load_catalogs() {
+    std::vector<catalog> out;
+    for (const auto& source : compiled_catalogs()) {
+        catalog c;
+        c.tag = std::string(source.tag);
+        const auto doc = boost::json::parse(source.json);
+        for (const auto& [key, value] : doc.as_object()) {
+            c.entries.emplace(std::string(key), std::string(value.as_string()));
+        }
+        out.push_back(std::move(c));
+    }
+    std::stable_partition(out.begin(), out.end(),
+                          [](const catalog& c) { return c.tag == default_language; });
+    if (out.empty() || out.front().tag != default_language) {
+        throw std::logic_error("messages: the English catalog is missing");
+    }
+    return out;
+}
 
-constexpr std::array rule_messages{
-    entry{"min_length", "The password is too short.", "Lösenordet är för kort."},
-    entry{"max_length", "The password is too long.", "Lösenordet är för långt."},
-    entry{"complexity", "The password does not meet the directory's complexity rules.",
-          "Lösenordet uppfyller inte katalogens krav på komplexitet."},
-    entry{"history", "You have used this password before. Choose one you have not used.",
-          "Du har använt lösenordet tidigare. Välj ett som du inte har använt."},
-    entry{"too_young", "The password was changed too recently to be changed again yet.",
-          "Lösenordet ändrades nyss och kan inte ändras igen än."},
-    entry{"directory_policy", "The directory refused the password.",
-          "Katalogen godtog inte lösenordet."},
-};
+const std::vector<catalog>& catalogs() {
+    static const std::vector<catalog> all = load_catalogs();
+    return all;
+}
 
-template <std::size_t N>
-const entry* find(const std::array<entry, N>& table, std::string_view code) {
-    for (const auto& e : table) {
-        if (e.code == code) {
-            return &e;
+const catalog& find_catalog(language lang) {
+    for (const auto& c : catalogs()) {
+        if (c.tag == lang) {
+            return c;
         }
     }
-    return nullptr;
+    return catalogs().front();
+}
+
+std::string lookup(language lang, std::string_view key) {
+    if (auto v = catalog_entry(lang, key)) {
+        return *v;
+    }
+    if (auto v = catalog_entry(default_language, key)) {
+        return *v;
+    }
+    return {};
+}
+
+void replace_all(std::string& text, std::string_view from, std::string_view to) {
+    for (auto at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
+        text.replace(at, from.size(), to);
+    }
 }
 
 std::string_view trim(std::string_view s) {
@@ -91,8 +80,36 @@ std::string_view trim(std::string_view s) {
 
 }  // namespace
 
+std::vector<std::string_view> available_languages() {
+    std::vector<std::string_view> tags;
+    for (const auto& c : catalogs()) {
+        tags.emplace_back(c.tag);
+    }
+    return tags;
+}
+
+std::optional<std::string> catalog_entry(language lang, std::string_view key) {
+    for (const auto& c : catalogs()) {
+        if (c.tag == lang) {
+            if (const auto it = c.entries.find(key); it != c.entries.end()) {
+                return it->second;
+            }
+            return std::nullopt;
+        }
+    }
+    return std::nullopt;
+}
+
+std::vector<std::string> catalog_keys(language lang) {
+    std::vector<std::string> keys;
+    for (const auto& [k, v] : find_catalog(lang).entries) {
+        keys.push_back(k);
+    }
+    return keys;
+}
+
 language pick_language(std::string_view header) {
-    language best = language::en;
+    language best = default_language;
     double best_q = -1.0;
     while (!header.empty()) {
         const auto comma = header.find(',');
@@ -112,39 +129,33 @@ language pick_language(std::string_view header) {
             }
         }
         const std::string primary = text::ascii_lower(item.substr(0, item.find('-')));
-        std::optional<language> lang;
-        if (primary == "en") {
-            lang = language::en;
-        } else if (primary == "sv") {
-            lang = language::sv;
-        }
-        if (lang && q > 0.0 && q > best_q) {
-            best = *lang;
-            best_q = q;
+        for (const auto& c : catalogs()) {
+            if (c.tag == primary && q > 0.0 && q > best_q) {
+                best = c.tag;
+                best_q = q;
+            }
         }
     }
     return best;
 }
 
-std::string_view message_for_error(std::string_view code, language lang) {
-    const entry* e = find(error_messages, code);
-    if (e == nullptr) {
-        e = find(error_messages, "internal");
-    }
-    return lang == language::sv ? e->sv : e->en;
+std::string message_for_error(std::string_view code, language lang) {
+    std::string text = lookup(lang, "error." + std::string(code));
+    return text.empty() ? lookup(lang, "error.internal") : text;
 }
 
-std::string message_for_rule(std::string_view rule, std::string_view detail, language lang) {
-    const entry* e = find(rule_messages, rule);
-    if (e == nullptr) {
-        e = find(rule_messages, "directory_policy");
+std::string message_for_rule(std::string_view rule, std::optional<std::int64_t> value,
+                             std::string_view detail, language lang) {
+    std::string key = "rule." + std::string(rule);
+    if (rule == "directory_policy" && !detail.empty()) {
+        key += ".detail";
     }
-    std::string text(lang == language::sv ? e->sv : e->en);
-    if (e->code == "directory_policy" && !detail.empty()) {
-        text += " (";
-        text += detail;
-        text += ")";
+    std::string text = lookup(lang, key);
+    if (text.empty()) {
+        text = lookup(lang, "rule.directory_policy");
     }
+    replace_all(text, "{value}", value ? std::to_string(*value) : std::string());
+    replace_all(text, "{detail}", detail);
     return text;
 }
 

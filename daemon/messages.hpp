@@ -1,17 +1,34 @@
 #pragma once
-// Human messages for error codes and violation rules, in English and Swedish. Machine codes
-// never change with the language (API.md); Accept-Language picks the text.
+// Human messages for error codes and policy rules. One catalog file per language,
+// daemon/messages/<lang>.json (flat: "error.<code>", "rule.<rule>"), compiled into the
+// binary: adding a language is adding one file. English is complete by test; another
+// catalog's missing key falls back to English. Machine codes never change with the language
+// (API.md); Accept-Language picks the text.
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace pwresetd::daemon {
 
-enum class language { en, sv };
+// A language tag of one of the compiled-in catalogs ("en", "sv").
+using language = std::string_view;
+inline constexpr language default_language = "en";
+
+// Every catalog compiled in, English first.
+std::vector<std::string_view> available_languages();
 
 // RFC 9110 Accept-Language with q-values and region tags (`sv-SE` → sv); fallback en.
 language pick_language(std::string_view accept_language);
-std::string_view message_for_error(std::string_view error_code, language lang);
-// `detail` is the directory's own words, shown for directory_policy only.
-std::string message_for_rule(std::string_view rule, std::string_view detail, language lang);
+std::string message_for_error(std::string_view error_code, language lang);
+// `{value}` is replaced by the rule's number; `detail` (the directory's own words) is shown
+// for directory_policy.
+std::string message_for_rule(std::string_view rule, std::optional<std::int64_t> value,
+                             std::string_view detail, language lang);
+
+// The catalog's raw entry, or nullopt (tests: every catalog covers every key).
+std::optional<std::string> catalog_entry(language lang, std::string_view key);
+std::vector<std::string> catalog_keys(language lang);
 
 }  // namespace pwresetd::daemon

@@ -2,6 +2,7 @@
 // What a service call can end in, independent of HTTP. The API layer maps a failure code to
 // its status and error string (API.md) in one table; services never see HTTP.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -23,12 +24,20 @@ enum class failure_code {
     internal,
 };
 
+// One reason a password is refused: an API rule code, the rule's number when it has one, and
+// the directory's own words (shown for directory_policy).
+struct violation {
+    std::string rule;
+    std::optional<std::int64_t> value;
+    std::string detail;
+};
+
 struct failure {
     failure_code code = failure_code::internal;
-    std::string detail;                     // bad_request: which field and why (no secrets)
-    std::int64_t retry_after = 0;           // locked
-    int remaining_methods = 0;              // verification_required
-    std::vector<ldap::refusal> violations;  // password_rejected
+    std::string detail;                 // bad_request: which field and why (no secrets)
+    std::int64_t retry_after = 0;       // locked
+    int remaining_methods = 0;          // verification_required
+    std::vector<violation> violations;  // password_rejected
 };
 
 template <class T>

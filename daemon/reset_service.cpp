@@ -63,6 +63,13 @@ std::string id_hash(std::string_view id) {
     return crypto::sha256_hex(id);
 }
 
+violation directory_violation(const ldap::write_result& written) {
+    if (written.reason) {
+        return {written.reason->rule, std::nullopt, written.reason->detail};
+    }
+    return {"directory_policy", std::nullopt, ""};
+}
+
 std::string new_opaque_id() {
     return crypto::base64url_encode(crypto::random_bytes(32));
 }
@@ -261,12 +268,12 @@ outcome<reset_completed> reset_service::complete(const request_context& ctx,
     }
     if (new_password.empty()) {
         auto f = fail(failure_code::password_rejected);
-        f.violations.push_back({"min_length", "The new password must not be empty."});
+        f.violations.push_back({"min_length", std::nullopt, ""});
         return f;
     }
     if (new_password.size() > max_password_bytes) {
         auto f = fail(failure_code::password_rejected);
-        f.violations.push_back({"max_length", "The new password is too long."});
+        f.violations.push_back({"max_length", std::nullopt, ""});
         return f;
     }
 
@@ -302,11 +309,7 @@ outcome<reset_completed> reset_service::complete(const request_context& ctx,
                                                   {"user", flow->username},
                                                   {"diagnostic", written.diagnostic}});
             auto f = fail(failure_code::password_rejected);
-            if (written.reason) {
-                f.violations.push_back(*written.reason);
-            } else {
-                f.violations.push_back({"directory_policy", ""});
-            }
+            f.violations.push_back(directory_violation(written));
             return f;
         }
         case ldap::write_status::unavailable:

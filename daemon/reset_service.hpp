@@ -74,6 +74,8 @@ private:
     secret decoy_key_;  // a random TOTP key for decoys, so their verification costs the same
 };
 
+// The API violation for a directory's refusal.
+violation directory_violation(const ldap::write_result& written);
 // hex SHA-256 of an opaque id from the API (reset_id, enrollment_id); only this is stored.
 std::string id_hash(std::string_view id);
 // A fresh opaque id: 256 random bits, base64url (43 characters).
