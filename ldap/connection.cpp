@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <condition_variable>
@@ -232,13 +233,15 @@ bool configure(LDAP* ld, const directory_settings& s) {
            set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &new_ctx_is_server, "tls_newctx");
 }
 
-void log_connect_failure(std::string_view event, const directory_settings& s, int rc, LDAP* ld,
-                         const connect_guard& guard) {
+// Logs one failed connect / StartTLS and returns the stage that failed ("tcp" or "tls").
+std::string_view log_connect_failure(std::string_view event, const directory_settings& s,
+                                     const std::string& uri, int rc, LDAP* ld,
+                                     const connect_guard& guard) {
     const std::string diagnostic = ld != nullptr ? diagnostic_message(ld) : std::string();
     // A failed certificate check surfaces as "Can't contact LDAP server" (-1), often with an
     // empty diagnostic: name TLS and the certificate so the operator looks at ca_file.
     std::string_view stage = "tcp";
-    std::string_view hint = "no server reachable (connection refused or timed out)";
+    std::string_view hint = "server not reachable (connection refused or timed out)";
     if (guard.fired()) {
         stage = "tls";
         hint = "TLS handshake did not complete within timeout_ms";
@@ -249,12 +252,170 @@ void log_connect_failure(std::string_view event, const directory_settings& s, in
             "server certificate names the host in the URI";
     }
     log::warning(event, {{"directory", s.name},
-                         {"uris", join_uris(s.uris)},
+                         {"uri", uri},
                          {"stage", stage},
                          {"error", ldap_err2string(rc)},
                          {"result", rc},
                          {"diagnostic", diagnostic},
                          {"hint", hint}});
+    return stage;
+}
+
+// Any ldap:// URI without start_tls: refuse the whole configuration, send nothing anywhere.
+bool refuses_plain_ldap(const directory_settings& s) {
+    for (const auto& uri : s.uris) {
+        if (starts_with_ci(uri, "ldap://") && !s.start_tls) {
+            log::error("ldap.plain_ldap_refused", {{"directory", s.name}, {"uri", uri}});
+            return true;
+        }
+    }
+    return false;
+}
+
+// Whose fault a failed attempt was: the server's (try the next URI, mark this one down) or
+// ours (options, configuration: every URI would fail the same way).
+enum class attempt_fault { none, server, local };
+
+struct attempt {
+    ldap_handle handle;
+    int rc = LDAP_CONNECT_ERROR;
+    attempt_fault fault = attempt_fault::server;
+    std::string_view stage = "tcp";
+};
+
+// One URI, one handle, its own timeout_ms. One URI per handle rather than libldap's
+// space-separated list (ldap_initialize(3)): only then do we know which server failed, so
+// that the next open can skip it instead of paying its timeout again.
+attempt open_one(const directory_settings& s, const std::string& uri) {
+    attempt out;
+    LDAP* raw = nullptr;
+    out.rc = ldap_initialize(&raw, uri.c_str());
+    ldap_handle ld(raw);
+    if (out.rc != LDAP_SUCCESS || !ld) {
+        // A URI libldap cannot parse will never work: skipped like a dead server.
+        log::error("ldap.initialize_failed",
+                   {{"directory", s.name}, {"uri", uri}, {"error", ldap_err2string(out.rc)}});
+        out.rc = LDAP_CONNECT_ERROR;
+        out.stage = "uri";
+        return out;
+    }
+    if (!configure(ld.get(), s)) {
+        out.rc = LDAP_LOCAL_ERROR;
+        out.fault = attempt_fault::local;
+        return out;
+    }
+    // Declared after ld: disarmed before the handle (and its sockets) are closed.
+    connect_guard guard(s.timeout_ms);
+    // Connect first (ldaps:// does its TLS handshake here), then StartTLS only on a
+    // connection without TLS: StartTLS on an ldaps:// connection would be refused.
+    out.rc = ldap_connect(ld.get());
+    if (out.rc != LDAP_SUCCESS) {
+        guard.disarm_all();
+        out.stage = log_connect_failure("ldap.connect_failed", s, uri, out.rc, ld.get(), guard);
+        if (guard.fired()) {
+            out.rc = LDAP_TIMEOUT;
+        }
+        return out;
+    }
+    if (ldap_tls_inplace(ld.get()) == 0) {
+        if (!s.start_tls) {
+            log::error("ldap.plain_ldap_refused", {{"directory", s.name}, {"uri", uri}});
+            out.rc = LDAP_CONNECT_ERROR;
+            out.fault = attempt_fault::local;
+            return out;
+        }
+        out.rc = ldap_start_tls_s(ld.get(), nullptr, nullptr);
+        if (out.rc != LDAP_SUCCESS) {
+            guard.disarm_all();
+            log_connect_failure("ldap.start_tls_failed", s, uri, out.rc, ld.get(), guard);
+            out.stage = "tls";
+            if (guard.fired()) {
+                out.rc = LDAP_TIMEOUT;
+            } else if (out.rc > 0) {
+                out.rc = LDAP_CONNECT_ERROR;  // the server refused StartTLS: not usable
+            }
+            return out;
+        }
+    }
+    if (ldap_tls_inplace(ld.get()) == 0) {  // never bind without TLS
+        log::error("ldap.plain_ldap_refused", {{"directory", s.name}, {"uri", uri}});
+        out.rc = LDAP_CONNECT_ERROR;
+        out.fault = attempt_fault::local;
+        return out;
+    }
+    guard.disarm_all();
+    if (guard.fired()) {  // the deadline hit just as the handshake finished
+        out.rc = LDAP_TIMEOUT;
+        out.stage = "tls";
+        return out;
+    }
+    out.rc = LDAP_SUCCESS;
+    out.fault = attempt_fault::none;
+    out.handle = std::move(ld);
+    return out;
+}
+
+// A refused service bind that says something about that server (down, overloaded, a
+// replica that will not take binds now), not about our credentials.
+bool is_server_trouble(int rc) noexcept {
+    return is_connection_error(rc) || rc == LDAP_BUSY || rc == LDAP_UNAVAILABLE ||
+           rc == LDAP_UNWILLING_TO_PERFORM;
+}
+
+opened_connection open_with_failover(const directory_settings& s, server_health& health,
+                                     bool service_bind) {
+    ensure_library_initialized();
+    opened_connection out;
+    if (refuses_plain_ldap(s)) {
+        return out;
+    }
+    std::vector<bool> tried(health.size(), false);
+    while (const auto next = health.next(tried)) {
+        const std::size_t server = *next;
+        tried[server] = true;
+        attempt a = open_one(s, health.uri(server));
+        out.rc = a.rc;
+        if (!a.handle) {
+            if (a.fault == attempt_fault::local) {
+                health.abandoned(server);
+                return out;
+            }
+            health.failed(server, a.stage);
+            continue;
+        }
+        if (service_bind) {
+            const operation_result bound =
+                simple_bind(a.handle.get(), s.bind_dn, s.bind_password.view(), s.timeout_ms);
+            if (bound.result != LDAP_SUCCESS) {
+                out.rc = bound.result;
+                const bool next_server = is_server_trouble(bound.result);
+                log::write(next_server ? log::level::warning : log::level::error,
+                           "ldap.service_bind_failed",
+                           {{"directory", s.name},
+                            {"uri", health.uri(server)},
+                            {"bind_dn", s.bind_dn},
+                            {"result", bound.result},
+                            {"error", ldap_err2string(bound.result)},
+                            {"ppolicy", bound.ppolicy_error},
+                            {"text", bound.text},
+                            {"next_server", next_server}});
+                if (next_server) {
+                    health.failed(server, "bind");
+                    continue;
+                }
+                // The server answered: it is up. The same credentials would be refused by
+                // every server, and each try could count towards a lockout.
+                health.succeeded(server);
+                return out;
+            }
+        }
+        health.succeeded(server);
+        out.handle = std::move(a.handle);
+        out.server = server;
+        out.rc = LDAP_SUCCESS;
+        return out;
+    }
+    return out;
 }
 
 }  // namespace
@@ -302,66 +463,162 @@ ldap_handle open_tls_connection(const directory_settings& s, int* rc_out) {
     int dummy = 0;
     int& rc = rc_out != nullptr ? *rc_out : dummy;
     rc = LDAP_CONNECT_ERROR;
+    if (refuses_plain_ldap(s)) {
+        return {};
+    }
     for (const auto& uri : s.uris) {
-        if (starts_with_ci(uri, "ldap://") && !s.start_tls) {
-            log::error("ldap.plain_ldap_refused", {{"directory", s.name}, {"uri", uri}});
-            return {};
+        attempt a = open_one(s, uri);
+        rc = a.rc;
+        if (a.handle || a.fault == attempt_fault::local) {
+            return std::move(a.handle);
         }
     }
-    LDAP* raw = nullptr;
-    // A space-separated list: libldap tries the URIs in order (ldap_initialize(3)).
-    const std::string uris = join_uris(s.uris);
-    rc = ldap_initialize(&raw, uris.c_str());
-    ldap_handle ld(raw);
-    if (rc != LDAP_SUCCESS || !ld) {
-        log::error("ldap.initialize_failed", {{"uris", uris}, {"error", ldap_err2string(rc)}});
-        return {};
+    return {};
+}
+
+server_health::server_health(std::vector<std::string> uris, std::string directory, now_function now)
+    : directory_(std::move(directory)), now_(std::move(now)) {
+    servers_.reserve(uris.size());
+    for (auto& uri : uris) {
+        state st;
+        st.uri = std::move(uri);
+        servers_.push_back(std::move(st));
     }
-    if (!configure(ld.get(), s)) {
-        rc = LDAP_LOCAL_ERROR;
-        return {};
-    }
-    // Declared after ld: disarmed before the handle (and its sockets) are closed.
-    connect_guard guard(s.timeout_ms);
-    // Connect first (ldaps:// does its TLS handshake here), then StartTLS only on a
-    // connection without TLS: StartTLS on an ldaps:// connection would be refused.
-    rc = ldap_connect(ld.get());
-    if (rc != LDAP_SUCCESS) {
-        guard.disarm_all();
-        log_connect_failure("ldap.connect_failed", s, rc, ld.get(), guard);
-        if (guard.fired()) {
-            rc = LDAP_TIMEOUT;
+}
+
+const std::string& server_health::uri(std::size_t server) const noexcept {
+    static const std::string none;
+    return server < servers_.size() ? servers_[server].uri : none;  // immutable: no lock
+}
+
+std::optional<std::size_t> server_health::next(const std::vector<bool>& tried) {
+    const auto t = now();
+    const std::lock_guard lock(mutex_);
+    bool tried_any = false;
+    for (std::size_t i = 0; i < servers_.size(); ++i) {
+        if (i < tried.size() && tried[i]) {
+            tried_any = true;
+            continue;
         }
-        return {};
-    }
-    if (ldap_tls_inplace(ld.get()) == 0) {
-        if (!s.start_tls) {
-            log::error("ldap.plain_ldap_refused", {{"directory", s.name}, {"uris", uris}});
-            rc = LDAP_CONNECT_ERROR;
-            return {};
+        state& st = servers_[i];
+        if (!st.down) {
+            return i;
         }
-        rc = ldap_start_tls_s(ld.get(), nullptr, nullptr);
-        if (rc != LDAP_SUCCESS) {
-            guard.disarm_all();
-            log_connect_failure("ldap.start_tls_failed", s, rc, ld.get(), guard);
-            if (rc > 0) {
-                rc = LDAP_CONNECT_ERROR;  // the server refused StartTLS: not usable
-            }
-            return {};
+        // One thread retries a server whose backoff ended; the others keep skipping it, so
+        // a server that still hangs costs one caller timeout_ms, not every caller.
+        if (!st.retrying && st.retry_at <= t) {
+            st.retrying = true;
+            return i;
         }
     }
-    if (ldap_tls_inplace(ld.get()) == 0) {  // never bind without TLS
-        log::error("ldap.plain_ldap_refused", {{"directory", s.name}, {"uris", uris}});
-        rc = LDAP_CONNECT_ERROR;
-        return {};
+    if (tried_any || servers_.empty()) {
+        return std::nullopt;
     }
-    guard.disarm_all();
-    if (guard.fired()) {  // the deadline hit just as the handshake finished
-        rc = LDAP_TIMEOUT;
-        return {};
+    // Every server is in backoff: try the one whose backoff ends first rather than answer
+    // "no server" without having asked any.
+    std::size_t best = 0;
+    for (std::size_t i = 1; i < servers_.size(); ++i) {
+        if (servers_[i].retry_at < servers_[best].retry_at) {
+            best = i;
+        }
     }
-    rc = LDAP_SUCCESS;
-    return ld;
+    servers_[best].retrying = true;
+    return best;
+}
+
+void server_health::succeeded(std::size_t server) {
+    if (server >= servers_.size()) {
+        return;
+    }
+    std::chrono::milliseconds down_for{0};
+    {
+        const std::lock_guard lock(mutex_);
+        state& st = servers_[server];
+        st.retrying = false;
+        if (!st.down) {
+            return;
+        }
+        st.down = false;
+        st.backoff = std::chrono::milliseconds(0);
+        down_for = std::chrono::duration_cast<std::chrono::milliseconds>(now() - st.down_since);
+    }
+    log::info("ldap.server_up", {{"directory", directory_},
+                                 {"uri", servers_[server].uri},
+                                 {"down_ms", static_cast<std::int64_t>(down_for.count())}});
+}
+
+void server_health::failed(std::size_t server, std::string_view reason) {
+    if (server >= servers_.size()) {
+        return;
+    }
+    const auto t = now();
+    bool went_down = false;
+    bool backed_off = false;
+    std::chrono::milliseconds retry_in{0};
+    {
+        const std::lock_guard lock(mutex_);
+        state& st = servers_[server];
+        st.retrying = false;
+        if (!st.down) {
+            st.down = true;
+            st.down_since = t;
+            st.backoff = first_backoff;
+            st.retry_at = t + st.backoff;
+            went_down = true;
+        } else if (t >= st.retry_at) {
+            // A retry after the backoff failed: wait longer. Failures reported inside the
+            // backoff (other connections to the same dead server, a forced try) change
+            // nothing, so one outage does not jump straight to max_backoff.
+            st.backoff = std::min(st.backoff * 2, max_backoff);
+            st.retry_at = t + st.backoff;
+            backed_off = true;
+        }
+        retry_in = std::chrono::duration_cast<std::chrono::milliseconds>(st.retry_at - t);
+    }
+    if (went_down) {
+        log::warning("ldap.server_down",
+                     {{"directory", directory_},
+                      {"uri", servers_[server].uri},
+                      {"reason", reason},
+                      {"retry_in_ms", static_cast<std::int64_t>(retry_in.count())}});
+    } else if (backed_off) {
+        log::debug("ldap.server_still_down",
+                   {{"directory", directory_},
+                    {"uri", servers_[server].uri},
+                    {"reason", reason},
+                    {"retry_in_ms", static_cast<std::int64_t>(retry_in.count())}});
+    }
+}
+
+void server_health::abandoned(std::size_t server) {
+    if (server >= servers_.size()) {
+        return;
+    }
+    const std::lock_guard lock(mutex_);
+    servers_[server].retrying = false;
+}
+
+bool server_health::is_down(std::size_t server) const {
+    const std::lock_guard lock(mutex_);
+    return server < servers_.size() && servers_[server].down;
+}
+
+std::chrono::milliseconds server_health::retry_in(std::size_t server) const {
+    const auto t = now();
+    const std::lock_guard lock(mutex_);
+    if (server >= servers_.size() || !servers_[server].down || servers_[server].retry_at <= t) {
+        return std::chrono::milliseconds(0);
+    }
+    return std::chrono::duration_cast<std::chrono::milliseconds>(servers_[server].retry_at - t);
+}
+
+opened_connection open_connection(const directory_settings& settings, server_health& health) {
+    return open_with_failover(settings, health, false);
+}
+
+opened_connection open_service_connection(const directory_settings& settings,
+                                          server_health& health) {
+    return open_with_failover(settings, health, true);
 }
 
 operation_result await_result(LDAP* ld, int msgid, int timeout_ms) {
@@ -531,6 +788,26 @@ operation_result password_modify(LDAP* ld, const std::string& dn, std::string_vi
     // the ppolicy control is what says why a password was refused (LAB.md).
     const int rc =
         ldap_passwd(ld, &identity, nullptr, &new_value, server_controls, nullptr, &msgid);
+    if (rc != LDAP_SUCCESS) {
+        return {rc, -1, diagnostic_message(ld)};
+    }
+    return await_result(ld, msgid, timeout_ms);
+}
+
+operation_result password_modify(LDAP* ld, const std::string& dn, std::string_view old_password,
+                                 std::string_view new_password, int timeout_ms) {
+    LDAPControl* raw = nullptr;
+    if (ldap_create_passwordpolicy_control(ld, &raw) != LDAP_SUCCESS) {
+        return {LDAP_NO_MEMORY, -1, "cannot create the ppolicy request control"};
+    }
+    const control_ptr pp(raw);
+    LDAPControl* server_controls[] = {pp.get(), nullptr};
+    berval identity = to_berval(dn);
+    berval old_value = to_berval(old_password);
+    berval new_value = to_berval(new_password);
+    int msgid = -1;
+    const int rc =
+        ldap_passwd(ld, &identity, &old_value, &new_value, server_controls, nullptr, &msgid);
     if (rc != LDAP_SUCCESS) {
         return {rc, -1, diagnostic_message(ld)};
     }

@@ -9,12 +9,29 @@ namespace pwresetd::ldap {
 
 connection_pool::lease::~lease() {
     if (pool_ != nullptr) {
-        pool_->release(std::move(handle_), keep_);
+        pool_->release(std::move(handle_), server_, keep_);
     }
 }
 
+const std::string& connection_pool::lease::uri() const noexcept {
+    static const std::string none;
+    return pool_ != nullptr && pool_->health_ ? pool_->health_->uri(server_) : none;
+}
+
 connection_pool::connection_pool(std::size_t size, std::chrono::milliseconds wait, opener open)
-    : size_(size == 0 ? 1 : size), wait_(wait), open_(std::move(open)) {
+    : connection_pool(
+          size, wait,
+          [open = std::move(open)] {
+              opened_connection c;
+              c.handle = open();
+              c.rc = c.handle ? LDAP_SUCCESS : LDAP_CONNECT_ERROR;
+              return c;
+          },
+          nullptr) {}
+
+connection_pool::connection_pool(std::size_t size, std::chrono::milliseconds wait,
+                                 tracked_opener open, std::shared_ptr<server_health> health)
+    : size_(size == 0 ? 1 : size), wait_(wait), open_(std::move(open)), health_(std::move(health)) {
     idle_.reserve(size_);  // release() never allocates
 }
 
@@ -31,38 +48,53 @@ std::optional<connection_pool::lease> connection_pool::acquire() {
         if (idle_.empty()) {
             break;
         }
-        ldap_handle handle = std::move(idle_.back());
+        pooled conn = std::move(idle_.back());
         idle_.pop_back();
-        if (idle_connection_is_alive(handle.get())) {
-            return lease(this, std::move(handle));
+        // A connection to a URI marked down since it was opened (another connection to the
+        // same server failed) would most likely fail too, or hang until timeout_ms when the
+        // server vanished without a FIN: drop it, so a retry lands on the next server.
+        const bool server_down =
+            health_ && conn.server != server_health::npos && health_->is_down(conn.server);
+        if (!server_down && idle_connection_is_alive(conn.handle.get())) {
+            return lease(this, std::move(conn.handle), conn.server);
         }
-        // Closed by the server while idle (idle timeout, restart): drop it, look again.
+        // Closed by the server while idle (idle timeout, restart): drop it, look again. Not
+        // a reason to mark the URI down: servers close idle connections in normal operation,
+        // and the reopen finds out whether it still answers.
         --open_count_;
         lock.unlock();
-        handle.reset();
-        log::info("ldap.idle_connection_closed");
+        conn.handle.reset();
+        log::info("ldap.idle_connection_closed",
+                  {{"reason", server_down ? "server_down" : "closed"}});
         lock.lock();
     }
     ++open_count_;
     lock.unlock();
-    ldap_handle handle = open_();
-    if (!handle) {
-        release(nullptr, false);
+    opened_connection opened = open_();
+    if (!opened.handle) {
+        release(nullptr, server_health::npos, false);
         return std::nullopt;
     }
-    return lease(this, std::move(handle));
+    return lease(this, std::move(opened.handle), opened.server);
 }
 
-void connection_pool::release(ldap_handle handle, bool keep) noexcept {
+void connection_pool::release(ldap_handle handle, std::size_t server, bool keep) noexcept {
+    const bool failed = !keep && handle;
     {
         const std::lock_guard lock(mutex_);
         if (keep && handle) {
-            idle_.push_back(std::move(handle));
+            idle_.push_back(pooled{std::move(handle), server});
         } else {
             --open_count_;
         }
     }
     freed_.notify_one();
+    if (failed && health_ && server != server_health::npos) {
+        try {
+            health_->failed(server, "connection_error");
+        } catch (...) {  // only the log line can throw (allocation): the state is updated
+        }
+    }
     // A discarded handle is unbound here, outside the lock.
 }
 

@@ -2,14 +2,19 @@
 // A bounded pool of service-account connections, opened lazily and checked out by worker
 // threads. A checkout waits at most `wait` for a connection to free up; a lease whose
 // connection failed is discarded (reopened by a later checkout), never handed out again.
+// With a server_health, every connection remembers its URI, and discarding a lease marks
+// that URI down, so the reopen goes to the next healthy server.
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <vector>
 
+#include "ldap/connection.hpp"
 #include "ldap/handles.hpp"
 
 namespace pwresetd::ldap {
@@ -17,11 +22,16 @@ namespace pwresetd::ldap {
 class connection_pool {
 public:
     using opener = std::function<ldap_handle()>;
+    // Opens with failover (open_service_connection) and says which URI it reached.
+    using tracked_opener = std::function<opened_connection()>;
 
     class lease {
     public:
         lease(lease&& other) noexcept
-            : pool_(other.pool_), handle_(std::move(other.handle_)), keep_(other.keep_) {
+            : pool_(other.pool_),
+              handle_(std::move(other.handle_)),
+              server_(other.server_),
+              keep_(other.keep_) {
             other.pool_ = nullptr;
         }
         lease& operator=(lease&&) = delete;
@@ -30,19 +40,26 @@ public:
         ~lease();
 
         [[nodiscard]] LDAP* get() const noexcept { return handle_.get(); }
-        // The connection saw a connection-level error: close it instead of pooling it.
+        // The connection saw a connection-level error: close it instead of pooling it (and
+        // mark its URI down when the pool tracks server health).
         void discard() noexcept { keep_ = false; }
+        // The URI this connection reached; empty when the pool does not track it.
+        [[nodiscard]] const std::string& uri() const noexcept;
 
     private:
         friend class connection_pool;
-        lease(connection_pool* pool, ldap_handle handle)
-            : pool_(pool), handle_(std::move(handle)) {}
+        lease(connection_pool* pool, ldap_handle handle, std::size_t server)
+            : pool_(pool), handle_(std::move(handle)), server_(server) {}
         connection_pool* pool_;
         ldap_handle handle_;
+        std::size_t server_;
         bool keep_ = true;
     };
 
     connection_pool(std::size_t size, std::chrono::milliseconds wait, opener open);
+    // health must be the one `open` reports its server indexes against.
+    connection_pool(std::size_t size, std::chrono::milliseconds wait, tracked_opener open,
+                    std::shared_ptr<server_health> health);
     connection_pool(const connection_pool&) = delete;
     connection_pool& operator=(const connection_pool&) = delete;
 
@@ -50,14 +67,20 @@ public:
     std::optional<lease> acquire();
 
 private:
-    void release(ldap_handle handle, bool keep) noexcept;
+    struct pooled {
+        ldap_handle handle;
+        std::size_t server;
+    };
+
+    void release(ldap_handle handle, std::size_t server, bool keep) noexcept;
 
     const std::size_t size_;
     const std::chrono::milliseconds wait_;
-    const opener open_;
+    const tracked_opener open_;
+    const std::shared_ptr<server_health> health_;  // null: URIs not tracked
     std::mutex mutex_;
     std::condition_variable freed_;
-    std::vector<ldap_handle> idle_;
+    std::vector<pooled> idle_;
     std::size_t open_count_ = 0;  // idle + leased + being opened
 };
 

@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 
+#include "ldap/ad_directory.hpp"
 #include "ldap/connection.hpp"
 #include "ldap/openldap_directory.hpp"
 
@@ -27,9 +28,7 @@ std::unique_ptr<directory> make_directory(directory_settings settings) {
         case directory_kind::openldap:
             return make_openldap_directory(std::move(settings));
         case directory_kind::active_directory:
-            // An ad_directory (unicodePwd writer, AD diagnostic table) slots in here and
-            // reuses connection.hpp and connection_pool.hpp.
-            throw std::invalid_argument("active_directory is not implemented yet");
+            return make_ad_directory(std::move(settings));
     }
     throw std::invalid_argument("directory: unknown kind");
 }

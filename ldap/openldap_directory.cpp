@@ -21,9 +21,11 @@ class openldap_directory final : public directory {
 public:
     explicit openldap_directory(directory_settings settings)
         : settings_(std::move(settings)),
-          pool_(static_cast<std::size_t>(settings_.pool_size),
-                std::chrono::milliseconds(settings_.timeout_ms),
-                [this] { return open_service_connection(); }) {
+          health_(std::make_shared<server_health>(settings_.uris, settings_.name)),
+          pool_(
+              static_cast<std::size_t>(settings_.pool_size),
+              std::chrono::milliseconds(settings_.timeout_ms),
+              [this] { return open_service_connection(settings_, *health_); }, health_) {
         for (const auto& group : settings_.protected_groups) {
             protected_groups_.push_back(normalize_dn(group));
         }
@@ -43,39 +45,28 @@ public:
     bool ping() override;
 
 private:
-    ldap_handle open_service_connection();
     lookup_result lookup(LDAP* ld, std::string_view username, int& rc);
     // True/false, or nullopt with rc set when the answer could not be found out.
     std::optional<bool> is_protected(LDAP* ld, const std::string& dn,
                                      const std::vector<std::string>& member_of, int& rc);
     operation_result write_password(LDAP* ld, const std::string& dn, const secret& password);
     void after_write(LDAP* ld, const directory_user& user, write_result& out);
+    // A fresh connection (never a pooled one), then a bind as the user with the ppolicy
+    // request control: for verify_password and change_password.
+    struct user_session {
+        opened_connection connection;
+        operation_result bind;
+    };
+    user_session bind_as_user(const directory_user& user, const secret& password);
+    write_result change_as_user(const opened_connection& connection, const directory_user& user,
+                                const secret& current, const secret& new_password);
 
     directory_settings settings_;
     std::vector<std::string> protected_groups_;  // normalized
     std::vector<std::string> attributes_;
+    std::shared_ptr<server_health> health_;  // per URI, shared by the pool and fresh binds
     connection_pool pool_;
 };
-
-ldap_handle openldap_directory::open_service_connection() {
-    int rc = LDAP_SUCCESS;
-    ldap_handle ld = open_tls_connection(settings_, &rc);
-    if (!ld) {
-        return ld;
-    }
-    const operation_result bound = simple_bind(
-        ld.get(), settings_.bind_dn, settings_.bind_password.view(), settings_.timeout_ms);
-    if (bound.result != LDAP_SUCCESS) {
-        log::error("ldap.service_bind_failed", {{"directory", settings_.name},
-                                                {"bind_dn", settings_.bind_dn},
-                                                {"result", bound.result},
-                                                {"error", ldap_err2string(bound.result)},
-                                                {"ppolicy", bound.ppolicy_error},
-                                                {"text", bound.text}});
-        return {};
-    }
-    return ld;
-}
 
 lookup_result openldap_directory::find_user(std::string_view username) {
     if (username.empty()) {
@@ -211,6 +202,24 @@ std::optional<bool> openldap_directory::is_protected(LDAP* ld, const std::string
     return false;
 }
 
+openldap_directory::user_session openldap_directory::bind_as_user(const directory_user& user,
+                                                                  const secret& password) {
+    user_session session;
+    session.connection = open_connection(settings_, *health_);
+    if (!session.connection) {
+        session.bind = {session.connection.rc, -1, "no directory server reachable"};
+        return session;
+    }
+    session.bind = simple_bind(session.connection.handle.get(), user.dn, password.view(),
+                               settings_.timeout_ms);
+    if (is_connection_error(session.bind.result)) {
+        // Never retried on another server: the bind may have reached this one and counted
+        // as a failed attempt there (ppolicy pwdFailureTime). Only the open is failed over.
+        health_->failed(session.connection.server, "connection_error");
+    }
+    return session;
+}
+
 bind_status openldap_directory::verify_password(const directory_user& user,
                                                 const secret& password) {
     // An empty password would make this an unauthenticated bind, which "succeeds"
@@ -218,15 +227,15 @@ bind_status openldap_directory::verify_password(const directory_user& user,
     if (password.empty() || user.dn.empty()) {
         return bind_status::invalid_credentials;
     }
-    ldap_handle ld = open_tls_connection(settings_);
-    if (!ld) {
+    const user_session session = bind_as_user(user, password);
+    if (!session.connection) {
         return bind_status::unavailable;
     }
-    const operation_result r =
-        simple_bind(ld.get(), user.dn, password.view(), settings_.timeout_ms);
+    const operation_result& r = session.bind;
     const bind_status status = map_openldap_bind_result(r.result, r.ppolicy_error);
     if (status == bind_status::unavailable) {
         log::warning("ldap.user_bind_failed", {{"directory", settings_.name},
+                                               {"uri", health_->uri(session.connection.server)},
                                                {"dn", user.dn},
                                                {"result", r.result},
                                                {"error", ldap_err2string(r.result)},
@@ -245,14 +254,151 @@ operation_result openldap_directory::write_password(LDAP* ld, const std::string&
     return password_modify(ld, dn, password.view(), settings_.timeout_ms);
 }
 
-write_result openldap_directory::change_password(const directory_user& /*user*/,
-                                                 const secret& /*current*/,
-                                                 const secret& /*new_password*/) {
-    // TODO(change): RFC 3062 with oldPasswd, bound as the user.
-    write_result r;
-    r.status = write_status::failed;
-    r.diagnostic = "change_password is not implemented yet";
-    return r;
+write_result openldap_directory::change_password(const directory_user& user, const secret& current,
+                                                 const secret& new_password) {
+    write_result out;
+    // One log line per outcome: warning when the directory could not be reached, else info.
+    const auto finish = [&](std::string_view event, write_status status, std::string why) {
+        out.status = status;
+        out.diagnostic = std::move(why);
+        log::write(
+            status == write_status::unavailable ? log::level::warning : log::level::info, event,
+            {{"directory", settings_.name}, {"dn", user.dn}, {"diagnostic", out.diagnostic}});
+        return std::move(out);
+    };
+    if (user.dn.empty()) {
+        return finish("ldap.password_change_failed", write_status::failed, "refused: no user DN");
+    }
+    // Defensive (the daemon checks first): never touch an account an administrator disabled
+    // or a protected one, not even with the user's own password.
+    if (user.disabled || user.is_protected) {
+        return finish("ldap.password_change_refused", write_status::failed,
+                      user.disabled ? "refused: account disabled by an administrator"
+                                    : "refused: member of a protected group");
+    }
+    // An empty current password would be an anonymous bind (RFC 4513 section 5.1.2), an
+    // empty new one a request for a generated password (RFC 3062): neither is sent.
+    if (current.empty()) {
+        return finish("ldap.password_change_wrong_password", write_status::wrong_password,
+                      "refused: empty current password");
+    }
+    if (new_password.empty()) {
+        out.reason = refusal{"min_length", "empty password"};
+        return finish("ldap.password_change_rejected", write_status::rejected,
+                      "refused: empty password");
+    }
+    user_session session = bind_as_user(user, current);
+    if (!session.connection) {
+        return finish("ldap.password_change_unavailable", write_status::unavailable,
+                      "no directory server reachable");
+    }
+    const operation_result& bound = session.bind;
+    const std::string& uri = health_->uri(session.connection.server);
+    // A successful bind may carry ppolicy changeAfterReset (pwdReset TRUE with pwdMustChange):
+    // then the session may do nothing but change its password, which is what comes next.
+    if (bound.result != LDAP_SUCCESS) {
+        const std::string diagnostic =
+            "bind: result=" + std::to_string(bound.result) + " (" + ldap_err2string(bound.result) +
+            ") ppolicy=" + std::to_string(bound.ppolicy_error) + " text=" + bound.text;
+        switch (map_openldap_bind_result(bound.result, bound.ppolicy_error)) {
+            case bind_status::invalid_credentials:
+                return finish("ldap.password_change_wrong_password", write_status::wrong_password,
+                              diagnostic);
+            case bind_status::locked:
+                return finish("ldap.password_change_locked", write_status::locked, diagnostic);
+            case bind_status::must_change:
+                // ppolicy "expired" comes with a failed bind (no grace logins left): slapd
+                // lets this user do nothing, a change as the user is impossible.
+                out.status = write_status::failed;
+                out.diagnostic =
+                    diagnostic + "; password expired, an administrator reset is needed";
+                log::warning("ldap.password_change_failed", {{"directory", settings_.name},
+                                                             {"uri", uri},
+                                                             {"dn", user.dn},
+                                                             {"diagnostic", out.diagnostic}});
+                return out;
+            case bind_status::ok:
+            case bind_status::unavailable:
+                break;
+        }
+        out.status = write_status::unavailable;
+        out.diagnostic = diagnostic;
+        log::warning("ldap.password_change_unavailable", {{"directory", settings_.name},
+                                                          {"uri", uri},
+                                                          {"dn", user.dn},
+                                                          {"stage", "bind"},
+                                                          {"diagnostic", out.diagnostic}});
+        return out;
+    }
+    return change_as_user(session.connection, user, current, new_password);
+}
+
+write_result openldap_directory::change_as_user(const opened_connection& connection,
+                                                const directory_user& user, const secret& current,
+                                                const secret& new_password) {
+    LDAP* ld = connection.handle.get();
+    const bool exop = settings_.password_write == password_write_mode::exop;
+    // Exop: userIdentity = DN, oldPasswd = current, newPasswd = new, as the user. The bind
+    // already proved the current password, but ppolicy only demands oldPasswd with
+    // pwdSafeModify (LAB.md); we send it anyway so the server can check it (RFC 3062 2.).
+    // Modify mode (servers without the exop): replace userPassword as the user.
+    const operation_result r =
+        exop ? password_modify(ld, user.dn, current.view(), new_password.view(),
+                               settings_.timeout_ms)
+             : modify_attribute(ld, user.dn, LDAP_MOD_REPLACE, "userPassword",
+                                {new_password.view()}, true, settings_.timeout_ms);
+    write_result out = map_openldap_write_result(r.result, r.ppolicy_error, r.text);
+    std::string_view hint;
+    if (is_connection_error(r.result)) {
+        // Never retried, here or on another server: the change may have been written.
+        out.status = write_status::unavailable;
+        health_->failed(connection.server, "connection_error");
+    } else if (r.result == LDAP_INVALID_CREDENTIALS) {
+        // Servers that check oldPasswd themselves may answer 49 (the password changed
+        // between our bind and the exop).
+        out.status = write_status::wrong_password;
+    } else if (r.result == LDAP_UNWILLING_TO_PERFORM && exop) {
+        // slapd answers 53 "unwilling to verify old password" when oldPasswd is wrong, or
+        // when the user lacks auth access to its own userPassword (an ACL of `by self =w`).
+        hint =
+            "users need write (which includes auth) on their own userPassword, e.g. "
+            "`by self write`";
+    } else if (r.result == LDAP_INSUFFICIENT_ACCESS) {
+        hint = "users need write on their own userPassword, and pwdAllowUserChange TRUE";
+    }
+    const char* mode = exop ? "exop" : "modify";
+    switch (out.status) {
+        case write_status::ok:
+            log::info("ldap.password_changed",
+                      {{"directory", settings_.name}, {"dn", user.dn}, {"mode", mode}});
+            break;
+        case write_status::rejected:
+            log::info("ldap.password_change_rejected", {{"directory", settings_.name},
+                                                        {"dn", user.dn},
+                                                        {"rule", out.reason->rule},
+                                                        {"diagnostic", out.diagnostic}});
+            break;
+        case write_status::wrong_password:
+            log::info(
+                "ldap.password_change_wrong_password",
+                {{"directory", settings_.name}, {"dn", user.dn}, {"diagnostic", out.diagnostic}});
+            break;
+        case write_status::unavailable:
+            log::warning("ldap.password_change_unavailable", {{"directory", settings_.name},
+                                                              {"dn", user.dn},
+                                                              {"stage", mode},
+                                                              {"diagnostic", out.diagnostic}});
+            break;
+        case write_status::locked:
+        case write_status::failed:
+            log::error("ldap.password_change_failed", {{"directory", settings_.name},
+                                                       {"dn", user.dn},
+                                                       {"mode", mode},
+                                                       {"diagnostic", out.diagnostic},
+                                                       {"hint", hint}});
+            break;
+    }
+    return out;
 }
 
 write_result openldap_directory::reset_password(const directory_user& user,

@@ -8,6 +8,9 @@
 # LAB_SVC_PASSWORD_FILE LAB_ADMIN_DN LAB_ADMIN_PASSWORD_FILE LAB_PID
 # Demo users in ou=people have fixed passwords (alice, bob, carol, dave, erin); every other
 # password is random per start. Facts this relies on: docs/LAB.md.
+# Users get `write` (not `=w`) on their own userPassword: a self-service change sends
+# oldPasswd, and slapd verifies it only with auth access (else 53 "unwilling to verify old
+# password"); `write` includes auth.
 set -euo pipefail
 
 readonly BASE="dc=example,dc=test"
@@ -182,7 +185,7 @@ olcDbIndex: uid,mail eq
 olcDbIndex: member,uniqueMember eq
 olcAccess: {0}to attrs=userPassword
   by dn.exact="${SVC_DN}" =w
-  by self =w
+  by self write
   by anonymous auth
   by * none
 olcAccess: {1}to attrs=pwdAccountLockedTime,pwdReset
