@@ -163,7 +163,7 @@ constexpr auto root_keys = std::to_array<key_spec>({
     {"clients"},
     {"directory"},
     {"directories"},
-    {"policy", key_kind::not_yet},
+    {"policy"},
     {"factors"},
     {"mail", key_kind::not_yet},
     {"limits"},
@@ -202,6 +202,15 @@ constexpr auto directory_keys = std::to_array<key_spec>({
     {"domains"},  // only in `directories:` blocks
 });
 constexpr auto attribute_keys = std::to_array<key_spec>({{"email"}, {"phone"}, {"display_name"}});
+constexpr auto policy_keys = std::to_array<key_spec>({
+    {"min_length"},
+    {"max_length"},
+    {"character_classes"},
+    {"reject_username"},
+    {"banned_words_file"},
+    {"breached_hashes_file"},
+    {"banned_score_threshold"},
+});
 constexpr auto factor_keys = std::to_array<key_spec>({
     {"required"},
     {"two_methods_groups", key_kind::not_yet},
@@ -548,6 +557,7 @@ public:
         read_tls(top, cfg);
         read_clients(top, cfg);
         read_directory(top, cfg);
+        read_policy(top, cfg);
         read_factors(top, cfg);
         read_limits(top, cfg);
         read_state(top, cfg);
@@ -1187,6 +1197,34 @@ private:
         read_bool(report_, *m, "enabled", enabled);
         if (enabled) {
             report_.error(f->key_mark, f->path, "not supported by this version yet");
+        }
+    }
+
+    void read_policy(const map_view& top, config& cfg) {
+        const auto m = section(top, "policy", policy_keys);
+        if (!m) {
+            return;
+        }
+        auto& p = cfg.policy;
+        // The length limits count Unicode code points; 4096 matches the request guard.
+        read_int(report_, *m, "min_length", 1, 4096, p.min_length);
+        read_int(report_, *m, "max_length", 1, 4096, p.max_length);
+        if (p.max_length < p.min_length) {
+            const auto f = m->get("max_length") ? m->get("max_length") : m->get("min_length");
+            if (f) {
+                report_.error(f->value_mark(), f->path,
+                              "max_length (" + std::to_string(p.max_length) +
+                                  ") is below min_length (" + std::to_string(p.min_length) + ")");
+            }
+        }
+        read_int(report_, *m, "character_classes", 0, 4, p.character_classes);
+        read_bool(report_, *m, "reject_username", p.reject_username);
+        read_int(report_, *m, "banned_score_threshold", 1, 100, p.banned_score_threshold);
+        if (const auto f = m->get("banned_words_file")) {
+            p.banned_words_file = read_readable_file(*f).value_or(fs::path());
+        }
+        if (const auto f = m->get("breached_hashes_file")) {
+            p.breached_hashes_file = read_readable_file(*f).value_or(fs::path());
         }
     }
 

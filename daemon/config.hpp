@@ -16,6 +16,7 @@
 #include "common/log.hpp"
 #include "factors/totp.hpp"
 #include "ldap/directory.hpp"
+#include "policy/password_policy.hpp"
 
 namespace pwresetd::daemon {
 
@@ -74,6 +75,7 @@ struct config {
     // One entry for a `directory:` block; one per block of a `directories:` list (routed
     // by the username's domain, the first one for bare names).
     std::vector<ldap::directory_settings> directories;
+    policy::settings policy;
     factor_settings factors;
     limit_settings limits;
     state_settings state;

@@ -177,6 +177,14 @@ TEST_CASE("a full configuration loads with every value", "[config]") {
           std::vector<std::string>{"CN=Domain Admins,CN=Users,DC=example,DC=test",
                                    "CN=Enterprise Admins,CN=Users,DC=example,DC=test"});
 
+    CHECK(c.policy.min_length == 14);
+    CHECK(c.policy.max_length == 128);
+    CHECK(c.policy.character_classes == 2);
+    CHECK_FALSE(c.policy.reject_username);
+    CHECK(c.policy.banned_words_file == d / "banned.txt");
+    CHECK(c.policy.breached_hashes_file == d / "breached.bin");
+    CHECK(c.policy.banned_score_threshold == 6);
+
     CHECK(c.factors.required == 1);
     CHECK(c.factors.totp.enabled);
     CHECK(c.factors.totp.issuer == "Example Corp");
@@ -273,7 +281,7 @@ TEST_CASE("each bad fixture reports exactly its errors, with line and column", "
           "21:12: state.backend: redis backend is not supported by this version yet",
           "28:3: factors.two_methods_groups: not supported by this version yet",
           "29:3: factors.email: not supported by this version yet",
-          "31:1: policy: not supported by this version yet",
+          "31:1: notify: not supported by this version yet",
           "33:1: admin_socket: not supported by this version yet"}},
         {"bad_missing_file.yaml",
          {"5:3: tls.certificate: cannot open {dir}/tls/missing.crt: No such file or directory",
@@ -576,4 +584,18 @@ TEST_CASE("several directories, routed by domain", "[config]") {
                                       named.string() + ":14:3: directory.name: only in blocks of a "
                                                        "`directories:` list"});
     }
+}
+
+TEST_CASE("policy limits are checked", "[config]") {
+    const fixture_copy copy;
+    const auto file = copy.variant("policy.yaml", "state:\n",
+                                   "policy:\n  min_length: 20\n  max_length: 10\n"
+                                   "  character_classes: 5\n  banned_words_file: nope.txt\n"
+                                   "state:\n");
+    const auto errors = errors_of(file);
+    REQUIRE(errors.size() == 3);
+    CHECK(errors[0] ==
+          file.string() + ":22:15: policy.max_length: max_length (10) is below min_length (20)");
+    CHECK(errors[1] == file.string() + ":23:22: policy.character_classes: must be in 0..4, got 5");
+    CHECK(errors[2].find(":24:3: policy.banned_words_file: ") != std::string::npos);
 }
