@@ -10,7 +10,7 @@ if(PWRESETD_WERROR)
 endif()
 # Boost headers warn under -Wconversion/-Wold-style-cast; they are included as system headers.
 target_compile_definitions(pwresetd_options INTERFACE
-  BOOST_ASIO_NO_DEPRECATED BOOST_BEAST_USE_STD_STRING_VIEW BOOST_JSON_NO_LIB)
+  BOOST_ASIO_NO_DEPRECATED BOOST_JSON_NO_LIB)
 if(PWRESETD_SANITIZE)
   target_compile_options(pwresetd_options INTERFACE
     -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all)
