@@ -1,12 +1,19 @@
-"""End-to-end fixtures: the real pwresetd binary, a real OpenLDAP lab, HTTPS with a verified
-certificate.
+"""End-to-end fixtures: the real pwresetd binary, a real directory lab (OpenLDAP or Samba AD),
+HTTPS with a verified certificate.
 
 Everything runs from temporary folders on loopback. Missing pieces (the binary, the lab
 script) make the tests FAIL, never skip: a green e2e run must mean the daemon was driven.
 
 Environment (set by tests/e2e/CMakeLists.txt):
-  PWRESETD_BINARY      the pwresetd executable
-  PWRESETD_SOURCE_DIR  the source tree (for tests/lab/openldap.sh)
+  PWRESETD_BINARY          the pwresetd executable
+  PWRESETD_SOURCE_DIR      the source tree (for tests/lab/*.sh)
+  PWRESETD_E2E_DIRECTORY   openldap (default: tests/lab/openldap.sh, `directory.kind: openldap`)
+                           | samba (tests/lab/samba.sh, `directory.kind: active_directory`;
+                           Samba's ports are fixed, so the whole run must be inside a private
+                           network namespace: tests/lab/in-netns.sh python3 -m pytest ...)
+
+Tests whose expectations differ per directory branch on `world.kind` / `KIND` or are skipped
+for the other kind with a reason; everything else runs unchanged against both.
 """
 from __future__ import annotations
 
@@ -27,17 +34,58 @@ from pathlib import Path
 import pytest
 
 SOURCE_DIR = Path(os.environ.get("PWRESETD_SOURCE_DIR") or Path(__file__).resolve().parents[2])
-LAB_SCRIPT = SOURCE_DIR / "tests" / "lab" / "openldap.sh"
+KIND = (os.environ.get("PWRESETD_E2E_DIRECTORY") or "openldap").strip().lower()
 
-PEOPLE = "ou=people,dc=example,dc=test"
-ADMINS_GROUP = "cn=admins,ou=groups,dc=example,dc=test"
-USERS = {
-    "alice": "Alice-Old-Passw0rd!",
-    "bob": "Bob-Old-Passw0rd!",
-    "carol": "Carol-Old-Passw0rd!",  # locked in the directory
-    "dave": "Dave-Old-Passw0rd!",  # disabled
-    "erin": "Erin-Old-Passw0rd!",  # member of the protected group
+
+@dataclass(frozen=True)
+class LabKind:
+    """What differs between the two labs (see the headers of tests/lab/openldap.sh and
+    tests/lab/samba.sh)."""
+    script: str
+    directory_kind: str  # directory.kind in the daemon's config
+    people: str  # where the demo users live
+    dn_format: str  # a demo user's DN from its name
+    user_filter: str
+    users: tuple  # demo users with a fixed password in the lab's password folder
+    protected: tuple  # users the daemon must treat as protected (never reset/changed/enrolled)
+    lab_keys: tuple  # lab.env keys the fixtures need
+
+
+LAB_KINDS = {
+    # carol is locked (pwdAccountLockedTime), dave disabled (000001010000Z), erin in cn=admins
+    "openldap": LabKind(
+        script="openldap.sh", directory_kind="openldap", people="ou=people,dc=example,dc=test",
+        dn_format="uid={},ou=people,dc=example,dc=test",
+        user_filter="(&(objectClass=inetOrgPerson)(uid={username}))",
+        users=("alice", "bob", "carol", "dave", "erin"), protected=("erin",),
+        lab_keys=("LAB_DIR", "LAB_LDAPS_URI", "LAB_CA", "LAB_SVC_DN", "LAB_SVC_PASSWORD_FILE",
+                  "LAB_ADMIN_DN", "LAB_ADMIN_PASSWORD_FILE")),
+    # dave disabled (UF_ACCOUNTDISABLE), erin nested in tier0 (via helpdesk-admins), frank
+    # adminCount=1; nobody is locked at start; policy min length 10, complexity, history 5,
+    # lockout after 3 bad binds; `old password allowed period = 0`.
+    "samba": LabKind(
+        script="samba.sh", directory_kind="active_directory", people="OU=people,DC=example,DC=test",
+        dn_format="CN={},OU=people,DC=example,DC=test",
+        user_filter="(&(objectClass=user)(sAMAccountName={username}))",
+        users=("alice", "bob", "carol", "dave", "erin", "frank"), protected=("erin", "frank"),
+        lab_keys=("LAB_DIR", "LAB_LDAPS_URI", "LAB_CA", "LAB_SVC_DN", "LAB_SVC_PASSWORD_FILE",
+                  "LAB_ADMIN_DN", "LAB_ADMIN_PASSWORD_FILE", "LAB_USER_BASE", "LAB_PROTECTED_GROUP",
+                  "LAB_PASSWORD_DIR")),
 }
+LAB = LAB_KINDS.get(KIND)
+LAB_SCRIPT = SOURCE_DIR / "tests" / "lab" / (LAB.script if LAB else "openldap.sh")
+OPENLDAP_PROTECTED_GROUP = "cn=admins,ou=groups,dc=example,dc=test"
+DIRECTORY_LOCKOUT_BINDS = 3  # both labs lock an account after 3 bad binds
+
+
+def pytest_configure(config):
+    if LAB is None:
+        raise pytest.UsageError(f"PWRESETD_E2E_DIRECTORY={KIND!r}: expected one of {sorted(LAB_KINDS)}")
+
+
+def pytest_report_header(config):
+    return f"pwresetd e2e against: {KIND} ({LAB_SCRIPT})"
+
 TOTP_PERIOD = 30
 VERIFY_FAILURES = 3
 LOCKOUT_S = 900
@@ -50,7 +98,7 @@ BASE32 = re.compile(r"^[A-Z2-7]+=*$")
 
 
 def user_dn(name: str) -> str:
-    return f"uid={name},{PEOPLE}"
+    return LAB.dn_format.format(name)
 
 
 def binary_path() -> Path:
@@ -86,7 +134,8 @@ class World:
     enrolled TOTP secrets, the last TOTP step the daemon accepted per user (replay rule),
     every secret sent (for the leak check) and every contract violation seen on the wire."""
 
-    passwords: dict = field(default_factory=lambda: dict(USERS))
+    kind: str = KIND  # "openldap" | "samba"
+    passwords: dict = field(default_factory=dict)  # filled by the lab fixture from its password files
     totp: dict = field(default_factory=dict)
     last_step: dict = field(default_factory=dict)
     sensitive: set = field(default_factory=set)  # strings that must never be logged
@@ -141,14 +190,20 @@ def lab(workdir: Path, world: World):
             if len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"":
                 v = v[1:-1]
             env[k.removeprefix("export ").strip()] = v
-        needed = ["LAB_LDAPS_URI", "LAB_CA", "LAB_SVC_DN", "LAB_SVC_PASSWORD_FILE",
-                  "LAB_ADMIN_DN", "LAB_ADMIN_PASSWORD_FILE"]
-        missing = [k for k in needed if k not in env]
+        missing = [k for k in LAB.lab_keys if k not in env]
         if missing:
             pytest.fail(f"lab.env lacks {missing}: {env}")
+        if "LAB_USER_BASE" in env and env["LAB_USER_BASE"].lower() != LAB.people.lower():
+            pytest.fail(f"lab users live in {env['LAB_USER_BASE']}, the tests expect {LAB.people}")
         world.secret(read_secret_file(env["LAB_SVC_PASSWORD_FILE"]))
-        for pw in USERS.values():
-            world.secret(pw)
+        world.secret(read_secret_file(env["LAB_ADMIN_PASSWORD_FILE"]))
+        # the demo users' passwords, one file per user (openldap.sh: LAB_DIR/passwords)
+        pwdir = Path(env.get("LAB_PASSWORD_DIR") or Path(env["LAB_DIR"]) / "passwords")
+        for name in LAB.users:
+            f = pwdir / name
+            if not f.is_file():
+                pytest.fail(f"lab has no password file for {name}: {f}")
+            world.passwords[name] = world.secret(read_secret_file(str(f)))
         yield env
     finally:
         stopped = run(["bash", str(LAB_SCRIPT), "stop", str(labdir)], timeout=60)
@@ -158,17 +213,25 @@ def lab(workdir: Path, world: World):
 
 def ldap_env(lab) -> dict:
     env = dict(os.environ)
+    env.pop("LDAPNOINIT", None)  # it would make the client ignore LDAPTLS_CACERT
     env["LDAPTLS_CACERT"] = lab["LAB_CA"]
     env["LDAPTLS_REQCERT"] = "demand"
     return env
 
 
 def ldap_binds(lab, name: str, password: str) -> bool:
-    """True when `password` binds as `name` over LDAPS (ldapwhoami)."""
-    r = run(["ldapwhoami", "-x", "-H", lab["LAB_LDAPS_URI"], "-D", user_dn(name), "-w", password],
-            env=ldap_env(lab), timeout=20)
-    if r.returncode not in (0, 49):  # 49 invalid credentials (also: locked by ppolicy)
-        raise AssertionError(f"ldapwhoami for {name} failed unexpectedly (exit {r.returncode}): {r.stderr}")
+    """True when `password` binds as `name` over LDAPS: ldapwhoami on OpenLDAP, a base search
+    of the user's own entry on Samba (which has no whoami exop). False for a wrong password
+    and for a locked or disabled account (both labs answer 49). A failed bind counts toward the
+    directory's lockout (3 bad binds in both labs); a successful one clears that count."""
+    if KIND == "samba":
+        cmd = ["ldapsearch", "-x", "-H", lab["LAB_LDAPS_URI"], "-D", user_dn(name), "-w", password,
+               "-o", "nettimeout=10", "-s", "base", "-b", user_dn(name), "dn"]
+    else:
+        cmd = ["ldapwhoami", "-x", "-H", lab["LAB_LDAPS_URI"], "-D", user_dn(name), "-w", password]
+    r = run(cmd, env=ldap_env(lab), timeout=20)
+    if r.returncode not in (0, 49):  # 49 invalid credentials (also: locked / disabled)
+        raise AssertionError(f"{cmd[0]} for {name} failed unexpectedly (exit {r.returncode}): {r.stderr}")
     return r.returncode == 0
 
 
@@ -176,6 +239,47 @@ def ldap_admin_modify(lab, ldif: str) -> subprocess.CompletedProcess:
     return run(["ldapmodify", "-x", "-H", lab["LAB_LDAPS_URI"], "-D", lab["LAB_ADMIN_DN"],
                 "-w", read_secret_file(lab["LAB_ADMIN_PASSWORD_FILE"])],
                input=ldif, env=ldap_env(lab), timeout=20)
+
+
+def ldap_admin_read(lab, name: str, attrs: list[str]) -> str:
+    """The user's entry (only `attrs`) as LDIF, read as the lab's administrator."""
+    r = run(["ldapsearch", "-x", "-LLL", "-o", "ldif-wrap=no", "-H", lab["LAB_LDAPS_URI"],
+             "-D", lab["LAB_ADMIN_DN"], "-w", read_secret_file(lab["LAB_ADMIN_PASSWORD_FILE"]),
+             "-s", "base", "-b", user_dn(name), *attrs], env=ldap_env(lab), timeout=20)
+    if r.returncode != 0:
+        raise AssertionError(f"admin read of {name} failed (exit {r.returncode}): {r.stderr}")
+    return r.stdout
+
+
+def password_stamp(lab, name: str) -> str:
+    """Changes whenever the user's password is written, readable even for a locked or disabled
+    account: the password hash + pwdChangedTime (OpenLDAP), pwdLastSet (AD)."""
+    attrs = ["pwdLastSet"] if KIND == "samba" else ["userPassword", "pwdChangedTime"]
+    text = ldap_admin_read(lab, name, attrs)
+    lines = [l for l in text.splitlines() if l and not l.lower().startswith("dn:")]
+    assert lines, f"no {attrs} readable on {name}'s entry: {text!r}"
+    return "\n".join(sorted(lines))
+
+
+def directory_lock(lab, world: World, name: str, wrong: str = "Not-The-Right-Passw0rd-1"):
+    """Makes sure `name` is locked in the directory, as a user would: bad binds (both labs lock
+    after 3). Does nothing when already locked."""
+    world.secret(wrong)
+    if not ldap_binds(lab, name, world.passwords[name]):  # already locked (or the lab's carol)
+        return
+    for _ in range(DIRECTORY_LOCKOUT_BINDS):
+        assert not ldap_binds(lab, name, wrong)
+    assert not ldap_binds(lab, name, world.passwords[name]), f"{name} is not locked after bad binds"
+
+
+def directory_unlock(lab, name: str):
+    """An operator's unlock: delete pwdAccountLockedTime (OpenLDAP), lockoutTime 0 (AD)."""
+    if KIND == "samba":
+        ldif = f"dn: {user_dn(name)}\nchangetype: modify\nreplace: lockoutTime\nlockoutTime: 0\n"
+    else:
+        ldif = f"dn: {user_dn(name)}\nchangetype: modify\ndelete: pwdAccountLockedTime\n"
+    m = ldap_admin_modify(lab, ldif)
+    assert m.returncode == 0, f"admin unlock of {name} failed (exit {m.returncode}): {m.stderr}"
 
 
 # --------------------------------------------------------------------------- certificates
@@ -217,14 +321,16 @@ def make_pki(d: Path) -> Pki:
 # --------------------------------------------------------------------------- API keys
 @dataclass
 class Keys:
-    portal: str
-    checker: str
+    portal: str  # scopes reset, enroll
+    checker: str  # scope check
+    changer: str  # scope change
 
 
 @pytest.fixture(scope="session")
 def keys(world: World) -> Keys:
     return Keys(portal=world.secret(secrets.token_urlsafe(32)),
-                checker=world.secret(secrets.token_urlsafe(32)))
+                checker=world.secret(secrets.token_urlsafe(32)),
+                changer=world.secret(secrets.token_urlsafe(32)))
 
 
 def sha256_hex(text: str) -> str:
@@ -248,18 +354,21 @@ clients:
   - name: checker
     api_key_sha256: "{sha256_hex(keys.checker)}"
     scopes: [check]
+  - name: selfservice
+    api_key_sha256: "{sha256_hex(keys.changer)}"
+    scopes: [change]
 directory:
-  kind: openldap
+  kind: {LAB.directory_kind}
   uris: [{", ".join(json.dumps(u) for u in uris)}]
   ca_file: {lab["LAB_CA"]}
   bind_dn: "{lab["LAB_SVC_DN"]}"
   bind_password_file: {lab["LAB_SVC_PASSWORD_FILE"]}
-  user_base: "{PEOPLE}"
-  user_filter: "(&(objectClass=inetOrgPerson)(uid={{username}}))"
+  user_base: "{lab.get("LAB_USER_BASE", LAB.people)}"
+  user_filter: "{LAB.user_filter}"
   timeout_ms: 2000
   pool_size: 2
   unlock_on_reset: true
-  protected_groups: ["{ADMINS_GROUP}"]
+  protected_groups: ["{lab.get("LAB_PROTECTED_GROUP", OPENLDAP_PROTECTED_GROUP)}"]
 factors:
   required: 1
   totp:
@@ -462,6 +571,12 @@ def api(daemon, pki, keys, world) -> Api:
 @pytest.fixture(scope="session")
 def checker_api(daemon, pki, keys, world) -> Api:
     return Api(daemon.port, pki.ca, keys.checker, world)
+
+
+@pytest.fixture(scope="session")
+def change_api(daemon, pki, keys, world) -> Api:
+    """The `selfservice` client: scope change only."""
+    return Api(daemon.port, pki.ca, keys.changer, world)
 
 
 # --------------------------------------------------------------------------- TOTP
