@@ -2,8 +2,9 @@
 // Self-service change (API.md "Change"): the user knows the current password and picks a
 // new one. Unknown, disabled and protected users get the same 401 as a wrong password.
 // Wrong passwords count per user toward limits.verify_failures (then 423 for
-// limits.lockout_s), so the daemon runs out of patience before the directory's own lockout
-// would lock the account. Blocking; runs on a worker thread.
+// limits.lockout_s). The directory counts them too (a wrong old password is a bad password
+// for AD and ppolicy), so verify_failures must be below the directory's lockout threshold
+// for the daemon to stop before the account locks. Blocking; runs on a worker thread.
 #include <string_view>
 
 #include "common/secret.hpp"
