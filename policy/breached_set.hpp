@@ -31,9 +31,9 @@ public:
 };
 
 struct compile_options {
-    bool skip_bad = false;                             // skip malformed lines instead of failing
-    std::uint64_t memory_budget_bytes = 1ULL << 30;    // RAM the compiler may use
-    std::filesystem::path temp_dir;                    // for spill files; empty: output's folder
+    bool skip_bad = false;                           // skip malformed lines instead of failing
+    std::uint64_t memory_budget_bytes = 1ULL << 30;  // RAM the compiler may use
+    std::filesystem::path temp_dir;                  // for spill files; empty: output's folder
 };
 
 struct compile_stats {

@@ -18,11 +18,11 @@
 namespace pwresetd::policy {
 
 struct settings {
-    std::size_t min_length = 12;   // Unicode code points
-    std::size_t max_length = 256;  // Unicode code points
-    int character_classes = 0;     // 0..4 of lower / upper / digit / other
-    bool reject_username = true;   // username and display-name parts of >= 4 characters
-    std::filesystem::path banned_words_file;     // empty: none
+    std::size_t min_length = 12;              // Unicode code points
+    std::size_t max_length = 256;             // Unicode code points
+    int character_classes = 0;                // 0..4 of lower / upper / digit / other
+    bool reject_username = true;              // username and display-name parts of >= 4 characters
+    std::filesystem::path banned_words_file;  // empty: none
     std::filesystem::path breached_hashes_file;  // empty: none
     int banned_score_threshold = 5;  // Entra: each banned term found = 1 point, each other
                                      // character = 1 point; below the threshold is refused
