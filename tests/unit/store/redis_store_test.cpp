@@ -1,0 +1,717 @@
+// The Redis store against a real redis-server on loopback (Debian's redis-server), started
+// by the test itself in a temporary folder and always stopped. The state_store contract
+// runs over TCP and over a unix socket; the rest is what only Redis has: sealed values on
+// the wire, TTLs, reconnects, timeouts, URLs, AUTH and hostile key names.
+#include "store/redis_store.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "unit/store/store_contract.hpp"
+
+namespace store = pwresetd::store;
+namespace contract = pwresetd::store::contract;
+using contract::id_hash;
+using contract::t0;
+using pwresetd::secret;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::string_view key_a = "sealing-key-A-0123456789abcdefgh";
+constexpr std::string_view key_b = "sealing-key-B-0123456789abcdefgh";
+
+class temp_dir {
+public:
+    temp_dir() {
+        std::string tmpl =
+            (std::filesystem::temp_directory_path() / "pwresetd-redis-XXXXXX").string();
+        if (::mkdtemp(tmpl.data()) == nullptr) {
+            throw std::runtime_error("mkdtemp failed");
+        }
+        path_ = tmpl;
+    }
+    temp_dir(const temp_dir&) = delete;
+    temp_dir& operator=(const temp_dir&) = delete;
+    ~temp_dir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);
+    }
+    const std::filesystem::path& path() const { return path_; }
+
+private:
+    std::filesystem::path path_;
+};
+
+struct context_deleter {
+    void operator()(redisContext* c) const noexcept { redisFree(c); }
+};
+using context_ptr = std::unique_ptr<redisContext, context_deleter>;
+struct reply_deleter {
+    void operator()(redisReply* r) const noexcept { freeReplyObject(r); }
+};
+using reply_ptr = std::unique_ptr<redisReply, reply_deleter>;
+
+// A plain hiredis connection for looking at what the store wrote.
+class raw_connection {
+public:
+    explicit raw_connection(int port, int db = 0, std::string_view password = {}) {
+        ctx_.reset(redisConnectWithTimeout("127.0.0.1", port, timeval{2, 0}));
+        if (!ctx_ || ctx_->err != 0) {
+            throw std::runtime_error("raw connection to redis failed");
+        }
+        redisSetTimeout(ctx_.get(), timeval{5, 0});
+        if (!password.empty()) {
+            command({"AUTH", password});
+        }
+        if (db != 0) {
+            command({"SELECT", std::to_string(db)});
+        }
+    }
+    reply_ptr command(std::initializer_list<std::string_view> args) {
+        return command(std::vector<std::string_view>(args));
+    }
+    reply_ptr command(const std::vector<std::string_view>& args) {
+        std::vector<const char*> argv;
+        std::vector<std::size_t> lengths;
+        for (const auto a : args) {
+            argv.push_back(a.data());
+            lengths.push_back(a.size());
+        }
+        reply_ptr reply(static_cast<redisReply*>(redisCommandArgv(
+            ctx_.get(), static_cast<int>(argv.size()), argv.data(), lengths.data())));
+        if (!reply) {
+            throw std::runtime_error("raw redis command failed");
+        }
+        return reply;
+    }
+    std::int64_t integer(std::initializer_list<std::string_view> args) {
+        const auto reply = command(args);
+        REQUIRE(reply->type == REDIS_REPLY_INTEGER);
+        return reply->integer;
+    }
+    std::vector<std::string> strings(std::initializer_list<std::string_view> args) {
+        const auto reply = command(args);
+        REQUIRE(reply->type == REDIS_REPLY_ARRAY);
+        std::vector<std::string> out;
+        for (std::size_t i = 0; i < reply->elements; ++i) {
+            out.emplace_back(reply->element[i]->str, reply->element[i]->len);
+        }
+        return out;
+    }
+
+private:
+    context_ptr ctx_;
+};
+
+int free_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    socklen_t len = sizeof addr;
+    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    ::close(fd);
+    return ntohs(addr.sin_port);
+}
+
+// A private redis-server: loopback port and unix socket in a temporary folder, nothing
+// saved to disk. It runs as our child (--daemonize no) with PR_SET_PDEATHSIG, so it dies
+// with the test process even when that is killed; the destructor stops it otherwise.
+class redis_server {
+public:
+    explicit redis_server(std::string config = {}) : config_(std::move(config)) {
+        if (!config_.empty()) {
+            std::ofstream(dir_.path() / "redis.conf") << config_ << '\n';
+        }
+        for (int attempt = 0; attempt < 5; ++attempt) {
+            port_ = free_port();  // another process may take it before redis does: retry
+            if (try_start()) {
+                return;
+            }
+        }
+        throw std::runtime_error("redis-server did not start; see " +
+                                 (dir_.path() / "redis.log").string());
+    }
+    redis_server(const redis_server&) = delete;
+    redis_server& operator=(const redis_server&) = delete;
+    ~redis_server() { stop(); }
+
+    void start() {
+        if (!try_start()) {
+            throw std::runtime_error("redis-server did not restart");
+        }
+    }
+    void stop() {
+        if (pid_ <= 0) {
+            return;
+        }
+        ::kill(pid_, SIGCONT);
+        ::kill(pid_, SIGTERM);
+        const auto deadline = std::chrono::steady_clock::now() + 5s;
+        while (::waitpid(pid_, nullptr, WNOHANG) == 0) {
+            if (std::chrono::steady_clock::now() > deadline) {
+                ::kill(pid_, SIGKILL);
+                ::waitpid(pid_, nullptr, 0);
+                break;
+            }
+            std::this_thread::sleep_for(10ms);
+        }
+        pid_ = -1;
+    }
+    void pause() { ::kill(pid_, SIGSTOP); }
+    void resume() { ::kill(pid_, SIGCONT); }
+
+    int port() const { return port_; }
+    std::string url(int db = 0) const {
+        return "redis://127.0.0.1:" + std::to_string(port_) + "/" + std::to_string(db);
+    }
+    std::string unix_url(int db = 0) const {
+        return "unix:" + (dir_.path() / "redis.sock").string() + "?db=" + std::to_string(db);
+    }
+
+private:
+    bool try_start() {
+        const std::string dir = dir_.path().string();
+        std::vector<std::string> args = {"redis-server"};
+        if (!config_.empty()) {
+            args.push_back(dir + "/redis.conf");
+        }
+        for (const char* a : {"--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                              "--daemonize", "no", "--unixsocketperm", "700"}) {
+            args.emplace_back(a);
+        }
+        args.insert(args.end(), {"--port", std::to_string(port_), "--dir", dir, "--unixsocket",
+                                 dir + "/redis.sock", "--logfile", dir + "/redis.log"});
+        std::vector<char*> argv;
+        for (auto& a : args) {
+            argv.push_back(a.data());
+        }
+        argv.push_back(nullptr);
+
+        const pid_t parent = ::getpid();
+        const pid_t pid = ::fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (::getppid() != parent) {
+                ::_exit(127);
+            }
+            const int null = ::open("/dev/null", O_RDWR);
+            ::dup2(null, STDIN_FILENO);
+            ::dup2(null, STDOUT_FILENO);
+            ::dup2(null, STDERR_FILENO);
+            ::execvp("redis-server", argv.data());
+            ::_exit(127);
+        }
+        pid_ = pid;
+        const auto deadline = std::chrono::steady_clock::now() + 10s;
+        while (std::chrono::steady_clock::now() < deadline) {
+            if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+                pid_ = -1;
+                return false;
+            }
+            context_ptr ctx(redisConnectWithTimeout("127.0.0.1", port_, timeval{0, 200'000}));
+            if (ctx && ctx->err == 0) {
+                reply_ptr reply(static_cast<redisReply*>(redisCommand(ctx.get(), "PING")));
+                // NOAUTH also means it is up (the config asks for a password).
+                if (reply &&
+                    (reply->type == REDIS_REPLY_STATUS || reply->type == REDIS_REPLY_ERROR)) {
+                    return true;
+                }
+            }
+            std::this_thread::sleep_for(20ms);
+        }
+        stop();
+        return false;
+    }
+
+    temp_dir dir_;
+    std::string config_;
+    int port_ = 0;
+    pid_t pid_ = -1;
+};
+
+// One server for the whole run (stopped at exit); every fixture starts from FLUSHALL.
+redis_server& shared_server() {
+    static redis_server server;
+    return server;
+}
+
+struct redis_backend {
+    redis_backend() { raw_connection(shared_server().port()).command({"FLUSHALL"}); }
+    std::unique_ptr<store::state_store> open(std::string_view key = key_a) {
+        return store::open_redis_store(shared_server().url(), secret(key));
+    }
+};
+
+struct redis_unix_backend {
+    redis_unix_backend() { raw_connection(shared_server().port()).command({"FLUSHALL"}); }
+    std::unique_ptr<store::state_store> open() {
+        return store::open_redis_store(shared_server().unix_url(3), secret(key_a));
+    }
+};
+
+// Every value of every key, read by type (hash fields and values, list and set members),
+// in one string.
+std::string all_values(raw_connection& raw) {
+    std::string bytes;
+    for (const auto& k : raw.strings({"KEYS", "*"})) {
+        const auto type = raw.command({"TYPE", k});
+        const std::string_view t(type->str, type->len);
+        bytes += k;
+        if (t == "string") {
+            const auto v = raw.command({"GET", k});
+            bytes.append(v->str, v->len);
+        } else {
+            const auto parts = t == "hash"   ? raw.strings({"HGETALL", k})
+                               : t == "list" ? raw.strings({"LRANGE", k, "0", "-1"})
+                                             : raw.strings({"SMEMBERS", k});
+            for (const auto& p : parts) {
+                bytes += p;
+            }
+        }
+    }
+    return bytes;
+}
+
+std::string open_error(const std::string& url, std::string_view key = key_a,
+                       std::string_view password = {}) {
+    try {
+        store::open_redis_store(url, secret(key), secret(password));
+    } catch (const std::runtime_error& e) {
+        return e.what();
+    }
+    FAIL("open_redis_store did not throw for " << url);
+    return {};
+}
+
+template <class Call>
+std::string call_error(Call call) {
+    try {
+        call();
+    } catch (const std::runtime_error& e) {
+        return e.what();
+    }
+    FAIL("the call did not throw");
+    return {};
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+TEST_CASE("redis store meets the state_store contract", "[store][redis]") {
+    contract::run_store_contract<redis_backend>();
+}
+
+TEST_CASE("redis store meets the state_store contract over a unix socket, db 3", "[store][redis]") {
+    contract::run_store_contract<redis_unix_backend>();
+}
+
+TEST_CASE("redis store never writes a TOTP key in plaintext", "[store][redis]") {
+    redis_backend backend;
+    const std::string_view plain = "TOTP-KEY-PLAINTEXT-MARKER-7c1f9e";
+    auto s = backend.open();
+    store::pending_enrollment pending = contract::make_pending("guid-alice", 1);
+    pending.username = "username-positive-control";
+    pending.key = secret(plain);
+    s->put_pending_totp(id_hash("enroll-1"), pending);
+    REQUIRE(s->confirm_totp(id_hash("enroll-1"), t0));
+    pending.key = secret(plain);
+    s->put_pending_totp(id_hash("enroll-2"), pending);
+
+    raw_connection raw(shared_server().port());
+    const auto bytes = all_values(raw);
+    CHECK(bytes.find("username-positive-control") != std::string::npos);
+    CHECK(bytes.find(plain) == std::string::npos);
+
+    const auto active = raw.command({"GET", "pwresetd:totp:guid-alice"});
+    REQUIRE(active->type == REDIS_REPLY_STRING);
+    CHECK(active->len == 12 + plain.size() + 16);  // nonce || ciphertext || tag
+    const auto sealed =
+        raw.command({"HGET", "pwresetd:pending:" + id_hash("enroll-2"), "sealed_key"});
+    REQUIRE(sealed->type == REDIS_REPLY_STRING);
+    CHECK(sealed->len == 12 + plain.size() + 16);
+
+    const auto key = s->get_totp("guid-alice");
+    REQUIRE(key.has_value());
+    CHECK(key->equals(plain));
+}
+
+TEST_CASE("redis store with another sealing key cannot read the keys", "[store][redis]") {
+    redis_backend backend;
+    auto a = backend.open(key_a);
+    a->put_pending_totp(id_hash("enroll-1"), contract::make_pending("guid-alice", 1));
+    REQUIRE(a->confirm_totp(id_hash("enroll-1"), t0));
+    a->put_pending_totp(id_hash("enroll-2"), contract::make_pending("guid-bob", 2));
+
+    auto b = backend.open(key_b);
+    CHECK_FALSE(b->get_totp("guid-alice").has_value());
+    CHECK_FALSE(b->get_pending_totp(id_hash("enroll-2"), t0).has_value());
+
+    const auto key = a->get_totp("guid-alice");
+    REQUIRE(key.has_value());
+    CHECK(key->equals(contract::totp_key(1)));
+    const auto pending = a->get_pending_totp(id_hash("enroll-2"), t0);
+    REQUIRE(pending.has_value());
+    CHECK(pending->key.equals(contract::totp_key(2)));
+}
+
+TEST_CASE("redis store: a sealed key moved to another user does not open", "[store][redis]") {
+    redis_backend backend;
+    auto s = backend.open();
+    s->put_pending_totp(id_hash("enroll-1"), contract::make_pending("guid-alice", 1));
+    REQUIRE(s->confirm_totp(id_hash("enroll-1"), t0));
+    raw_connection raw(shared_server().port());
+    REQUIRE(
+        raw.command({"RENAME", "pwresetd:totp:guid-alice", "pwresetd:totp:guid-mallory"})->type ==
+        REDIS_REPLY_STATUS);
+    CHECK_FALSE(s->get_totp("guid-mallory").has_value());
+    CHECK_FALSE(s->get_totp("guid-alice").has_value());
+}
+
+TEST_CASE("redis store keys carry a TTL; enrollments and replay marks do not", "[store][redis]") {
+    redis_backend backend;
+    auto s = backend.open();
+    raw_connection raw(shared_server().port());
+    constexpr std::int64_t day = 24 * 60 * 60;
+
+    // The tests' clock is in the past: keys still live a day (the slack), not zero.
+    auto flow = contract::make_flow("reset-1", "guid-alice");
+    flow.verified_methods = {"email"};
+    s->put_flow(flow);
+    s->add_verified_method(flow.id_hash, "totp");
+    s->put_pending_totp(id_hash("enroll-1"), contract::make_pending("guid-alice", 1));
+    s->record_failure("verify:alice", t0, 60);
+    s->put_pending_totp(id_hash("enroll-2"), contract::make_pending("guid-bob", 2));
+    REQUIRE(s->confirm_totp(id_hash("enroll-2"), t0));
+    REQUIRE(s->accept_totp_step("guid-bob", 7));
+    for (const std::string& k :
+         {"pwresetd:flow:" + flow.id_hash, "pwresetd:flow_methods:" + flow.id_hash,
+          std::string("pwresetd:user_flows:guid-alice"), "pwresetd:pending:" + id_hash("enroll-1"),
+          std::string("pwresetd:fail:verify:alice")}) {
+        INFO(k);
+        const auto ttl = raw.integer({"TTL", k});
+        CHECK(ttl > day - 60);
+        CHECK(ttl <= day);
+    }
+    CHECK(raw.integer({"TTL", "pwresetd:totp:guid-bob"}) == -1);
+    CHECK(raw.integer({"TTL", "pwresetd:step:guid-bob"}) == -1);
+
+    // With a real clock, the rest of the flow's life is added to the slack.
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+    auto live = contract::make_flow("reset-2", "guid-carol", now + 3600);
+    live.created_at = now;
+    s->put_flow(live);
+    const auto ttl = raw.integer({"TTL", "pwresetd:flow:" + live.id_hash});
+    CHECK(ttl > day + 3600 - 60);
+    CHECK(ttl <= day + 3600);
+    CHECK(s->get_open_flow(live.id_hash, now).has_value());
+    CHECK_FALSE(s->get_open_flow(live.id_hash, now + 3600).has_value());
+}
+
+TEST_CASE("redis store: hostile user keys work and do not collide", "[store][redis]") {
+    redis_backend backend;
+    auto s = backend.open();
+    const std::vector<std::string> users = {
+        "decoy:john smith",
+        "decoy:john  smith",
+        "decoy:a\nb",
+        "decoy:a\r\n*1\r\n$8\r\nFLUSHALL\r\n",
+        "decoy:{tag}",
+        "decoy:*",
+        "decoy:a*",
+        "decoy:?",
+        "decoy:[ab]",
+        "decoy:a",
+        "decoy:a ",
+        std::string("decoy:nul\0byte", 14),
+        std::string("decoy:nul"),
+        "decoy:\xc3\xa5sa",
+        "decoy:" + std::string(100'000, 'x'),
+        "user:",
+        "",
+    };
+    for (std::size_t i = 0; i < users.size(); ++i) {
+        INFO("user " << i);
+        const auto seed = static_cast<unsigned char>(i + 1);
+        const auto& user = users[i];
+        s->put_flow(contract::make_flow("reset-" + std::to_string(i), user));
+        const auto enrollment = id_hash("enroll-" + std::to_string(i));
+        s->put_pending_totp(enrollment, contract::make_pending(user, seed));
+        REQUIRE(s->confirm_totp(enrollment, t0));
+        REQUIRE(s->accept_totp_step(user, 1000 + static_cast<std::int64_t>(i)));
+        for (std::size_t n = 0; n <= i; ++n) {
+            s->record_failure("verify:" + user, t0, 60);
+        }
+    }
+    for (std::size_t i = 0; i < users.size(); ++i) {
+        INFO("user " << i);
+        const auto& user = users[i];
+        const auto key = s->get_totp(user);
+        REQUIRE(key.has_value());
+        CHECK(key->equals(contract::totp_key(static_cast<unsigned char>(i + 1))));
+        CHECK(s->last_totp_step(user) == 1000 + static_cast<std::int64_t>(i));
+        CHECK(s->get_failures("verify:" + user, t0).count == static_cast<int>(i + 1));
+        const auto flow = s->get_open_flow(id_hash("reset-" + std::to_string(i)), t0);
+        REQUIRE(flow.has_value());
+        CHECK(flow->user_key == user);
+    }
+    // Closing the flows of "decoy:*" (a glob pattern elsewhere) touches that user only.
+    s->close_user_flows("decoy:*");
+    for (std::size_t i = 0; i < users.size(); ++i) {
+        INFO("user " << i);
+        CHECK(s->get_open_flow(id_hash("reset-" + std::to_string(i)), t0).has_value() ==
+              (users[i] != "decoy:*"));
+    }
+    // The command-injection-looking name did not run anything.
+    raw_connection raw(shared_server().port());
+    CHECK(raw.integer({"DBSIZE"}) > 0);
+}
+
+TEST_CASE("redis store: many instances and threads race the check-and-sets", "[store][redis]") {
+    redis_backend backend;
+    constexpr int instances = 4;
+    constexpr int threads = 8;
+    std::vector<std::unique_ptr<store::state_store>> nodes;
+    for (int i = 0; i < instances; ++i) {
+        nodes.push_back(backend.open());
+    }
+    const auto node = [&](int thread) {
+        return nodes[static_cast<std::size_t>(thread % instances)].get();
+    };
+
+    SECTION("each flow is closed exactly once") {
+        constexpr int flows = 50;
+        for (int i = 0; i < flows; ++i) {
+            nodes[0]->put_flow(contract::make_flow("race-" + std::to_string(i), "guid-alice"));
+        }
+        std::array<std::atomic<int>, flows> winners{};
+        contract::count_winners(threads, [&](int thread) {
+            for (int i = 0; i < flows; ++i) {
+                const int n = (i + thread * 7) % flows;
+                if (node(thread)->close_flow(id_hash("race-" + std::to_string(n)), t0)) {
+                    ++winners[static_cast<std::size_t>(n)];
+                }
+            }
+            return true;
+        });
+        for (const auto& w : winners) {
+            CHECK(w.load() == 1);
+        }
+    }
+    SECTION("each TOTP step is accepted at most once, and the last one is kept") {
+        constexpr int steps = 200;
+        std::array<std::atomic<int>, steps + 1> winners{};
+        contract::count_winners(threads, [&](int thread) {
+            for (int step = 1; step <= steps; ++step) {
+                if (node(thread)->accept_totp_step("guid-alice", step)) {
+                    ++winners[static_cast<std::size_t>(step)];
+                }
+            }
+            return true;
+        });
+        for (const auto& w : winners) {
+            CHECK(w.load() <= 1);
+        }
+        CHECK(nodes[1]->last_totp_step("guid-alice") == steps);
+    }
+    SECTION("failure counts are exact") {
+        contract::count_winners(threads, [&](int thread) {
+            for (int i = 0; i < 50; ++i) {
+                node(thread)->record_failure("verify:alice", t0, 60);
+            }
+            return true;
+        });
+        CHECK(nodes[2]->get_failures("verify:alice", t0).count == threads * 50);
+    }
+}
+
+TEST_CASE("redis store reconnects after the server restarts", "[store][redis]") {
+    redis_server server;
+    const bool over_unix_socket = GENERATE(false, true);
+    const auto url = over_unix_socket ? server.unix_url(2) : server.url();
+    INFO(url);
+    auto s = store::open_redis_store(url, secret(key_a));
+    const auto flow = contract::make_flow("reset-1", "guid-alice");
+    s->put_flow(flow);
+    REQUIRE(s->get_open_flow(flow.id_hash, t0).has_value());
+
+    SECTION("a restart between calls is invisible (the state is gone: no persistence)") {
+        server.stop();
+        server.start();
+        CHECK_FALSE(s->get_open_flow(flow.id_hash, t0).has_value());
+        s->put_flow(flow);  // the scripts are gone too: EVALSHA falls back to EVAL
+        CHECK(s->get_open_flow(flow.id_hash, t0).has_value());
+        CHECK(s->close_flow(flow.id_hash, t0));
+    }
+    SECTION("a stopped server makes calls fail fast with a clear error, then recover") {
+        server.stop();
+        // The pooled connection is dead: writing to it raises SIGPIPE (at once on a unix
+        // socket), which must not kill the process; the retry finds nothing listening.
+        CHECK_THROWS_AS(s->accept_totp_step(std::string(4 << 20, 'x'), 1), std::runtime_error);
+        const auto start = std::chrono::steady_clock::now();
+        const auto message = call_error([&] { s->get_open_flow(flow.id_hash, t0); });
+        CHECK(seconds_since(start) < 3.0);
+        CHECK_THAT(message, Catch::Contains(url));
+        CHECK_THAT(message, Catch::Contains("cannot connect"));
+        CHECK_THROWS_AS(s->record_failure("verify:alice", t0, 60), std::runtime_error);
+        server.start();
+        CHECK(s->accept_totp_step("guid-alice", 1));
+        s->put_flow(flow);
+        CHECK(s->close_flow(flow.id_hash, t0));
+    }
+}
+
+TEST_CASE("redis store: a hung server times out instead of hanging the caller", "[store][redis]") {
+    redis_server server;
+    auto s = store::open_redis_store(server.url(), secret(key_a));
+    s->record_failure("verify:alice", t0, 60);
+    server.pause();
+    const auto start = std::chrono::steady_clock::now();
+    const auto message = call_error([&] { s->record_failure("verify:alice", t0, 60); });
+    const double elapsed = seconds_since(start);
+    server.resume();
+    std::this_thread::sleep_for(200ms);  // let it run what was queued before the new call
+    CHECK(elapsed >= 1.5);
+    CHECK(elapsed < 6.0);
+    CHECK_THAT(message, Catch::Contains(server.url()));
+    CHECK_THAT(message, Catch::Contains("no answer"));
+    // The command reached the server before it hung, so it ran once it woke up.
+    CHECK(s->get_failures("verify:alice", t0).count == 2);
+    CHECK(s->record_failure("verify:alice", t0, 60).count == 3);
+}
+
+TEST_CASE("redis store open errors name the URL", "[store][redis]") {
+    SECTION("nothing listens") {
+        const auto url = "redis://127.0.0.1:" + std::to_string(free_port()) + "/0";
+        const auto message = open_error(url);
+        CHECK_THAT(message, Catch::Contains(url));
+        CHECK_THAT(message, Catch::Contains("cannot connect"));
+    }
+    SECTION("no such socket") {
+        const std::string url = "unix:/nonexistent/pwresetd/redis.sock";
+        const auto message = open_error(url);
+        CHECK_THAT(message, Catch::Contains(url));
+        CHECK_THAT(message, Catch::Contains("cannot connect"));
+    }
+    SECTION("malformed URLs") {
+        for (const std::string url :
+             {"", "http://127.0.0.1", "redis://", "redis://:6379", "redis://host:0",
+              "redis://host:70000", "redis://host:63x9", "redis://host:", "redis://host/x",
+              "redis://host/-1", "redis://host/1?timeout=1", "redis://[::1", "unix:",
+              "unix:relative.sock", "unix:/run/redis.sock?database=1", "unix:/run/r.sock?db=x"}) {
+            INFO(url);
+            const auto message = open_error(url);
+            CHECK_THAT(message, Catch::Contains("redis store " + url + ": bad URL"));
+        }
+    }
+    SECTION("a password in the URL is refused and never echoed") {
+        const auto message = open_error("redis://:hunter2@127.0.0.1:6379/0");
+        CHECK_THAT(message, Catch::Contains("redis://***@127.0.0.1:6379/0"));
+        CHECK_THAT(message, Catch::Contains("credentials do not belong in the URL"));
+        CHECK_THAT(message, !Catch::Contains("hunter2"));
+    }
+    SECTION("a database the server does not have") {
+        const auto url = shared_server().url(99999);
+        const auto message = open_error(url);
+        CHECK_THAT(message, Catch::Contains(url));
+        CHECK_THAT(message, Catch::Contains("SELECT 99999"));
+    }
+    SECTION("a sealing key of the wrong size") {
+        CHECK_THAT(open_error(shared_server().url(), "short"), Catch::Contains("32 bytes"));
+    }
+}
+
+TEST_CASE("redis store refuses a server that may evict keys", "[store][redis]") {
+    redis_server server("maxmemory-policy volatile-lru");
+    const auto message = open_error(server.url());
+    CHECK_THAT(message, Catch::Contains(server.url()));
+    CHECK_THAT(message, Catch::Contains("maxmemory-policy is volatile-lru"));
+}
+
+TEST_CASE("redis store authenticates with a password kept out of messages", "[store][redis]") {
+    const std::string password = "pw-Secret-8d41c2";
+    redis_server server("requirepass " + password);
+    SECTION("no password") {
+        const auto message = open_error(server.url());
+        CHECK_THAT(message, Catch::Contains(server.url()));
+        CHECK_THAT(message, Catch::Contains("NOAUTH"));
+    }
+    SECTION("a wrong password") {
+        const auto message = open_error(server.url(), key_a, "wrong-Secret-1f2e3d");
+        CHECK_THAT(message, Catch::Contains(server.url()));
+        CHECK_THAT(message, Catch::Contains("authentication failed"));
+        CHECK_THAT(message, !Catch::Contains("wrong-Secret"));
+    }
+    SECTION("the right password, also on reconnect and with SELECT") {
+        auto s = store::open_redis_store(server.url(5), secret(key_a), secret(password));
+        const auto flow = contract::make_flow("reset-1", "guid-alice");
+        s->put_flow(flow);
+        CHECK(s->get_open_flow(flow.id_hash, t0).has_value());
+        raw_connection raw(server.port(), 5, password);
+        CHECK(raw.integer({"EXISTS", "pwresetd:flow:" + flow.id_hash}) == 1);
+        server.stop();
+        server.start();
+        s->put_flow(flow);
+        CHECK(s->close_flow(flow.id_hash, t0));
+    }
+}
+
+TEST_CASE("redis store survives SCRIPT FLUSH", "[store][redis]") {
+    redis_backend backend;
+    auto s = backend.open();
+    raw_connection(shared_server().port()).command({"SCRIPT", "FLUSH"});
+    const auto flow = contract::make_flow("reset-1", "guid-alice");
+    s->put_flow(flow);
+    CHECK(s->close_flow(flow.id_hash, t0));
+    CHECK(s->accept_totp_step("guid-alice", 1));
+}
+
+TEST_CASE("redis store refuses an id that is not a hex SHA-256, without echoing it",
+          "[store][redis]") {
+    redis_backend backend;
+    auto s = backend.open();
+    auto flow = contract::make_flow("reset-1", "guid-alice");
+    flow.id_hash = "raw-reset-id-must-not-be-stored";
+    try {
+        s->put_flow(flow);
+        FAIL("put_flow accepted a raw id");
+    } catch (const std::invalid_argument& e) {
+        CHECK_THAT(e.what(), !Catch::Contains("raw-reset-id"));
+    }
+    CHECK_THROWS_AS(
+        s->put_pending_totp("raw-enrollment-id", contract::make_pending("guid-alice", 1)),
+        std::invalid_argument);
+    raw_connection raw(shared_server().port());
+    CHECK(raw.integer({"DBSIZE"}) == 0);
+}
