@@ -189,9 +189,9 @@ route_lookup find_route(std::string_view method, std::string_view target) {
     } else if (n == 3 && parts[1] == "password" && parts[2] == "change") {
         offer("POST", endpoint::password_change, "change", true);
     } else if (n == 3 && parts[1] == "password" && parts[2] == "check") {
-        offer("POST", endpoint::not_implemented, "check", true);
+        offer("POST", endpoint::password_check, "check", true);
     } else if (n == 2 && parts[1] == "policy") {
-        offer("GET", endpoint::not_implemented, "check", false);
+        offer("GET", endpoint::policy_rules, "check", false);
     }
     return out;
 }
@@ -211,9 +211,10 @@ api_response error_reply(unsigned status, std::string_view code, language lang,
     return r;
 }
 
-api::api(const config& cfg, reset_service& resets, enrollment_service& enrollments,
-         change_service& changes, ldap::directory& directory)
+api::api(const config& cfg, const policy::password_policy& policy, reset_service& resets,
+         enrollment_service& enrollments, change_service& changes, ldap::directory& directory)
     : cfg_(cfg),
+      policy_(policy),
       resets_(resets),
       enrollments_(enrollments),
       changes_(changes),
@@ -253,6 +254,20 @@ api_response api::handle(const route& r, std::string_view body, const request_co
     }
     if (r.target == endpoint::not_implemented) {
         return error_reply(501, "not_implemented", lang);
+    }
+    if (r.target == endpoint::policy_rules) {
+        json::array rules;
+        for (const auto& rule : policy_.rules()) {
+            json::object o{{"rule", rule.rule}};
+            if (rule.value) {
+                o["value"] = *rule.value;
+            }
+            o["message"] = message_for_rule(rule.rule, rule.value, "", lang);
+            rules.push_back(std::move(o));
+        }
+        api_response reply;
+        reply.body = json::object{{"rules", std::move(rules)}};
+        return reply;
     }
 
     const json::storage_ptr storage = json::make_shared_resource<wiping_resource>();
@@ -381,8 +396,39 @@ api_response api::handle(const route& r, std::string_view body, const request_co
             reply.body = json::object{{"status", "password_changed"}};
             return reply;
         }
+        case endpoint::password_check: {
+            // The directory is never asked: the answer reveals nothing about accounts.
+            const auto password = in.string("password");
+            std::string_view username;
+            std::string_view display_name;
+            for (auto [key, out] :
+                 {std::pair{"username", &username}, std::pair{"display_name", &display_name}}) {
+                if (in.obj.contains(key)) {
+                    if (const auto v = in.string(key)) {
+                        *out = *v;
+                    }
+                }
+            }
+            if (!password || !in.problem.empty()) {
+                return bad();
+            }
+            const secret candidate(*password);
+            json::array violations;
+            if (const auto refused = policy_failure(policy_, candidate, username, display_name)) {
+                for (const auto& v : refused->violations) {
+                    violations.push_back(
+                        json::object{{"rule", v.rule},
+                                     {"message", message_for_rule(v.rule, v.value, "", lang)}});
+                }
+            }
+            api_response reply;
+            reply.body = json::object{{"acceptable", violations.empty()},
+                                      {"violations", std::move(violations)}};
+            return reply;
+        }
         case endpoint::health:
         case endpoint::not_implemented:
+        case endpoint::policy_rules:
             break;
     }
     log::error("api.unrouted", {{"request_id", ctx.request_id}});

@@ -28,6 +28,8 @@ enum class endpoint {
     enroll_totp,
     enroll_totp_confirm,
     password_change,
+    policy_rules,
+    password_check,
     not_implemented,  // in API.md, arriving in a later version
 };
 
@@ -57,8 +59,8 @@ api_response error_reply(unsigned status, std::string_view code, language lang,
 
 class api {
 public:
-    api(const config& cfg, reset_service& resets, enrollment_service& enrollments,
-        change_service& changes, ldap::directory& directory);
+    api(const config& cfg, const policy::password_policy& policy, reset_service& resets,
+        enrollment_service& enrollments, change_service& changes, ldap::directory& directory);
 
     // Runs on a worker thread. `body` holds secrets and is wiped by the caller afterwards.
     api_response handle(const route& r, std::string_view body, const request_context& ctx,
@@ -68,6 +70,7 @@ private:
     api_response health(language lang);
 
     const config& cfg_;
+    const policy::password_policy& policy_;
     reset_service& resets_;
     enrollment_service& enrollments_;
     change_service& changes_;

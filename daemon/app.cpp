@@ -79,6 +79,8 @@ int run(const options& opts) {
     if (opts.check_only) {
         try {
             (void)make_server_tls(cfg.tls);
+            // Loads the banned list and validates the breached set, as the daemon would.
+            const policy::password_policy policy(cfg.policy);
         } catch (const std::exception& e) {
             std::cerr << e.what() << '\n';
             return 1;
@@ -96,6 +98,7 @@ int run(const options& opts) {
 
     try {
         auto tls = make_server_tls(cfg.tls);
+        const policy::password_policy policy(cfg.policy);
         auto state = store::open_sqlite_store(
             cfg.state.path, crypto::load_or_create_key_file(cfg.secrets_key_file));
         audit_log audit(cfg.audit_file);
@@ -104,10 +107,10 @@ int run(const options& opts) {
             pool_size += d.pool_size;
         }
         auto directory = ldap::make_directories(std::move(cfg.directories));
-        reset_service resets(cfg, *directory, *state, audit);
+        reset_service resets(cfg, policy, *directory, *state, audit);
         enrollment_service enrollments(cfg, *directory, *state, audit);
-        change_service changes(cfg, *directory, *state, audit);
-        api routes(cfg, resets, enrollments, changes, *directory);
+        change_service changes(cfg, policy, *directory, *state, audit);
+        api routes(cfg, policy, resets, enrollments, changes, *directory);
         const client_auth auth(cfg.clients);
         const auto workers_count = static_cast<std::size_t>(std::max(1, pool_size));
         worker_pool workers(workers_count, workers_count * queue_per_worker);

@@ -6,9 +6,11 @@
 
 namespace pwresetd::daemon {
 
-change_service::change_service(const config& cfg, ldap::directory& directory,
-                               store::state_store& store, audit_log& audit, clock_fn clock)
+change_service::change_service(const config& cfg, const policy::password_policy& policy,
+                               ldap::directory& directory, store::state_store& store,
+                               audit_log& audit, clock_fn clock)
     : limits_(cfg.limits),
+      policy_(policy),
       directory_(directory),
       store_(store),
       audit_(audit),
@@ -34,6 +36,13 @@ outcome<bool> change_service::change(const request_context& ctx, std::string_vie
                                {"client", ctx.client},
                                {"ip", ctx.remote_ip},
                                {"username", username}};
+    // Rules that need nothing from the directory answer the same for every username.
+    if (auto refused = policy_failure(policy_, new_password, username, {})) {
+        record["outcome"] = "password_rejected";
+        record["rule"] = refused->violations.front().rule;
+        audit_.record(std::move(record));
+        return *refused;
+    }
     const std::int64_t now = clock_();
     const auto found = directory_.find_user(username);
     if (found.status == ldap::lookup_status::unavailable) {
@@ -59,10 +68,31 @@ outcome<bool> change_service::change(const request_context& ctx, std::string_vie
         return wrong_credentials(failure_key, now);
     }
     record["dn"] = found.user->dn;
-    if (new_password.empty()) {
-        auto f = fail(failure_code::password_rejected);
-        f.violations.push_back({"min_length", std::nullopt, ""});
-        return f;
+    // The display name only comes from the directory: a refusal that depends on it is told
+    // only to someone who has proven the current password, so a 422 never reveals that an
+    // account exists.
+    if (auto refused = policy_failure(policy_, new_password, username, found.user->display_name)) {
+        switch (directory_.verify_password(*found.user, current_password)) {
+            case ldap::bind_status::ok:
+            case ldap::bind_status::must_change:
+                break;
+            case ldap::bind_status::unavailable:
+                return fail(failure_code::directory_unavailable);
+            case ldap::bind_status::locked: {
+                auto f = fail(failure_code::locked, "directory");
+                f.retry_after = limits_.lockout_s;
+                return f;
+            }
+            case ldap::bind_status::invalid_credentials:
+                record["outcome"] = "invalid_credentials";
+                record["reason"] = "wrong_password";
+                audit_.record(std::move(record));
+                return wrong_credentials(failure_key, now);
+        }
+        record["outcome"] = "password_rejected";
+        record["rule"] = refused->violations.front().rule;
+        audit_.record(std::move(record));
+        return *refused;
     }
 
     const auto written = directory_.change_password(*found.user, current_password, new_password);

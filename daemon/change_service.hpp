@@ -19,8 +19,9 @@ namespace pwresetd::daemon {
 
 class change_service {
 public:
-    change_service(const config& cfg, ldap::directory& directory, store::state_store& store,
-                   audit_log& audit, clock_fn clock = unix_now);
+    change_service(const config& cfg, const policy::password_policy& policy,
+                   ldap::directory& directory, store::state_store& store, audit_log& audit,
+                   clock_fn clock = unix_now);
 
     outcome<bool> change(const request_context& ctx, std::string_view username,
                          const secret& current_password, const secret& new_password);
@@ -29,6 +30,7 @@ private:
     failure wrong_credentials(const std::string& failure_key, std::int64_t now);
 
     const limit_settings& limits_;
+    const policy::password_policy& policy_;
     ldap::directory& directory_;
     store::state_store& store_;
     audit_log& audit_;

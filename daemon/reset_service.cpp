@@ -63,6 +63,28 @@ std::string id_hash(std::string_view id) {
     return crypto::sha256_hex(id);
 }
 
+std::optional<failure> policy_failure(const policy::password_policy& policy, const secret& password,
+                                      std::string_view username, std::string_view display_name) {
+    failure f = fail(failure_code::password_rejected);
+    if (password.empty()) {
+        f.violations.push_back(
+            {"min_length", static_cast<std::int64_t>(policy.config().min_length), ""});
+        return f;
+    }
+    if (password.size() > max_password_bytes) {
+        f.violations.push_back(
+            {"max_length", static_cast<std::int64_t>(policy.config().max_length), ""});
+        return f;
+    }
+    for (auto& v : policy.check(password.view(), {username, display_name})) {
+        f.violations.push_back({std::move(v.rule), v.value, ""});
+    }
+    if (f.violations.empty()) {
+        return std::nullopt;
+    }
+    return f;
+}
+
 violation directory_violation(const ldap::write_result& written) {
     if (written.reason) {
         return {written.reason->rule, std::nullopt, written.reason->detail};
@@ -92,10 +114,12 @@ std::string decoy_key_for(std::string_view username) {
     return "decoy:" + text::ascii_lower(username);
 }
 
-reset_service::reset_service(const config& cfg, ldap::directory& directory,
-                             store::state_store& store, audit_log& audit, clock_fn clock)
+reset_service::reset_service(const config& cfg, const policy::password_policy& policy,
+                             ldap::directory& directory, store::state_store& store,
+                             audit_log& audit, clock_fn clock)
     : factors_(cfg.factors),
       limits_(cfg.limits),
+      policy_(policy),
       directory_(directory),
       store_(store),
       audit_(audit),
@@ -266,17 +290,6 @@ outcome<reset_completed> reset_service::complete(const request_context& ctx,
         f.remaining_methods = std::max(1, remaining);
         return f;
     }
-    if (new_password.empty()) {
-        auto f = fail(failure_code::password_rejected);
-        f.violations.push_back({"min_length", std::nullopt, ""});
-        return f;
-    }
-    if (new_password.size() > max_password_bytes) {
-        auto f = fail(failure_code::password_rejected);
-        f.violations.push_back({"max_length", std::nullopt, ""});
-        return f;
-    }
-
     auto record = audit_base(ctx, "reset.complete");
     record["username"] = flow->username;
     record["dn"] = flow->user_dn;
@@ -295,6 +308,14 @@ outcome<reset_completed> reset_service::complete(const request_context& ctx,
         record["reason"] = "account_changed";
         audit_.record(std::move(record));
         return fail(failure_code::reset_expired);
+    }
+
+    if (auto refused =
+            policy_failure(policy_, new_password, flow->username, found.user->display_name)) {
+        record["outcome"] = "password_rejected";
+        record["rule"] = refused->violations.front().rule;
+        audit_.record(std::move(record));
+        return *refused;
     }
 
     const auto written = directory_.reset_password(*found.user, new_password);

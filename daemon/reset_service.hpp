@@ -23,6 +23,7 @@
 #include "daemon/config.hpp"
 #include "daemon/outcome.hpp"
 #include "ldap/directory.hpp"
+#include "policy/password_policy.hpp"
 #include "store/state_store.hpp"
 
 namespace pwresetd::daemon {
@@ -52,8 +53,9 @@ std::string username_problem(std::string_view username);
 
 class reset_service {
 public:
-    reset_service(const config& cfg, ldap::directory& directory, store::state_store& store,
-                  audit_log& audit, clock_fn clock = unix_now);
+    reset_service(const config& cfg, const policy::password_policy& policy,
+                  ldap::directory& directory, store::state_store& store, audit_log& audit,
+                  clock_fn clock = unix_now);
 
     outcome<reset_started> start(const request_context& ctx, std::string_view username);
     outcome<reset_verified> verify(const request_context& ctx, std::string_view reset_id,
@@ -67,6 +69,7 @@ private:
 
     const factor_settings& factors_;
     const limit_settings& limits_;
+    const policy::password_policy& policy_;
     ldap::directory& directory_;
     store::state_store& store_;
     audit_log& audit_;
@@ -74,6 +77,10 @@ private:
     secret decoy_key_;  // a random TOTP key for decoys, so their verification costs the same
 };
 
+// pwresetd's own policy, before the directory is asked: every violation at once, or nullopt
+// when the password is acceptable. Also refuses an empty or absurdly long password.
+std::optional<failure> policy_failure(const policy::password_policy& policy, const secret& password,
+                                      std::string_view username, std::string_view display_name);
 // The API violation for a directory's refusal.
 violation directory_violation(const ldap::write_result& written);
 // hex SHA-256 of an opaque id from the API (reset_id, enrollment_id); only this is stored.

@@ -7,12 +7,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <cstring>
 #include <limits>
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/crypto.hpp"
@@ -294,14 +296,27 @@ sqlite_store::statement sqlite_store::prepare(std::string_view sql) {
 
 void sqlite_store::set_up_connection() {
     sqlite3_busy_timeout(db_.get(), busy_timeout_ms);
-    {
-        // The first statement that reads the file: a file that is not a database fails here.
-        auto st = prepare("PRAGMA journal_mode = WAL");
-        const std::string mode = st.step() ? st.text_at(0) : std::string();
-        if (mode != "wal") {
-            throw std::runtime_error(describe(path_) +
-                                     ": cannot switch to WAL journal mode (got \"" + mode + "\")");
+    // The first statement that reads the file: a file that is not a database fails here.
+    // Switching a new file to WAL takes an exclusive lock and SQLite may answer SQLITE_BUSY
+    // at once, without the busy handler, while another process does the same (two nodes
+    // starting together): retry for up to busy_timeout_ms.
+    std::string mode;
+    for (int waited_ms = 0;; waited_ms += 20) {
+        try {
+            auto st = prepare("PRAGMA journal_mode = WAL");
+            mode = st.step() ? st.text_at(0) : std::string();
+            break;
+        } catch (const std::runtime_error&) {
+            const int code = sqlite3_errcode(db_.get());
+            if ((code != SQLITE_BUSY && code != SQLITE_LOCKED) || waited_ms >= busy_timeout_ms) {
+                throw;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
         }
+    }
+    if (mode != "wal") {
+        throw std::runtime_error(describe(path_) + ": cannot switch to WAL journal mode (got \"" +
+                                 mode + "\")");
     }
     // In WAL mode, synchronous=NORMAL keeps every committed transaction across a process
     // crash or kill -9 (the WAL is written before COMMIT returns); only a power loss or OS

@@ -48,6 +48,14 @@ TEST_CASE("routes, scopes and methods", "[api]") {
     CHECK(r.found->scope == "change");
     r = find_route("POST", "/v1/password/check");
     REQUIRE(r.found);
+    CHECK(r.found->target == endpoint::password_check);
+    CHECK(r.found->scope == "check");
+    r = find_route("GET", "/v1/policy");
+    REQUIRE(r.found);
+    CHECK(r.found->target == endpoint::policy_rules);
+    CHECK_FALSE(r.found->has_body);
+    r = find_route("DELETE", "/v1/enrollments/totp");
+    REQUIRE(r.found);
     CHECK(r.found->target == endpoint::not_implemented);
 }
 

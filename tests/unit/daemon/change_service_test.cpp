@@ -16,6 +16,7 @@ struct change_harness {
     std::filesystem::path dir;
     config cfg;
     testing::fake_directory directory;
+    policy::password_policy policy{policy::settings{}};
     std::unique_ptr<store::state_store> state;
     std::unique_ptr<audit_log> audit;
     std::int64_t now = 1'700'000'000;
@@ -31,7 +32,7 @@ struct change_harness {
         cfg.limits.lockout_s = 600;
         state = store::open_sqlite_store(dir / "state.db", secret(std::string(32, 'k')));
         audit = std::make_unique<audit_log>(dir / "audit.jsonl");
-        changes = std::make_unique<change_service>(cfg, directory, *state, *audit,
+        changes = std::make_unique<change_service>(cfg, policy, directory, *state, *audit,
                                                    [this] { return now; });
         directory.add("alice", "Alice-Old-Passw0rd!");
         directory.add("dave", "Dave-Old-Passw0rd!", false, /*disabled=*/true);
@@ -55,20 +56,20 @@ failure_code code_of(const outcome<bool>& o) {
 TEST_CASE("a change with the right current password writes the new one", "[change_service]") {
     change_harness h;
     REQUIRE(std::holds_alternative<bool>(
-        h.change("alice", "Alice-Old-Passw0rd!", "Alice-New-Passw0rd-1")));
-    CHECK(h.directory.password_of("alice") == "Alice-New-Passw0rd-1");
+        h.change("alice", "Alice-Old-Passw0rd!", "Quiet-River-Stone-41")));
+    CHECK(h.directory.password_of("alice") == "Quiet-River-Stone-41");
 }
 
 TEST_CASE("wrong, unknown, disabled and protected all answer invalid_credentials",
           "[change_service]") {
     change_harness h;
-    CHECK(code_of(h.change("alice", "wrong", "Alice-New-Passw0rd-1")) ==
+    CHECK(code_of(h.change("alice", "wrong", "Quiet-River-Stone-41")) ==
           failure_code::invalid_credentials);
-    CHECK(code_of(h.change("nobody", "x", "Alice-New-Passw0rd-1")) ==
+    CHECK(code_of(h.change("nobody", "x", "Quiet-River-Stone-41")) ==
           failure_code::invalid_credentials);
-    CHECK(code_of(h.change("dave", "Dave-Old-Passw0rd!", "Dave-New-Passw0rd-1")) ==
+    CHECK(code_of(h.change("dave", "Dave-Old-Passw0rd!", "Quiet-River-Stone-41")) ==
           failure_code::invalid_credentials);
-    CHECK(code_of(h.change("erin", "Erin-Old-Passw0rd!", "Erin-New-Passw0rd-1")) ==
+    CHECK(code_of(h.change("erin", "Erin-Old-Passw0rd!", "Quiet-River-Stone-41")) ==
           failure_code::invalid_credentials);
     CHECK(h.directory.password_of("dave") == "Dave-Old-Passw0rd!");
     CHECK(h.directory.password_of("erin") == "Erin-Old-Passw0rd!");
@@ -77,24 +78,24 @@ TEST_CASE("wrong, unknown, disabled and protected all answer invalid_credentials
 
 TEST_CASE("wrong current passwords lock the change for lockout_s", "[change_service]") {
     change_harness h;
-    CHECK(code_of(h.change("alice", "wrong-1", "Alice-New-Passw0rd-1")) ==
+    CHECK(code_of(h.change("alice", "wrong-1", "Quiet-River-Stone-41")) ==
           failure_code::invalid_credentials);
-    CHECK(code_of(h.change("alice", "wrong-2", "Alice-New-Passw0rd-1")) ==
+    CHECK(code_of(h.change("alice", "wrong-2", "Quiet-River-Stone-41")) ==
           failure_code::invalid_credentials);
-    auto third = h.change("alice", "wrong-3", "Alice-New-Passw0rd-1");
+    auto third = h.change("alice", "wrong-3", "Quiet-River-Stone-41");
     REQUIRE(code_of(third) == failure_code::locked);
     CHECK(std::get<failure>(third).retry_after == 600);
-    CHECK(code_of(h.change("alice", "Alice-Old-Passw0rd!", "Alice-New-Passw0rd-1")) ==
+    CHECK(code_of(h.change("alice", "Alice-Old-Passw0rd!", "Quiet-River-Stone-41")) ==
           failure_code::locked);
     CHECK(h.directory.password_of("alice") == "Alice-Old-Passw0rd!");
     h.now += 601;
     CHECK(std::holds_alternative<bool>(
-        h.change("alice", "Alice-Old-Passw0rd!", "Alice-New-Passw0rd-1")));
+        h.change("alice", "Alice-Old-Passw0rd!", "Quiet-River-Stone-41")));
 }
 
 TEST_CASE("directory refusals and outages come back as values", "[change_service]") {
     change_harness h;
-    auto locked = h.change("carol", "Carol-Old-Passw0rd!", "Carol-New-Passw0rd-1");
+    auto locked = h.change("carol", "Carol-Old-Passw0rd!", "Quiet-River-Stone-41");
     REQUIRE(code_of(locked) == failure_code::locked);
     CHECK(std::get<failure>(locked).detail == "directory");
     auto weak = h.change("alice", "Alice-Old-Passw0rd!", "short");
@@ -102,7 +103,7 @@ TEST_CASE("directory refusals and outages come back as values", "[change_service
     CHECK(std::get<failure>(weak).violations.at(0).rule == "min_length");
     CHECK(code_of(h.change("alice", "Alice-Old-Passw0rd!", "")) == failure_code::password_rejected);
     h.directory.down = true;
-    CHECK(code_of(h.change("alice", "Alice-Old-Passw0rd!", "Alice-New-Passw0rd-1")) ==
+    CHECK(code_of(h.change("alice", "Alice-Old-Passw0rd!", "Quiet-River-Stone-41")) ==
           failure_code::directory_unavailable);
     CHECK(code_of(h.change(std::string(300, 'a'), "x", "y")) == failure_code::bad_request);
 }

@@ -31,6 +31,7 @@ struct harness {
     temp_folder dir;
     config cfg;
     testing::fake_directory directory;
+    policy::password_policy policy{policy::settings{}};
     std::unique_ptr<store::state_store> state;
     std::unique_ptr<audit_log> audit;
     std::int64_t now = 1'700'000'000;
@@ -45,7 +46,7 @@ struct harness {
         state = store::open_sqlite_store(dir.path / "state.db", secret(std::string(32, 'k')));
         audit = std::make_unique<audit_log>(dir.path / "audit.jsonl");
         auto clock = [this] { return now; };
-        resets = std::make_unique<reset_service>(cfg, directory, *state, *audit, clock);
+        resets = std::make_unique<reset_service>(cfg, policy, directory, *state, *audit, clock);
         enrollments = std::make_unique<enrollment_service>(cfg, directory, *state, *audit, clock);
         directory.add("alice", "Alice-Old-Passw0rd!");
         directory.add("bob", "Bob-Old-Passw0rd!");
@@ -123,14 +124,27 @@ TEST_CASE("a verified flow resets the password once", "[reset_service]") {
     CHECK(std::get<reset_verified>(verified).verified_methods == std::vector<std::string>{"totp"});
     CHECK(std::get<reset_verified>(verified).remaining_methods == 0);
 
-    auto short_pw = h.resets->complete(h.ctx, id, secret("short"));
+    // pwresetd's own policy refuses first, with every violation, and the directory is not
+    // asked.
+    auto short_pw = h.resets->complete(h.ctx, id, secret("alice"));
     REQUIRE(code_of(short_pw) == failure_code::password_rejected);
-    CHECK(std::get<failure>(short_pw).violations.at(0).rule == "min_length");
-    CHECK(h.directory.password_of("alice") == "Alice-Old-Passw0rd!");
-
+    const auto& violations = std::get<failure>(short_pw).violations;
+    REQUIRE(violations.size() == 2);
+    CHECK(violations[0].rule == "min_length");
+    CHECK(violations[0].value == 12);
+    CHECK(violations[1].rule == "contains_username");
     auto empty = h.resets->complete(h.ctx, id, secret(""));
     REQUIRE(code_of(empty) == failure_code::password_rejected);
-    CHECK(h.directory.writes == 1);  // an empty password never reaches the directory
+    CHECK(h.directory.writes == 0);
+
+    // The directory's own refusal (its policy is stricter here) comes back as a violation.
+    h.directory.min_length = 30;
+    auto refused = h.resets->complete(h.ctx, id, secret("Gentle-Harbor-Lamp-77"));
+    REQUIRE(code_of(refused) == failure_code::password_rejected);
+    CHECK(std::get<failure>(refused).violations.at(0).rule == "min_length");
+    CHECK(h.directory.writes == 1);
+    CHECK(h.directory.password_of("alice") == "Alice-Old-Passw0rd!");
+    h.directory.min_length = 12;
 
     auto done = h.resets->complete(h.ctx, id, secret("New-Passw0rd-2024!"));
     REQUIRE(std::holds_alternative<reset_completed>(done));
@@ -142,7 +156,7 @@ TEST_CASE("a verified flow resets the password once", "[reset_service]") {
     const auto audit = h.audit_text();
     CHECK(audit.find("password_reset") != std::string::npos);
     CHECK(audit.find("New-Passw0rd-2024!") == std::string::npos);
-    CHECK(audit.find("short") == std::string::npos);
+    CHECK(audit.find("Gentle-Harbor") == std::string::npos);
 }
 
 TEST_CASE("a completed reset closes the user's other flows", "[reset_service]") {
