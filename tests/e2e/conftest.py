@@ -369,6 +369,11 @@ directory:
   pool_size: 2
   unlock_on_reset: true
   protected_groups: ["{lab.get("LAB_PROTECTED_GROUP", OPENLDAP_PROTECTED_GROUP)}"]
+policy:
+  min_length: 12
+  reject_username: true
+  banned_words_file: banned.txt
+  breached_hashes_file: breached.bin
 factors:
   required: 1
   totp:
@@ -541,9 +546,28 @@ class Daemon:
             self.proc.wait(timeout=10)
 
 
+# The password policy's lists (tests/e2e/test_11_policy.py): Microsoft's worked example terms,
+# and a breached set compiled by the real `pwresetctl breached compile` from HIBP-style lines.
+BANNED_TERMS = ["contoso", "blank"]
+BREACHED_PASSWORD = "Summer-Holiday-Lagoon-2019"
+
+
+def write_policy_lists(binary: Path, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "banned.txt").write_text("# e2e banned terms\n" + "\n".join(BANNED_TERMS) + "\n")
+    lines = [hashlib.sha1(BREACHED_PASSWORD.encode()).hexdigest().upper() + ":42"]
+    lines += [hashlib.sha1(f"filler-{i}".encode()).hexdigest().upper() + ":1" for i in range(200)]
+    pwresetctl = binary.parent / "pwresetctl"
+    if not pwresetctl.exists():
+        pytest.fail(f"pwresetctl missing next to {binary} (cmake --build BUILD --target pwresetctl)")
+    run([str(pwresetctl), "breached", "compile", "-", str(directory / "breached.bin")],
+        input="\n".join(lines) + "\n", check=True)
+
+
 def start_daemon(binary, directory, world, pki, keys, lab, uris=None) -> tuple[Daemon, Api]:
     port = free_port()
     d = Daemon(binary, directory, port, world, pki)
+    write_policy_lists(binary, directory)
     d.write(config_text(port, lab, keys, uris))
     api = Api(port, pki.ca, keys.portal, world)
     d.start(api)
