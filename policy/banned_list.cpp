@@ -23,7 +23,6 @@ namespace {
 constexpr std::size_t min_run = 4;
 constexpr std::size_t pipeline_depth = 16;
 constexpr unsigned position_bits = 7;  // 0..64: which deletion a slot holds
-constexpr std::size_t max_terms = std::size_t{1} << 32U;
 
 // A slot's 16-bit tag: 9 bits of the key (the slot comes from its high bits; the lowest of
 // the 9 is forced to 1 so that no tag is 0, which marks an empty slot) over the 7-bit
@@ -285,10 +284,6 @@ struct banned_list::build {
                                " terms)");
         }
 
-        if (list.size() > max_terms) {
-            throw policy_error("banned words list too large (" + std::to_string(stats.terms) +
-                               " terms; at most " + std::to_string(max_terms) + ")");
-        }
         list.slot_count_ = static_cast<std::size_t>(estimated_entries * 8 / 5) + 1;
         list.tags_.assign(list.slot_count_, 0);
         list.entries_.assign(list.slot_count_, 0);
@@ -419,25 +414,29 @@ bool banned_list::insert(std::uint64_t key, std::size_t position, std::size_t id
     return true;
 }
 
-const std::uint64_t* banned_list::affix_block(std::uint64_t key) const noexcept {
+std::size_t banned_list::affix_word(std::uint64_t key) const noexcept {
     const auto block = static_cast<std::size_t>((uint128{key} * affix_blocks_) >> 64U);
-    return affix_bits_.data() + affix_base_ + block * block_words;
+    return affix_base_ + block * block_words;
+}
+
+const std::uint64_t* banned_list::affix_block_of(std::uint64_t key) const noexcept {
+    return affix_bits_.data() + affix_word(key);
 }
 
 // Four bits of the block, chosen by 9-bit slices of the key's low half.
 void banned_list::add_affix(std::uint64_t key) noexcept {
-    auto* block = const_cast<std::uint64_t*>(affix_block(key));
+    const std::size_t word = affix_word(key);
     for (unsigned i = 0; i < 4; ++i) {
         const auto bit = (key >> (9 * i)) & 511U;
-        block[bit / 64] |= std::uint64_t{1} << (bit % 64);
+        affix_bits_[word + bit / 64] |= std::uint64_t{1} << (bit % 64);
     }
 }
 
 bool banned_list::has_affix(std::uint64_t key) const noexcept {
-    const auto* block = affix_block(key);
+    const std::size_t word = affix_word(key);
     for (unsigned i = 0; i < 4; ++i) {
         const auto bit = (key >> (9 * i)) & 511U;
-        if ((block[bit / 64] & (std::uint64_t{1} << (bit % 64))) == 0) {
+        if ((affix_bits_[word + bit / 64] & (std::uint64_t{1} << (bit % 64))) == 0) {
             return false;
         }
     }
@@ -540,41 +539,55 @@ banned_list::window_finder::window_finder(const banned_list& list,
     }
 }
 
-// The longest text_[begin, begin + l) that begins a term (or seems to: the filter may say
-// yes wrongly, which only makes it longer). Every beginning of a beginning is one, so the
-// walk stops at the first miss.
-std::size_t banned_list::window_finder::longest_term_prefix(std::size_t begin) const {
-    const std::size_t most = std::min(text_.size() - begin, list_.longest_);
-    std::array<std::uint64_t, max_term_length> keys{};
-    for (std::size_t l = 1; l <= most; ++l) {
-        keys[l - 1] = affix_key(range_hash(prefix_, begin, begin + l), l, affix::prefix);
-        __builtin_prefetch(list_.affix_block(keys[l - 1]));
-    }
+namespace {
+
+// The longest l <= most for which has(key(l)) holds for 1..l, keys four at a time: most
+// walks stop within the first four, and the four blocks are fetched together.
+template <typename Key, typename Has>
+std::size_t longest_run(std::size_t most, Key key, Has has, const banned_list& list) {
+    constexpr std::size_t batch = 4;
+    std::array<std::uint64_t, batch> keys{};
     std::size_t l = 0;
-    while (l < most && list_.has_affix(keys[l])) {
-        ++l;
+    bool open = true;
+    while (open && l < most) {
+        const std::size_t count = std::min(batch, most - l);
+        for (std::size_t i = 0; i < count; ++i) {
+            keys[i] = key(l + i + 1);
+            __builtin_prefetch(list.affix_block_of(keys[i]));
+        }
+        for (std::size_t i = 0; i < count && open; ++i) {
+            open = has(keys[i]);
+            l += open ? 1 : 0;
+        }
     }
     wipe(keys.data(), sizeof(keys));
     return l;
 }
 
+}  // namespace
+
+// The longest text_[begin, begin + l) that begins a term (or seems to: the filter may say
+// yes wrongly, which only makes it longer). Every beginning of a beginning is one, so the
+// walk stops at the first miss.
+std::size_t banned_list::window_finder::longest_term_prefix(std::size_t begin) const {
+    return longest_run(
+        std::min(text_.size() - begin, list_.longest_),
+        [&](std::size_t l) {
+            return affix_key(range_hash(prefix_, begin, begin + l), l, affix::prefix);
+        },
+        [&](std::uint64_t key) { return list_.has_affix(key); }, list_);
+}
+
 std::size_t banned_list::window_finder::longest_term_suffix(std::size_t end) const {
-    if (suffix_[end] >= 0) {
-        return static_cast<std::size_t>(suffix_[end]);
+    if (suffix_[end] < 0) {
+        suffix_[end] = static_cast<std::int16_t>(longest_run(
+            std::min(end, list_.longest_),
+            [&](std::size_t l) {
+                return affix_key(range_hash(prefix_, end - l, end), l, affix::suffix);
+            },
+            [&](std::uint64_t key) { return list_.has_affix(key); }, list_));
     }
-    const std::size_t most = std::min(end, list_.longest_);
-    std::array<std::uint64_t, max_term_length> keys{};
-    for (std::size_t l = 1; l <= most; ++l) {
-        keys[l - 1] = affix_key(range_hash(prefix_, end - l, end), l, affix::suffix);
-        __builtin_prefetch(list_.affix_block(keys[l - 1]));
-    }
-    std::size_t l = 0;
-    while (l < most && list_.has_affix(keys[l])) {
-        ++l;
-    }
-    wipe(keys.data(), sizeof(keys));
-    suffix_[end] = static_cast<std::int16_t>(l);
-    return l;
+    return static_cast<std::size_t>(suffix_[end]);
 }
 
 banned_list::window_finder::~window_finder() {

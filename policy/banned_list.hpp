@@ -50,6 +50,9 @@ public:
     banned_list& operator=(const banned_list&) = delete;
     ~banned_list();
 
+    // The filter block a key's bits are in (for prefetching).
+    [[nodiscard]] const std::uint64_t* affix_block_of(std::uint64_t key) const noexcept;
+
     // UTF-8, one term per line; surrounding spaces, tabs and CR are trimmed; blank lines and
     // lines whose first other character is '#' are skipped; a line that is not UTF-8 is
     // skipped and counted. Throws policy_error naming the file when it cannot be read.
@@ -112,8 +115,8 @@ private:
     void window_lookups(std::span<const std::uint64_t> prefix, std::size_t begin,
                         std::size_t length, bool whole, std::size_t first_deletion,
                         std::size_t last_deletion, Emit&& emit) const;
+    [[nodiscard]] std::size_t affix_word(std::uint64_t key) const noexcept;
     void add_affix(std::uint64_t key) noexcept;
-    [[nodiscard]] const std::uint64_t* affix_block(std::uint64_t key) const noexcept;
     [[nodiscard]] bool has_affix(std::uint64_t key) const noexcept;
     [[nodiscard]] bool has_length(std::size_t n) const noexcept {
         return n < lengths_.size() && lengths_[n];

@@ -487,6 +487,29 @@ TEST_CASE("a 1,000,000-term index finds every term and no stranger", "[policy][b
     }
     CHECK(hits > 0);
     CHECK(strangers > 0);
+    // Inside a password, with one edit: find() reports the window (the lookups it skips
+    // by the beginning/end filter must never hide one).
+    std::mt19937_64 edits(3);
+    for (int i = 0; i < 3000; ++i) {
+        std::string t = terms[edits() % terms.size()];
+        const std::size_t at = edits() % t.size();
+        switch (i % 3) {
+            case 0:
+                t[at] = letters[edits() % letters.size()];
+                break;
+            case 1:
+                t.insert(at + 1 == t.size() ? at : at + 1, 1, 'q');
+                break;
+            default:
+                t.erase(at, 1);
+                break;
+        }
+        const std::string password = "2#" + t + "6%";
+        const auto found = list.find(std::u32string(password.begin(), password.end()));
+        INFO(password);
+        CHECK(std::find(found.begin(), found.end(),
+                        text_span{2, static_cast<std::uint32_t>(2 + t.size())}) != found.end());
+    }
     // Digits 2 and 6 are not normalized, so these are at least 2 edits from every term.
     for (int i = 0; i < 1000; ++i) {
         auto w = pronounceable(other);
