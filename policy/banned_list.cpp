@@ -543,8 +543,8 @@ namespace {
 
 // The longest l <= most for which has(key(l)) holds for 1..l, keys four at a time: most
 // walks stop within the first four, and the four blocks are fetched together.
-template <typename Key, typename Has>
-std::size_t longest_run(std::size_t most, Key key, Has has, const banned_list& list) {
+template <typename Key, typename Has, typename Prefetch>
+std::size_t longest_run(std::size_t most, Key key, Has has, Prefetch prefetch) {
     constexpr std::size_t batch = 4;
     std::array<std::uint64_t, batch> keys{};
     std::size_t l = 0;
@@ -553,7 +553,7 @@ std::size_t longest_run(std::size_t most, Key key, Has has, const banned_list& l
         const std::size_t count = std::min(batch, most - l);
         for (std::size_t i = 0; i < count; ++i) {
             keys[i] = key(l + i + 1);
-            __builtin_prefetch(list.affix_block_of(keys[i]));
+            prefetch(keys[i]);
         }
         for (std::size_t i = 0; i < count && open; ++i) {
             open = has(keys[i]);
@@ -575,7 +575,8 @@ std::size_t banned_list::window_finder::longest_term_prefix(std::size_t begin) c
         [&](std::size_t l) {
             return affix_key(range_hash(prefix_, begin, begin + l), l, affix::prefix);
         },
-        [&](std::uint64_t key) { return list_.has_affix(key); }, list_);
+        [&](std::uint64_t key) { return list_.has_affix(key); },
+        [&](std::uint64_t key) { __builtin_prefetch(list_.affix_block_of(key)); });
 }
 
 std::size_t banned_list::window_finder::longest_term_suffix(std::size_t end) const {
@@ -585,7 +586,8 @@ std::size_t banned_list::window_finder::longest_term_suffix(std::size_t end) con
             [&](std::size_t l) {
                 return affix_key(range_hash(prefix_, end - l, end), l, affix::suffix);
             },
-            [&](std::uint64_t key) { return list_.has_affix(key); }, list_));
+            [&](std::uint64_t key) { return list_.has_affix(key); },
+            [&](std::uint64_t key) { __builtin_prefetch(list_.affix_block_of(key)); }));
     }
     return static_cast<std::size_t>(suffix_[end]);
 }
@@ -594,9 +596,9 @@ banned_list::window_finder::~window_finder() {
     wipe(prefix_.data(), prefix_.size() * sizeof(std::uint64_t));
 }
 
-// The lookups are issued ahead of use: the tags at each one's first slot are prefetched when it is
-// queued and scanned pipeline_depth lookups later, so that their memory accesses overlap
-// instead of waiting one after the other.
+// The lookups are issued ahead of use: the tags at a lookup's first slot are prefetched when
+// it is queued and scanned pipeline_depth lookups later, so that the memory accesses of
+// several lookups overlap instead of waiting one after the other.
 void banned_list::window_finder::ends_from(std::size_t begin, std::size_t min_end,
                                            std::span<const std::size_t> reached, std::size_t points,
                                            std::vector<std::uint32_t>& ends) const {

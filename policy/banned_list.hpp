@@ -50,9 +50,6 @@ public:
     banned_list& operator=(const banned_list&) = delete;
     ~banned_list();
 
-    // The filter block a key's bits are in (for prefetching).
-    [[nodiscard]] const std::uint64_t* affix_block_of(std::uint64_t key) const noexcept;
-
     // UTF-8, one term per line; surrounding spaces, tabs and CR are trimmed; blank lines and
     // lines whose first other character is '#' are skipped; a line that is not UTF-8 is
     // skipped and counted. Throws policy_error naming the file when it cannot be read.
@@ -74,7 +71,9 @@ public:
     [[nodiscard]] bool matches(std::span<const char32_t> normalized) const;
     // Every window of `normalized` within edit distance 1 of a term, sorted, once each. A
     // window that is a term plus one character at either edge is left out: that character
-    // is not part of the term (Entra scores the "f" of "blankf" on its own).
+    // is not part of the term (Entra scores the "f" of "blankf" on its own). With
+    // entra_score, the plain form of the rule (tests, diagnostics); evaluate_banned is the
+    // fast one.
     [[nodiscard]] std::vector<text_span> find(std::span<const char32_t> normalized) const;
 
     // The windows of one password, start by start, for a search that looks only where it
@@ -116,6 +115,7 @@ private:
                         std::size_t length, bool whole, std::size_t first_deletion,
                         std::size_t last_deletion, Emit&& emit) const;
     [[nodiscard]] std::size_t affix_word(std::uint64_t key) const noexcept;
+    [[nodiscard]] const std::uint64_t* affix_block_of(std::uint64_t key) const noexcept;
     void add_affix(std::uint64_t key) noexcept;
     [[nodiscard]] bool has_affix(std::uint64_t key) const noexcept;
     [[nodiscard]] bool has_length(std::size_t n) const noexcept {
