@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -90,6 +91,21 @@ sha256_digest sha256(std::string_view data) {
 
 std::string sha256_hex(std::string_view data) {
     return hex_encode(sha256(data));
+}
+
+sha256_digest hmac_sha256(const secret& key, std::string_view data) {
+    if (key.empty()) {
+        throw std::runtime_error("hmac_sha256: empty key");
+    }
+    sha256_digest out{};
+    unsigned int size = 0;
+    if (HMAC(EVP_sha256(), key.bytes().data(), static_cast<int>(key.size()),
+             reinterpret_cast<const unsigned char*>(data.data()), data.size(), out.data(),
+             &size) == nullptr ||
+        size != out.size()) {
+        throw std::runtime_error("hmac_sha256: HMAC failed");
+    }
+    return out;
 }
 
 std::string hex_encode(std::span<const unsigned char> data) {

@@ -24,6 +24,8 @@ using sha256_digest = std::array<unsigned char, 32>;
 sha256_digest sha256(std::span<const unsigned char> data);
 sha256_digest sha256(std::string_view data);
 std::string sha256_hex(std::string_view data);
+// HMAC-SHA-256; throws std::runtime_error when `key` is empty or OpenSSL fails.
+sha256_digest hmac_sha256(const secret& key, std::string_view data);
 
 std::string hex_encode(std::span<const unsigned char> data);
 std::optional<std::vector<unsigned char>> hex_decode(std::string_view hex);

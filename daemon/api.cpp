@@ -78,10 +78,14 @@ struct field_reader {
     }
 };
 
-json::array methods_json(const std::vector<std::string>& methods) {
+json::array methods_json(const std::vector<method_offer>& methods) {
     json::array out;
     for (const auto& m : methods) {
-        out.push_back(json::object{{"method", m}});
+        json::object o{{"method", m.method}};
+        if (!m.hint.empty()) {
+            o["hint"] = m.hint;
+        }
+        out.push_back(std::move(o));
     }
     return out;
 }
@@ -101,10 +105,11 @@ api_response failure_reply(const failure& f, language lang) {
         mapping{failure_code::enrollment_expired, 410, "enrollment_expired"},
         mapping{failure_code::password_rejected, 422, "password_rejected"},
         mapping{failure_code::locked, 423, "locked"},
+        mapping{failure_code::rate_limited, 429, "rate_limited"},
         mapping{failure_code::internal, 500, "internal"},
         mapping{failure_code::directory_unavailable, 503, "directory_unavailable"},
     };
-    mapping m = table[8];
+    mapping m = table[9];
     for (const auto& row : table) {
         if (row.code == f.code) {
             m = row;
@@ -116,6 +121,13 @@ api_response failure_reply(const failure& f, language lang) {
         case failure_code::locked:
             if (f.detail == "directory") {
                 reply.body["message"] = message_for_error("locked_in_directory", lang);
+            }
+            reply.body["retry_after"] = f.retry_after;
+            reply.headers.emplace_back("Retry-After", std::to_string(f.retry_after));
+            break;
+        case failure_code::rate_limited:
+            if (f.detail == "codes") {
+                reply.body["message"] = message_for_error("codes_limited", lang);
             }
             reply.body["retry_after"] = f.retry_after;
             reply.headers.emplace_back("Retry-After", std::to_string(f.retry_after));
@@ -306,11 +318,15 @@ api_response api::handle(const route& r, std::string_view body, const request_co
             if (!method) {
                 return bad();
             }
-            // email and sms arrive with the second-factors issue; until then no method
-            // delivers a code (API.md: totp or a method that is not enabled → 400).
-            return error_reply(
-                400, "bad_request", lang,
-                "method '" + std::string(*method) + "' does not deliver a code or is not enabled");
+            auto result = resets_.challenge(ctx, r.param, *method, lang);
+            if (auto* f = std::get_if<failure>(&result)) {
+                return failure_reply(*f, lang);
+            }
+            const auto& ok = std::get<reset_challenged>(result);
+            api_response reply;
+            reply.status = 202;
+            reply.body = json::object{{"method", ok.method}, {"expires_in", ok.expires_in}};
+            return reply;
         }
         case endpoint::reset_verify: {
             const auto method = in.string("method");
@@ -375,8 +391,13 @@ api_response api::handle(const route& r, std::string_view body, const request_co
             if (auto* f = std::get_if<failure>(&result)) {
                 return failure_reply(*f, lang);
             }
+            // The recovery codes are shown this once; only their hashes are kept.
+            json::array codes;
+            for (const auto& c : std::get<totp_enrollment_confirmed>(result).recovery_codes) {
+                codes.emplace_back(c.view());
+            }
             api_response reply;
-            reply.body = json::object{{"status", "enrolled"}};
+            reply.body = json::object{{"status", "enrolled"}, {"recovery_codes", std::move(codes)}};
             return reply;
         }
         case endpoint::password_change: {

@@ -24,6 +24,7 @@
 #include "daemon/reset_service.hpp"
 #include "daemon/worker_pool.hpp"
 #include "ldap/directory.hpp"
+#include "store/redis_store.hpp"
 #include "store/state_store.hpp"
 
 namespace pwresetd::daemon {
@@ -45,6 +46,47 @@ void harden_process() {
     ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 #endif
 }
+
+// The courier owns its settings (secrets included); the configuration keeps its own.
+std::optional<factors::mail_settings> copy_of(const std::optional<factors::mail_settings>& m) {
+    if (!m) {
+        return std::nullopt;
+    }
+    factors::mail_settings out;
+    out.smtp_url = m->smtp_url;
+    out.from = m->from;
+    out.ca_file = m->ca_file;
+    out.require_tls = m->require_tls;
+    out.username = m->username;
+    out.password = secret(m->password.bytes());
+    out.timeout_ms = m->timeout_ms;
+    out.retries = m->retries;
+    return out;
+}
+
+std::optional<factors::sms_settings> copy_of(const factors::sms_settings& s) {
+    factors::sms_settings out;
+    out.webhook_url = s.webhook_url;
+    out.ca_file = s.ca_file;
+    out.bearer_token = secret(s.bearer_token.bytes());
+    out.timeout_ms = s.timeout_ms;
+    out.retries = s.retries;
+    return out;
+}
+
+class courier_outbox final : public code_outbox {
+public:
+    explicit courier_outbox(factors::courier& courier) : courier_(courier) {}
+    bool send_email(factors::email_message message) override {
+        return courier_.send_email(std::move(message));
+    }
+    bool send_sms(factors::sms_message message) override {
+        return courier_.send_sms(std::move(message));
+    }
+
+private:
+    factors::courier& courier_;
+};
 
 void schedule_purge(net::steady_timer& timer, worker_pool& workers, store::state_store& state) {
     timer.expires_after(purge_interval);
@@ -99,16 +141,25 @@ int run(const options& opts) {
     try {
         auto tls = make_server_tls(cfg.tls);
         const policy::password_policy policy(cfg.policy);
-        auto state = store::open_sqlite_store(
-            cfg.state.path, crypto::load_or_create_key_file(cfg.secrets_key_file));
+        const secret master_key = crypto::load_or_create_key_file(cfg.secrets_key_file);
+        const factor_keys keys = derive_factor_keys(master_key);
+        auto state = cfg.state.backend == "redis"
+                         ? store::open_redis_store(cfg.state.redis_url, secret(master_key.bytes()),
+                                                   secret(cfg.state.redis_password.bytes()))
+                         : store::open_sqlite_store(cfg.state.path, secret(master_key.bytes()));
         audit_log audit(cfg.audit_file);
+        // Codes leave through the courier's own threads: a reply never waits for delivery.
+        factors::courier courier(
+            cfg.factors.email.enabled ? copy_of(cfg.mail) : std::nullopt,
+            cfg.factors.sms.enabled ? copy_of(cfg.factors.sms.webhook) : std::nullopt);
+        courier_outbox outbox(courier);
         int pool_size = 0;
         for (const auto& d : cfg.directories) {
             pool_size += d.pool_size;
         }
         auto directory = ldap::make_directories(std::move(cfg.directories));
-        reset_service resets(cfg, policy, *directory, *state, audit);
-        enrollment_service enrollments(cfg, *directory, *state, audit);
+        reset_service resets(cfg, policy, *directory, *state, audit, outbox, keys);
+        enrollment_service enrollments(cfg, *directory, *state, audit, keys);
         change_service changes(cfg, policy, *directory, *state, audit);
         api routes(cfg, policy, resets, enrollments, changes, *directory);
         const client_auth auth(cfg.clients);
@@ -159,6 +210,7 @@ int run(const options& opts) {
             t.join();
         }
         workers.stop();
+        courier.stop();
         log::info("daemon.stopped");
         return 0;
     } catch (const std::exception& e) {

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
+#include <limits>
 #include <map>
 #include <numeric>
 #include <span>
@@ -21,6 +22,7 @@
 #include "common/crypto.hpp"
 #include "common/secret.hpp"
 #include "common/text.hpp"
+#include "factors/codes.hpp"
 
 namespace pwresetd::daemon {
 
@@ -165,7 +167,7 @@ constexpr auto root_keys = std::to_array<key_spec>({
     {"directories"},
     {"policy"},
     {"factors"},
-    {"mail", key_kind::not_yet},
+    {"mail"},
     {"limits"},
     {"state"},
     {"secrets"},
@@ -213,24 +215,61 @@ constexpr auto policy_keys = std::to_array<key_spec>({
 });
 constexpr auto factor_keys = std::to_array<key_spec>({
     {"required"},
-    {"two_methods_groups", key_kind::not_yet},
-    {"totp_when_enrolled", key_kind::not_yet},
-    {"codes_per_destination_per_hour", key_kind::not_yet},
+    {"two_methods_groups"},
+    {"totp_when_enrolled"},
+    {"codes_per_destination_per_hour"},
     {"totp"},
-    {"email", key_kind::disabled_only},
-    {"sms", key_kind::disabled_only},
+    {"email"},
+    {"sms"},
 });
 constexpr auto totp_keys = std::to_array<key_spec>(
     {{"enabled"}, {"issuer"}, {"digits"}, {"period"}, {"skew_steps"}, {"algorithm"}});
-constexpr auto email_keys = std::to_array<key_spec>({{"enabled"}, {"code_ttl_s"}});
-constexpr auto sms_keys = std::to_array<key_spec>({{"enabled"}, {"webhook_url"}, {"code_ttl_s"}});
+constexpr std::string_view inline_token_hint =
+    "secrets are never written inline; use bearer_token_file or bearer_token_credential";
+constexpr std::string_view inline_mail_password_hint =
+    "secrets are never written inline; use password_file or password_credential";
+constexpr std::string_view inline_redis_password_hint =
+    "secrets are never written inline; use redis_password_file or redis_password_credential";
+constexpr auto email_keys = std::to_array<key_spec>({{"enabled"}, {"code_ttl_s"}, {"code_digits"}});
+constexpr auto sms_keys = std::to_array<key_spec>({
+    {"enabled"},
+    {"webhook_url"},
+    {"code_ttl_s"},
+    {"code_digits"},
+    {"bearer_token_file"},
+    {"bearer_token_credential"},
+    {"bearer_token", key_kind::refused, inline_token_hint},
+    {"ca_file"},
+    {"timeout_ms"},
+    {"retries"},
+    {"country_code"},
+});
+constexpr auto mail_keys = std::to_array<key_spec>({
+    {"smtp_url"},
+    {"from"},
+    {"ca_file"},
+    {"require_tls"},
+    {"username"},
+    {"password_file"},
+    {"password_credential"},
+    {"password", key_kind::refused, inline_mail_password_hint},
+    {"timeout_ms"},
+    {"retries"},
+});
 constexpr auto limit_keys = std::to_array<key_spec>({{"verify_failures"},
                                                      {"lockout_s"},
                                                      {"per_ip_per_minute"},
                                                      {"reset_ttl_s"},
                                                      {"max_body_bytes"},
                                                      {"header_timeout_s"}});
-constexpr auto state_keys = std::to_array<key_spec>({{"backend"}, {"path"}, {"redis_url"}});
+constexpr auto state_keys = std::to_array<key_spec>({
+    {"backend"},
+    {"path"},
+    {"redis_url"},
+    {"redis_password_file"},
+    {"redis_password_credential"},
+    {"redis_password", key_kind::refused, inline_redis_password_hint},
+});
 constexpr auto secrets_keys = std::to_array<key_spec>({{"key_file"}});
 constexpr auto audit_keys = std::to_array<key_spec>({{"file"}});
 constexpr auto log_keys = std::to_array<key_spec>({{"level"}});
@@ -558,6 +597,7 @@ public:
         read_clients(top, cfg);
         read_directory(top, cfg);
         read_policy(top, cfg);
+        read_mail(top, cfg);
         read_factors(top, cfg);
         read_limits(top, cfg);
         read_state(top, cfg);
@@ -1049,31 +1089,43 @@ private:
     }
 
     void read_bind_password(const map_view& m, ldap::directory_settings& d) {
-        const auto file = m.get("bind_password_file");
-        const auto credential = m.get("bind_password_credential");
+        if (auto password = read_secret_pair(m, "bind_password", true)) {
+            d.bind_password = std::move(*password);
+        }
+    }
+
+    // A secret given as `<name>_file` (a path) or `<name>_credential` (a systemd credential
+    // name), never both; nullopt when absent (an error when `required`) or unreadable.
+    std::optional<secret> read_secret_pair(const map_view& m, std::string_view name,
+                                           bool required) {
+        const std::string file_key = std::string(name) + "_file";
+        const std::string credential_key = std::string(name) + "_credential";
+        const auto file = m.get(file_key);
+        const auto credential = m.get(credential_key);
         if (!file && !credential) {
-            report_.error(m.mark(), m.path(),
-                          "missing required key 'bind_password_file' or "
-                          "'bind_password_credential'");
-            return;
+            if (required) {
+                report_.error(
+                    m.mark(), m.path(),
+                    "missing required key '" + file_key + "' or '" + credential_key + "'");
+            }
+            return std::nullopt;
         }
         if (file && credential) {
             const auto& later = file->key_mark.pos > credential->key_mark.pos ? *file : *credential;
             report_.error(later.key_mark, later.path,
-                          "use either bind_password_file or bind_password_credential, not both");
-            return;
+                          "use either " + file_key + " or " + credential_key + ", not both");
+            return std::nullopt;
         }
-        std::optional<secret> password;
         if (file) {
             if (const auto path = read_path(*file)) {
-                password = read_secret_file(*file, *path, true);
+                return read_secret_file(*file, *path, true);
             }
-        } else if (const auto name = as_string(report_, *credential)) {
-            password = read_credential(*credential, *name);
+            return std::nullopt;
         }
-        if (password) {
-            d.bind_password = std::move(*password);
+        if (const auto credential_name = as_string(report_, *credential)) {
+            return read_credential(*credential, *credential_name);
         }
+        return std::nullopt;
     }
 
     std::optional<secret> read_credential(const field& f, const std::string& name) {
@@ -1143,26 +1195,172 @@ private:
 
     void read_factors(const map_view& top, config& cfg) {
         const auto m = section(top, "factors", factor_keys);
+        auto& settings = cfg.factors;
+        std::vector<std::pair<std::size_t, std::string>> positions;  // file order of methods
+        if (m) {
+            read_int(report_, *m, "required", 1, 2, settings.required);
+            read_bool(report_, *m, "totp_when_enrolled", settings.totp_when_enrolled);
+            read_int(report_, *m, "codes_per_destination_per_hour", 1, 1000,
+                     settings.codes_per_destination_per_hour);
+            if (const auto groups = m->get("two_methods_groups")) {
+                settings.two_methods_groups = read_string_list(report_, *groups);
+            }
+            if (const auto totp = m->get("totp")) {
+                if (const auto t = as_map(report_, *totp, totp_keys)) {
+                    read_totp(*t, settings.totp);
+                }
+            }
+            if (const auto email = m->get("email")) {
+                if (const auto e = as_map(report_, *email, email_keys)) {
+                    read_code_factor(*e, settings.email);
+                    if (settings.email.enabled && !cfg.mail) {
+                        report_.error(email->key_mark, email->path,
+                                      "email codes need a `mail:` block (smtp_url, from)");
+                    }
+                }
+            }
+            if (const auto sms = m->get("sms")) {
+                if (const auto b = as_map(report_, *sms, sms_keys)) {
+                    read_sms(*b, settings.sms);
+                }
+            }
+            for (const char* method : {"totp", "email", "sms"}) {
+                if (const auto f = m->get(method)) {
+                    positions.emplace_back(f->key_mark.pos, method);
+                }
+            }
+        }
+        // Methods without a block come after the listed ones, in the default order.
+        std::size_t next = std::numeric_limits<std::size_t>::max() - 3;
+        for (const char* method : {"totp", "email", "sms"}) {
+            if (std::none_of(positions.begin(), positions.end(),
+                             [&](const auto& p) { return p.second == method; })) {
+                positions.emplace_back(next++, method);
+            }
+        }
+        std::sort(positions.begin(), positions.end());
+        settings.order.clear();
+        for (const auto& [pos, method] : positions) {
+            const bool enabled = method == "totp"    ? settings.totp.enabled
+                                 : method == "email" ? settings.email.enabled
+                                                     : settings.sms.enabled;
+            if (enabled) {
+                settings.order.push_back(method);
+            }
+        }
+        const int enabled = static_cast<int>(settings.order.size());
+        const YAML::Mark at = m ? m->mark() : root_mark_;
+        if (enabled == 0) {
+            report_.error(at, "factors", "no method is enabled (totp, email or sms)");
+        } else if (settings.required > enabled) {
+            const auto required = m ? m->get("required") : std::nullopt;
+            report_.error(required ? required->value_mark() : at, "factors.required",
+                          std::to_string(settings.required) + " methods required but only " +
+                              std::to_string(enabled) + " enabled");
+        } else if (!settings.two_methods_groups.empty() && enabled < 2) {
+            const auto groups = m->get("two_methods_groups");
+            report_.error(groups->key_mark, groups->path,
+                          "members of these groups need 2 methods, but only 1 is enabled");
+        }
+        for (auto& d : cfg.directories) {
+            d.two_methods_groups = settings.two_methods_groups;
+        }
+    }
+
+    void read_code_factor(const map_view& m, code_factor_settings& f) {
+        f.enabled = true;  // a block turns the method on unless it says otherwise
+        read_bool(report_, m, "enabled", f.enabled);
+        read_int(report_, m, "code_ttl_s", 5, 86400, f.code_ttl_s);
+        read_int(report_, m, "code_digits", factors::min_code_digits, factors::max_code_digits,
+                 f.code_digits);
+    }
+
+    void read_sms(const map_view& m, sms_factor_settings& sms) {
+        read_code_factor(m, sms);
+        if (!sms.enabled) {
+            return;
+        }
+        if (const auto url = m.require(report_, "webhook_url")) {
+            if (auto v = as_string(report_, *url)) {
+                if (!v->starts_with("https://") || v->size() <= 8) {
+                    report_.error(url->value_mark(), url->path,
+                                  "expected an https:// URL (the text holds a code)");
+                } else {
+                    sms.webhook.webhook_url = std::move(*v);
+                }
+            }
+        }
+        if (auto token = read_secret_pair(m, "bearer_token", false)) {
+            sms.webhook.bearer_token = std::move(*token);
+        }
+        if (const auto f = m.get("ca_file")) {
+            sms.webhook.ca_file = read_readable_file(*f).value_or(fs::path()).string();
+        }
+        read_int(report_, m, "timeout_ms", 100, 60000, sms.webhook.timeout_ms);
+        read_int(report_, m, "retries", 0, 5, sms.webhook.retries);
+        if (const auto f = m.get("country_code")) {
+            if (auto v = as_string(report_, *f)) {
+                const bool ok = v->size() >= 2 && v->size() <= 4 && (*v)[0] == '+' &&
+                                std::all_of(v->begin() + 1, v->end(),
+                                            [](char c) { return c >= '0' && c <= '9'; });
+                if (!ok) {
+                    report_.error(f->value_mark(), f->path,
+                                  "expected '+' and 1 to 3 digits, e.g. \"+46\"");
+                } else {
+                    sms.country_code = std::move(*v);
+                }
+            }
+        }
+    }
+
+    void read_mail(const map_view& top, config& cfg) {
+        const auto m = section(top, "mail", mail_keys);
         if (!m) {
             return;
         }
-        auto& settings = cfg.factors;
-        read_int(report_, *m, "required", 1, 2, settings.required);
-        if (const auto totp = m->get("totp")) {
-            if (const auto t = as_map(report_, *totp, totp_keys)) {
-                read_totp(*t, settings.totp);
+        factors::mail_settings mail;
+        if (const auto url = m->require(report_, "smtp_url")) {
+            if (auto v = as_string(report_, *url)) {
+                const bool smtp = v->starts_with("smtp://");
+                const bool smtps = v->starts_with("smtps://");
+                const std::size_t host_at = smtp ? 7 : 8;
+                if (!smtp && !smtps) {
+                    report_.error(url->value_mark(), url->path,
+                                  "expected an smtp:// or smtps:// URL, got '" + *v + "'");
+                } else if (v->size() <= host_at || v->find('@') != std::string::npos) {
+                    report_.error(url->value_mark(), url->path,
+                                  "expected smtp[s]://host[:port] (credentials go in "
+                                  "username and password_file)");
+                } else {
+                    mail.smtp_url = std::move(*v);
+                }
             }
         }
-        read_disabled_block(*m, "email", email_keys);
-        read_disabled_block(*m, "sms", sms_keys);
-        const int enabled = settings.totp.enabled ? 1 : 0;
-        if (settings.required > enabled) {
-            const auto required = m->get("required");
-            report_.error(required ? required->value_mark() : m->mark(), m->path_of("required"),
-                          std::to_string(settings.required) + " methods required but " +
-                              std::to_string(enabled) +
-                              " enabled (this version supports totp only)");
+        if (const auto from = m->require(report_, "from")) {
+            if (auto v = as_string(report_, *from)) {
+                if (const auto problem = factors::email_address_problem(*v); !problem.empty()) {
+                    report_.error(from->value_mark(), from->path, problem);
+                } else {
+                    mail.from = std::move(*v);
+                }
+            }
         }
+        if (const auto f = m->get("ca_file")) {
+            mail.ca_file = read_readable_file(*f).value_or(fs::path()).string();
+        }
+        read_bool(report_, *m, "require_tls", mail.require_tls);
+        read_string(report_, *m, "username", mail.username);
+        if (auto password = read_secret_pair(*m, "password", false)) {
+            mail.password = std::move(*password);
+        }
+        if (!mail.username.empty() && mail.password.empty() && !m->get("password_file") &&
+            !m->get("password_credential")) {
+            report_.error(m->mark(), m->path(),
+                          "username needs password_file or password_credential");
+        }
+        read_int(report_, *m, "timeout_ms", 100, 120000, mail.timeout_ms);
+        read_int(report_, *m, "retries", 0, 5, mail.retries);
+        cfg.mail = std::move(mail);
     }
 
     void read_totp(const map_view& m, totp_settings& totp) {
@@ -1180,24 +1378,6 @@ private:
         read_int(report_, m, "period", 10, 120, totp.params.period);
         read_int(report_, m, "skew_steps", 0, 10, totp.params.skew_steps);
         read_choice(report_, m, "algorithm", totp_algorithms, totp.params.algorithm);
-    }
-
-    // email and sms are not implemented yet: only a block that turns them off is accepted.
-    void read_disabled_block(const map_view& parent, std::string_view key,
-                             std::span<const key_spec> keys) {
-        const auto f = parent.get(key);
-        if (!f) {
-            return;
-        }
-        const auto m = as_map(report_, *f, keys);
-        if (!m) {
-            return;
-        }
-        bool enabled = true;
-        read_bool(report_, *m, "enabled", enabled);
-        if (enabled) {
-            report_.error(f->key_mark, f->path, "not supported by this version yet");
-        }
     }
 
     void read_policy(const map_view& top, config& cfg) {
@@ -1249,13 +1429,35 @@ private:
             if (const auto backend = m->get("backend")) {
                 if (const auto v = as_choice(report_, *backend, state_backends)) {
                     cfg.state.backend = *v;
-                    if (*v == "redis") {
-                        report_.error(backend->value_mark(), backend->path,
-                                      "redis backend is not supported by this version yet");
-                    }
                 }
             }
             read_string(report_, *m, "redis_url", cfg.state.redis_url);
+            if (auto password = read_secret_pair(*m, "redis_password", false)) {
+                cfg.state.redis_password = std::move(*password);
+            }
+        }
+        if (cfg.state.backend == "redis") {
+            const auto url = m ? m->get("redis_url") : std::nullopt;
+            const std::string& u = cfg.state.redis_url;
+            if (!url) {
+                report_.error(m ? m->mark() : root_mark_, "state", "backend redis needs redis_url");
+            } else if (!u.empty() && !u.starts_with("redis://") && !u.starts_with("unix:")) {
+                report_.error(url->value_mark(), url->path,
+                              "expected redis://HOST[:PORT][/DB] or unix:/PATH[?db=N]");
+            } else if (u.find('@') != std::string::npos) {
+                report_.error(url->value_mark(), url->path,
+                              "credentials never go in the URL; use redis_password_file");
+            }
+            if (const auto path = m ? m->get("path") : std::nullopt) {
+                report_.warning(path->key_mark, path->path, "ignored: only for backend: sqlite");
+            }
+        } else if (m) {
+            for (const char* redis_only :
+                 {"redis_url", "redis_password_file", "redis_password_credential"}) {
+                if (const auto k = m->get(redis_only)) {
+                    report_.warning(k->key_mark, k->path, "ignored: only for backend: redis");
+                }
+            }
         }
         if (cfg.state.backend == "sqlite") {
             read_path_in_folder(m, "path", "state.path", cfg.state.path);

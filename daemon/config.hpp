@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/log.hpp"
+#include "factors/delivery.hpp"
 #include "factors/totp.hpp"
 #include "ldap/directory.hpp"
 #include "policy/password_policy.hpp"
@@ -47,9 +48,29 @@ struct totp_settings {
     factors::totp_params params;
 };
 
+// factors.email / factors.sms: a code sent to the address or number in the directory.
+struct code_factor_settings {
+    bool enabled = false;  // a block without `enabled:` is enabled; no block: disabled
+    int code_ttl_s = 600;
+    int code_digits = 6;  // extension: 6..10
+};
+
+struct sms_factor_settings : code_factor_settings {
+    factors::sms_settings webhook;  // webhook_url, bearer token, ca_file, timeout, retries
+    // extension: "+46" turns national numbers (070...) into +4670... and shapes hints
+    std::string country_code;
+};
+
 struct factor_settings {
     int required = 1;
+    std::vector<std::string> two_methods_groups;  // group DNs: members always need 2
+    bool totp_when_enrolled = true;
+    int codes_per_destination_per_hour = 5;
     totp_settings totp;
+    code_factor_settings email;
+    sms_factor_settings sms;
+    // The enabled methods in the order the file lists them (totp, email, sms by default).
+    std::vector<std::string> order{"totp"};
 };
 
 struct limit_settings {
@@ -65,6 +86,7 @@ struct state_settings {
     std::string backend = "sqlite";
     std::filesystem::path path = "/var/lib/pwresetd/state.db";
     std::string redis_url;
+    secret redis_password;  // extension: redis_password_file / redis_password_credential
 };
 
 struct config {
@@ -77,6 +99,7 @@ struct config {
     std::vector<ldap::directory_settings> directories;
     policy::settings policy;
     factor_settings factors;
+    std::optional<factors::mail_settings> mail;  // `mail:`; needed by factors.email
     limit_settings limits;
     state_settings state;
     std::filesystem::path secrets_key_file = "/var/lib/pwresetd/secret.key";

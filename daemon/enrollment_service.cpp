@@ -1,6 +1,7 @@
 #include "daemon/enrollment_service.hpp"
 
 #include "common/log.hpp"
+#include "factors/codes.hpp"
 #include "factors/totp.hpp"
 
 namespace pwresetd::daemon {
@@ -18,12 +19,14 @@ boost::json::object audit_base(const request_context& ctx, std::string_view even
 }  // namespace
 
 enrollment_service::enrollment_service(const config& cfg, ldap::directory& directory,
-                                       store::state_store& store, audit_log& audit, clock_fn clock)
+                                       store::state_store& store, audit_log& audit,
+                                       const factor_keys& keys, clock_fn clock)
     : factors_(cfg.factors),
       limits_(cfg.limits),
       directory_(directory),
       store_(store),
       audit_(audit),
+      keys_(keys),
       clock_(std::move(clock)) {}
 
 outcome<totp_enrollment_started> enrollment_service::start_totp(const request_context& ctx,
@@ -97,9 +100,9 @@ outcome<totp_enrollment_started> enrollment_service::start_totp(const request_co
     return reply;
 }
 
-outcome<bool> enrollment_service::confirm_totp(const request_context& ctx,
-                                               std::string_view enrollment_id,
-                                               std::string_view code) {
+outcome<totp_enrollment_confirmed> enrollment_service::confirm_totp(const request_context& ctx,
+                                                                    std::string_view enrollment_id,
+                                                                    std::string_view code) {
     if (!plausible_opaque_id(enrollment_id)) {
         return fail(failure_code::enrollment_expired);
     }
@@ -132,11 +135,23 @@ outcome<bool> enrollment_service::confirm_totp(const request_context& ctx,
     if (!store_.confirm_totp(hash, now)) {
         return fail(failure_code::enrollment_expired);
     }
+    totp_enrollment_confirmed confirmed;
+    std::vector<std::string> hashes;
+    for (int i = 0; i < factors::recovery_code_count; ++i) {
+        confirmed.recovery_codes.push_back(factors::generate_recovery_code());
+        // Hashed in the canonical form a user's typing is normalized to.
+        const auto canonical =
+            factors::normalize_recovery_code(confirmed.recovery_codes.back().view());
+        hashes.push_back(
+            factors::code_hash(keys_.recovery, "recovery:" + pending->user_key, canonical->view()));
+    }
+    store_.set_recovery_codes(pending->user_key, hashes);
     record["outcome"] = "enrolled";
+    record["recovery_codes"] = factors::recovery_code_count;
     audit_.record(std::move(record));
     log::info("enrollment.confirmed",
               {{"request_id", ctx.request_id}, {"user", pending->username}});
-    return true;
+    return confirmed;
 }
 
 }  // namespace pwresetd::daemon

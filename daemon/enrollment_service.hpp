@@ -4,6 +4,7 @@
 // reset. Blocking; runs on a worker thread.
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/secret.hpp"
 #include "daemon/audit_log.hpp"
@@ -21,19 +22,25 @@ struct totp_enrollment_started {
     std::string otpauth_uri;
 };
 
+struct totp_enrollment_confirmed {
+    std::vector<secret> recovery_codes;  // factors::recovery_code_count, shown once
+};
+
 class enrollment_service {
 public:
     // An unconfirmed enrollment expires after this many seconds.
     static constexpr int pending_ttl_s = 600;
 
     enrollment_service(const config& cfg, ldap::directory& directory, store::state_store& store,
-                       audit_log& audit, clock_fn clock = unix_now);
+                       audit_log& audit, const factor_keys& keys, clock_fn clock = unix_now);
 
     outcome<totp_enrollment_started> start_totp(const request_context& ctx,
                                                 std::string_view username,
                                                 const secret& current_password);
-    outcome<bool> confirm_totp(const request_context& ctx, std::string_view enrollment_id,
-                               std::string_view code);
+    // A confirmed enrollment replaces the user's recovery codes with fresh ones.
+    outcome<totp_enrollment_confirmed> confirm_totp(const request_context& ctx,
+                                                    std::string_view enrollment_id,
+                                                    std::string_view code);
 
 private:
     const factor_settings& factors_;
@@ -41,6 +48,7 @@ private:
     ldap::directory& directory_;
     store::state_store& store_;
     audit_log& audit_;
+    const factor_keys& keys_;
     clock_fn clock_;
 };
 

@@ -159,4 +159,25 @@ std::string message_for_rule(std::string_view rule, std::optional<std::int64_t> 
     return text;
 }
 
+std::string message_text(std::string_view key, language lang, int minutes) {
+    std::string text = lookup(lang, key);
+    replace_all(text, "{minutes}", std::to_string(minutes));
+    return text;
+}
+
+secret code_message(std::string_view key, language lang, const secret& code, int minutes) {
+    const std::string text = message_text(key, lang, minutes);
+    const auto at = text.find("{code}");
+    if (at == std::string::npos) {
+        throw std::logic_error("message catalog entry without {code}: " + std::string(key));
+    }
+    constexpr std::string_view marker = "{code}";
+    std::string buffer;
+    buffer.reserve(text.size() + code.size());
+    buffer.append(text, 0, at).append(code.view()).append(text, at + marker.size());
+    secret out(buffer);
+    wipe(buffer.data(), buffer.capacity());
+    return out;
+}
+
 }  // namespace pwresetd::daemon

@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/secret.hpp"
+
 namespace pwresetd::daemon {
 
 // A language tag of one of the compiled-in catalogs ("en", "sv").
@@ -26,6 +28,12 @@ std::string message_for_error(std::string_view error_code, language lang);
 // for directory_policy.
 std::string message_for_rule(std::string_view rule, std::optional<std::int64_t> value,
                              std::string_view detail, language lang);
+
+// A catalog text with `{minutes}` filled in (e.g. "mail.code.subject").
+std::string message_text(std::string_view key, language lang, int minutes = 0);
+// The text that carries a one-time code ("mail.code.body", "sms.code.text"): `{code}` and
+// `{minutes}` filled in, built without leaving a copy of the code outside the secret.
+secret code_message(std::string_view key, language lang, const secret& code, int minutes);
 
 // The catalog's raw entry, or nullopt (tests: every catalog covers every key).
 std::optional<std::string> catalog_entry(language lang, std::string_view key);

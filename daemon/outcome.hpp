@@ -21,6 +21,7 @@ enum class failure_code {
     enrollment_expired,
     invalid_credentials,
     directory_unavailable,
+    rate_limited,
     internal,
 };
 
@@ -35,7 +36,7 @@ struct violation {
 struct failure {
     failure_code code = failure_code::internal;
     std::string detail;                 // bad_request: which field and why (no secrets)
-    std::int64_t retry_after = 0;       // locked
+    std::int64_t retry_after = 0;       // locked, rate_limited
     int remaining_methods = 0;          // verification_required
     std::vector<violation> violations;  // password_rejected
 };

@@ -6,6 +6,8 @@
 #include "common/crypto.hpp"
 #include "common/log.hpp"
 #include "common/text.hpp"
+#include "daemon/messages.hpp"
+#include "factors/codes.hpp"
 #include "factors/totp.hpp"
 
 namespace pwresetd::daemon {
@@ -38,7 +40,38 @@ boost::json::object audit_base(const request_context& ctx, std::string_view even
     return o;
 }
 
+constexpr std::string_view authenticator_class = "authenticator";
+constexpr std::int64_t destination_window_s = 3600;
+
+// totp and recovery_code prove the same thing (the authenticator), so they count once.
+std::string_view method_class(std::string_view method) {
+    return method == "totp" || method == "recovery_code" ? authenticator_class : method;
+}
+
 }  // namespace
+
+factor_keys derive_factor_keys(const secret& master) {
+    return {factors::derive_key(master, "pwresetd one-time code hash v1"),
+            factors::derive_key(master, "pwresetd recovery code hash v1"),
+            factors::derive_key(master, "pwresetd destination hint v1")};
+}
+
+int reset_service::remaining_methods(const store::reset_flow& flow) {
+    std::vector<std::string_view> classes;
+    for (const auto& m : flow.verified_methods) {
+        const auto c = method_class(m);
+        if (std::find(classes.begin(), classes.end(), c) == classes.end()) {
+            classes.push_back(c);
+        }
+    }
+    int remaining = std::max(0, flow.required_methods - static_cast<int>(classes.size()));
+    const bool has_authenticator =
+        std::find(classes.begin(), classes.end(), authenticator_class) != classes.end();
+    if (flow.totp_required && !has_authenticator) {
+        remaining = std::max(remaining, 1);
+    }
+    return remaining;
+}
 
 std::int64_t unix_now() {
     return std::chrono::duration_cast<std::chrono::seconds>(
@@ -116,22 +149,61 @@ std::string decoy_key_for(std::string_view username) {
 
 reset_service::reset_service(const config& cfg, const policy::password_policy& policy,
                              ldap::directory& directory, store::state_store& store,
-                             audit_log& audit, clock_fn clock)
+                             audit_log& audit, code_outbox& outbox, const factor_keys& keys,
+                             clock_fn clock)
     : factors_(cfg.factors),
       limits_(cfg.limits),
       policy_(policy),
       directory_(directory),
       store_(store),
       audit_(audit),
+      outbox_(outbox),
+      keys_(keys),
       clock_(std::move(clock)),
-      decoy_key_(factors::generate_totp_key(cfg.factors.totp.params.algorithm)) {}
-
-std::vector<std::string> reset_service::enabled_methods() const {
-    std::vector<std::string> methods;
-    if (factors_.totp.enabled) {
-        methods.emplace_back("totp");
+      decoy_key_(factors::generate_totp_key(cfg.factors.totp.params.algorithm)) {
+    if (cfg.mail) {
+        const auto at = cfg.mail->from.rfind('@');
+        mail_domain_ = at == std::string::npos ? "" : cfg.mail->from.substr(at + 1);
     }
-    return methods;
+}
+
+bool reset_service::code_method_enabled(std::string_view method) const {
+    return (method == "email" && factors_.email.enabled) ||
+           (method == "sms" && factors_.sms.enabled);
+}
+
+std::string reset_service::destination(const ldap::directory_user& user,
+                                       std::string_view method) const {
+    if (method == "email" && factors_.email.enabled) {
+        return factors::email_address_problem(user.email).empty() ? user.email : std::string();
+    }
+    if (method == "sms" && factors_.sms.enabled) {
+        return factors::normalize_phone(user.phone, factors_.sms.country_code);
+    }
+    return {};
+}
+
+std::string reset_service::hint(const std::optional<ldap::directory_user>& user,
+                                std::string_view username, std::string_view method) const {
+    const std::string dest = user ? destination(*user, method) : std::string();
+    if (method == "email") {
+        return dest.empty() ? factors::decoy_email_hint(keys_.hints, username, mail_domain_)
+                            : factors::mask_email(dest);
+    }
+    return dest.empty()
+               ? factors::decoy_phone_hint(keys_.hints, username, factors_.sms.country_code)
+               : factors::mask_phone(dest, factors_.sms.country_code);
+}
+
+std::optional<failure> reset_service::locked_failure(const store::reset_flow& flow,
+                                                     std::int64_t now) {
+    const auto before = store_.get_failures("verify:" + flow.user_key, now);
+    if (before.count < limits_.verify_failures) {
+        return std::nullopt;
+    }
+    auto f = fail(failure_code::locked);
+    f.retry_after = std::max<std::int64_t>(1, before.expires_at - now);
+    return f;
 }
 
 std::optional<store::reset_flow> reset_service::open_flow(std::string_view reset_id,
@@ -169,12 +241,21 @@ outcome<reset_started> reset_service::start(const request_context& ctx, std::str
         decoy_reason = "disabled";
     } else if (found.user->is_protected) {
         decoy_reason = "protected";
-    } else if (!factors_.totp.enabled || !store_.get_totp(user_key_for(*found.user))) {
-        decoy_reason = "no_method_enrolled";
+    }
+    bool has_totp = false;
+    if (decoy_reason.empty()) {
+        has_totp = factors_.totp.enabled && store_.get_totp(user_key_for(*found.user)).has_value();
+        const bool has_code_destination =
+            !destination(*found.user, "email").empty() || !destination(*found.user, "sms").empty();
+        if (!has_totp && !has_code_destination) {
+            decoy_reason = "no_method_enrolled";
+        }
     }
     if (decoy_reason.empty()) {
         flow.user_key = user_key_for(*found.user);
         flow.user_dn = found.user->dn;
+        flow.required_methods = std::max(factors_.required, found.user->needs_two_methods ? 2 : 1);
+        flow.totp_required = has_totp && factors_.totp_when_enrolled;
     } else {
         flow.decoy = true;
         flow.user_key = decoy_key_for(username);
@@ -187,6 +268,9 @@ outcome<reset_started> reset_service::start(const request_context& ctx, std::str
     record["outcome"] = decoy_reason.empty() ? "flow_started" : "decoy";
     if (!decoy_reason.empty()) {
         record["reason"] = decoy_reason;
+    } else {
+        record["required_methods"] = flow.required_methods;
+        record["totp_required"] = flow.totp_required;
     }
     audit_.record(std::move(record));
     log::info("reset.started", {{"request_id", ctx.request_id},
@@ -197,44 +281,161 @@ outcome<reset_started> reset_service::start(const request_context& ctx, std::str
     reset_started reply;
     reply.reset_id = reset_id;
     reply.expires_in = limits_.reset_ttl_s;
-    reply.methods = enabled_methods();
+    // Hints come from the directory for real users and are synthesized otherwise.
+    const std::optional<ldap::directory_user> real =
+        decoy_reason.empty() ? found.user : std::optional<ldap::directory_user>();
+    for (const auto& method : factors_.order) {
+        reply.methods.push_back(
+            {method, method == "totp" ? std::string() : hint(real, username, method)});
+    }
     reply.required_methods = factors_.required;
     return reply;
 }
 
-outcome<reset_verified> reset_service::verify(const request_context& ctx, std::string_view reset_id,
-                                              std::string_view method, std::string_view code) {
-    const auto methods = enabled_methods();
-    if (std::find(methods.begin(), methods.end(), method) == methods.end()) {
+outcome<reset_challenged> reset_service::challenge(const request_context& ctx,
+                                                   std::string_view reset_id,
+                                                   std::string_view method, std::string_view lang) {
+    if (!code_method_enabled(method)) {
         return fail(failure_code::bad_request,
-                    "method is not enabled: use one of the methods "
-                    "POST /v1/resets listed");
+                    "method must be one that sends a code and is enabled (email, sms)");
     }
     const std::int64_t now = clock_();
     auto flow = open_flow(reset_id, now);
     if (!flow) {
         return fail(failure_code::reset_expired);
     }
-    const std::string failure_key = "verify:" + flow->user_key;
-    const auto before = store_.get_failures(failure_key, now);
-    if (before.count >= limits_.verify_failures) {
-        auto f = fail(failure_code::locked);
-        f.retry_after = std::max<std::int64_t>(1, before.expires_at - now);
+    if (auto locked = locked_failure(*flow, now)) {
+        return *locked;
+    }
+    const auto& settings =
+        method == "email" ? factors_.email : static_cast<const code_factor_settings&>(factors_.sms);
+    // The destination is read now, from the directory, for decoys too (same work).
+    const auto found = directory_.find_user(flow->username);
+    if (found.status == ldap::lookup_status::unavailable) {
+        return fail(failure_code::directory_unavailable);
+    }
+    std::string dest;
+    if (!flow->decoy && found.status == ldap::lookup_status::found && found.user &&
+        user_key_for(*found.user) == flow->user_key && !found.user->disabled &&
+        !found.user->is_protected) {
+        dest = destination(*found.user, method);
+    }
+
+    auto record = audit_base(ctx, "reset.challenge");
+    record["username"] = flow->username;
+    record["dn"] = flow->user_dn;
+    record["method"] = method;
+
+    // The flood limit counts per destination; without one, per flow user, so unknown users
+    // meet the same limit and the same reply.
+    const std::string window_key =
+        "dest:" + crypto::sha256_hex(std::string(method) + ':' +
+                                     (dest.empty() ? flow->user_key : text::ascii_lower(dest)));
+    const auto hit = store_.hit_window(window_key, now, destination_window_s,
+                                       factors_.codes_per_destination_per_hour);
+    if (!hit.allowed) {
+        record["outcome"] = "rate_limited";
+        audit_.record(std::move(record));
+        log::info("reset.challenge_limited",
+                  {{"request_id", ctx.request_id}, {"user", flow->username}, {"method", method}});
+        auto f = fail(failure_code::rate_limited, "codes");
+        f.retry_after = std::max<std::int64_t>(1, hit.resets_at - now);
         return f;
     }
 
-    // Decoys run the same computation against a random key, so timing says nothing.
-    std::optional<secret> key;
-    std::optional<std::int64_t> last_step;
-    if (!flow->decoy) {
-        key = store_.get_totp(flow->user_key);
-        last_step = store_.last_totp_step(flow->user_key);
+    // A code is made and stored for every flow (a decoy's is never sent), and replaces the
+    // flow's earlier code for this method.
+    const secret code = factors::generate_numeric_code(settings.code_digits);
+    store_.put_code(
+        flow->id_hash, method,
+        factors::code_hash(keys_.codes, flow->id_hash + ':' + std::string(method), code.view()),
+        now + settings.code_ttl_s);
+
+    std::string outcome_text = flow->decoy ? "decoy" : "no_destination";
+    if (!dest.empty()) {
+        const int minutes = (settings.code_ttl_s + 59) / 60;
+        bool queued = false;
+        if (method == "email") {
+            factors::email_message message;
+            message.to = dest;
+            message.subject = message_text("mail.code.subject", lang, minutes);
+            message.body = code_message("mail.code.body", lang, code, minutes);
+            message.reference = ctx.request_id;
+            queued = outbox_.send_email(std::move(message));
+            record["destination"] = factors::mask_email(dest);
+        } else {
+            factors::sms_message message;
+            message.to = dest;
+            message.text = code_message("sms.code.text", lang, code, minutes);
+            message.reference = ctx.request_id;
+            queued = outbox_.send_sms(std::move(message));
+            record["destination"] = factors::mask_phone(dest, factors_.sms.country_code);
+        }
+        outcome_text = queued ? "queued" : "not_queued";
     }
-    const secret& effective_key = key ? *key : decoy_key_;
-    const auto step =
-        factors::totp_match(effective_key, code, now, factors_.totp.params, last_step);
-    const bool accepted =
-        key.has_value() && step.has_value() && store_.accept_totp_step(flow->user_key, *step);
+    record["outcome"] = outcome_text;
+    audit_.record(std::move(record));
+    log::info("reset.challenge", {{"request_id", ctx.request_id},
+                                  {"user", flow->username},
+                                  {"method", method},
+                                  {"outcome", outcome_text}});
+    return reset_challenged{std::string(method), settings.code_ttl_s};
+}
+
+bool reset_service::check_code(const store::reset_flow& flow, std::string_view method,
+                               std::string_view code, std::int64_t now) {
+    if (method == "totp") {
+        // Decoys run the same computation against a random key, so timing says nothing.
+        std::optional<secret> key;
+        std::optional<std::int64_t> last_step;
+        if (!flow.decoy) {
+            key = store_.get_totp(flow.user_key);
+            last_step = store_.last_totp_step(flow.user_key);
+        }
+        const secret& effective_key = key ? *key : decoy_key_;
+        const auto step =
+            factors::totp_match(effective_key, code, now, factors_.totp.params, last_step);
+        return key.has_value() && step.has_value() && store_.accept_totp_step(flow.user_key, *step);
+    }
+    if (method == "recovery_code") {
+        const auto normalized = factors::normalize_recovery_code(code);
+        const std::string hash = factors::code_hash(keys_.recovery, "recovery:" + flow.user_key,
+                                                    normalized ? normalized->view() : code);
+        const bool consumed = store_.consume_recovery_code(flow.user_key, hash);
+        return consumed && normalized.has_value() && !flow.decoy;
+    }
+    const auto& settings =
+        method == "email" ? factors_.email : static_cast<const code_factor_settings&>(factors_.sms);
+    const auto normalized = factors::normalize_numeric_code(code, settings.code_digits);
+    if (!normalized) {
+        return false;
+    }
+    const std::string hash = factors::code_hash(
+        keys_.codes, flow.id_hash + ':' + std::string(method), normalized->view());
+    const bool consumed = store_.consume_code(flow.id_hash, method, hash, now);
+    return consumed && !flow.decoy;
+}
+
+outcome<reset_verified> reset_service::verify(const request_context& ctx, std::string_view reset_id,
+                                              std::string_view method, std::string_view code) {
+    const bool known =
+        std::find(factors_.order.begin(), factors_.order.end(), method) != factors_.order.end() ||
+        (method == "recovery_code" && factors_.totp.enabled);
+    if (!known) {
+        return fail(failure_code::bad_request,
+                    "method is not enabled: use one of the methods "
+                    "POST /v1/resets listed, or recovery_code");
+    }
+    const std::int64_t now = clock_();
+    auto flow = open_flow(reset_id, now);
+    if (!flow) {
+        return fail(failure_code::reset_expired);
+    }
+    if (auto locked = locked_failure(*flow, now)) {
+        return *locked;
+    }
+    const std::string failure_key = "verify:" + flow->user_key;
+    const bool accepted = check_code(*flow, method, code, now);
 
     auto record = audit_base(ctx, "reset.verify");
     record["username"] = flow->username;
@@ -248,6 +449,7 @@ outcome<reset_verified> reset_service::verify(const request_context& ctx, std::s
         audit_.record(std::move(record));
         log::info("reset.verify_failed", {{"request_id", ctx.request_id},
                                           {"user", flow->username},
+                                          {"method", method},
                                           {"failures", after.count},
                                           {"locked", now_locked}});
         if (now_locked) {
@@ -265,13 +467,16 @@ outcome<reset_verified> reset_service::verify(const request_context& ctx, std::s
         verified.emplace_back(method);
     }
     record["outcome"] = "verified";
+    if (method == "recovery_code") {
+        record["recovery_codes_left"] = store_.recovery_codes_left(flow->user_key);
+    }
     audit_.record(std::move(record));
     log::info("reset.verified",
               {{"request_id", ctx.request_id}, {"user", flow->username}, {"method", method}});
 
     reset_verified reply;
     reply.verified_methods = verified;
-    reply.remaining_methods = std::max(0, factors_.required - static_cast<int>(verified.size()));
+    reply.remaining_methods = remaining_methods(*flow);
     return reply;
 }
 
@@ -283,8 +488,7 @@ outcome<reset_completed> reset_service::complete(const request_context& ctx,
     if (!flow) {
         return fail(failure_code::reset_expired);
     }
-    const int remaining =
-        std::max(0, factors_.required - static_cast<int>(flow->verified_methods.size()));
+    const int remaining = remaining_methods(*flow);
     if (remaining > 0 || flow->decoy) {
         auto f = fail(failure_code::verification_required);
         f.remaining_methods = std::max(1, remaining);

@@ -1,6 +1,6 @@
 #pragma once
-// The reset flow, in one place and in API order: start → verify → complete (API.md "Reset
-// flow"). Every call blocks (directory, store) and runs on a worker thread.
+// The reset flow, in one place and in API order: start → challenge → verify → complete
+// (API.md "Reset flow"). Every call blocks (directory, store) and runs on a worker thread.
 //
 // What callers can rely on:
 // - start() answers the same way for real, unknown, ambiguous, disabled, protected and
@@ -10,6 +10,17 @@
 //   verification (even with a correct code) for limits.lockout_s. The directory account is
 //   never locked by the daemon.
 // - A TOTP code is accepted at most once per user (last accepted time step).
+// - An email/SMS code is random, kept only as a keyed hash bound to its flow and method,
+//   valid code_ttl_s, accepted once, and replaced by the next challenge. The destination is
+//   read from the directory when the code is sent, never taken from the request; sending is
+//   queued, so the reply never waits for a mail server or SMS gateway.
+// - Codes per destination are limited per hour (429); decoys count the same way.
+// - Method rules are fixed when the flow starts: factors.required distinct methods (2 for
+//   members of two_methods_groups), and with totp_when_enrolled a user who has an
+//   authenticator must verify "totp" or "recovery_code" (one of the codes confirmed with
+//   the enrollment, each accepted once). The start reply shows factors.required for every
+//   user, so group membership cannot be probed; remaining_methods tells the truth once a
+//   method is verified.
 // - complete() writes the password exactly as given, re-checks the account first, and closes
 //   every open flow of the user on success; a refused password leaves the flow usable.
 #include <cstdint>
@@ -22,6 +33,7 @@
 #include "daemon/audit_log.hpp"
 #include "daemon/config.hpp"
 #include "daemon/outcome.hpp"
+#include "factors/delivery.hpp"
 #include "ldap/directory.hpp"
 #include "policy/password_policy.hpp"
 #include "store/state_store.hpp"
@@ -31,11 +43,21 @@ namespace pwresetd::daemon {
 using clock_fn = std::function<std::int64_t()>;
 std::int64_t unix_now();
 
+struct method_offer {
+    std::string method;  // totp | email | sms
+    std::string hint;    // email/sms: the masked destination (or a decoy hint)
+};
+
 struct reset_started {
     std::string reset_id;
     int expires_in = 0;
-    std::vector<std::string> methods;
+    std::vector<method_offer> methods;
     int required_methods = 1;
+};
+
+struct reset_challenged {
+    std::string method;
+    int expires_in = 0;
 };
 
 struct reset_verified {
@@ -47,6 +69,23 @@ struct reset_completed {
     bool unlocked = false;
 };
 
+// Where codes go: the courier in the daemon, a recorder in unit tests. Both calls only
+// queue and return at once; false when the message could not be queued.
+class code_outbox {
+public:
+    virtual ~code_outbox() = default;
+    virtual bool send_email(factors::email_message message) = 0;
+    virtual bool send_sms(factors::sms_message message) = 0;
+};
+
+// Keys derived from secrets.key_file, so every node computes the same hashes and hints.
+struct factor_keys {
+    secret codes;     // email/SMS code hashes
+    secret recovery;  // recovery code hashes
+    secret hints;     // decoy destination hints
+};
+factor_keys derive_factor_keys(const secret& master);
+
 // Username rules of API.md: 1..256 bytes, no control characters. Empty when acceptable,
 // else the reason.
 std::string username_problem(std::string_view username);
@@ -55,24 +94,40 @@ class reset_service {
 public:
     reset_service(const config& cfg, const policy::password_policy& policy,
                   ldap::directory& directory, store::state_store& store, audit_log& audit,
-                  clock_fn clock = unix_now);
+                  code_outbox& outbox, const factor_keys& keys, clock_fn clock = unix_now);
 
     outcome<reset_started> start(const request_context& ctx, std::string_view username);
+    // `lang` picks the language of the message that carries the code.
+    outcome<reset_challenged> challenge(const request_context& ctx, std::string_view reset_id,
+                                        std::string_view method, std::string_view lang);
     outcome<reset_verified> verify(const request_context& ctx, std::string_view reset_id,
                                    std::string_view method, std::string_view code);
     outcome<reset_completed> complete(const request_context& ctx, std::string_view reset_id,
                                       const secret& new_password);
 
+    // Methods still to verify before complete() (0: done).
+    static int remaining_methods(const store::reset_flow& flow);
+
 private:
-    std::vector<std::string> enabled_methods() const;
+    bool code_method_enabled(std::string_view method) const;
     std::optional<store::reset_flow> open_flow(std::string_view reset_id, std::int64_t now);
+    std::optional<failure> locked_failure(const store::reset_flow& flow, std::int64_t now);
+    bool check_code(const store::reset_flow& flow, std::string_view method, std::string_view code,
+                    std::int64_t now);
+    // The user's destination for `method` ("" when none), from the directory's current entry.
+    std::string destination(const ldap::directory_user& user, std::string_view method) const;
+    std::string hint(const std::optional<ldap::directory_user>& user, std::string_view username,
+                     std::string_view method) const;
 
     const factor_settings& factors_;
     const limit_settings& limits_;
+    std::string mail_domain_;  // of mail.from, for decoy hints
     const policy::password_policy& policy_;
     ldap::directory& directory_;
     store::state_store& store_;
     audit_log& audit_;
+    code_outbox& outbox_;
+    const factor_keys& keys_;
     clock_fn clock_;
     secret decoy_key_;  // a random TOTP key for decoys, so their verification costs the same
 };

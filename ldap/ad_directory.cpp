@@ -11,6 +11,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -95,6 +96,38 @@ std::optional<std::int64_t> parse_int(std::string_view s) {
     return negative ? -v : v;
 }
 
+// (|(memberOf:IN_CHAIN:=group)...) for a base search on a user; empty without groups.
+std::string in_chain_filter(const std::vector<std::string>& groups) {
+    if (groups.empty()) {
+        return {};
+    }
+    std::string filter = "(|";
+    for (const auto& group : groups) {
+        filter += "(memberOf:" + std::string(matching_rule_in_chain) +
+                  ":=" + escape_filter_value(group) + ")";
+    }
+    return filter + ")";
+}
+
+// A configured list of groups whose membership, direct or nested, a lookup reports
+// (protected_groups, two_methods_groups), with the log events and hint that name it.
+struct group_rule {
+    group_rule(std::vector<std::string> group_dns, std::string_view missing,
+               std::string_view failed, std::string_view hint)
+        : groups(std::move(group_dns)),
+          chain_filter(in_chain_filter(groups)),
+          missing_event(missing),
+          failed_event(failed),
+          missing_hint(hint) {}
+
+    std::vector<std::string> groups;
+    std::string chain_filter;  // empty without groups
+    std::string_view missing_event;
+    std::string_view failed_event;
+    std::string_view missing_hint;
+    std::atomic<bool> checked{false};  // whether the groups exist was asked (and told) once
+};
+
 // One modification with binary values (unicodePwd is an octet string on the wire).
 struct binary_mod {
     int operation;  // LDAP_MOD_ADD / LDAP_MOD_DELETE / LDAP_MOD_REPLACE
@@ -175,6 +208,12 @@ class ad_directory final : public directory {
 public:
     explicit ad_directory(directory_settings settings)
         : settings_(std::move(settings)),
+          protected_(settings_.protected_groups, "ldap.protected_group_missing",
+                     "ldap.protected_group_check_failed",
+                     "no group with this DN: its members are not protected"),
+          two_methods_(settings_.two_methods_groups, "ldap.two_methods_group_missing",
+                       "ldap.two_methods_group_check_failed",
+                       "no group with this DN: its members are not asked for two methods"),
           hints_(2 * static_cast<std::size_t>(settings_.pool_size) + 2),
           hints_value_(policy_hints_value()),
           health_(std::make_shared<server_health>(settings_.uris, settings_.name)),
@@ -190,14 +229,6 @@ public:
                        settings_.attributes.email,
                        settings_.attributes.phone,
                        settings_.attributes.display_name};
-        if (!settings_.protected_groups.empty()) {
-            chain_filter_ = "(|";
-            for (const auto& group : settings_.protected_groups) {
-                chain_filter_ += "(memberOf:" + std::string(matching_rule_in_chain) +
-                                 ":=" + escape_filter_value(group) + ")";
-            }
-            chain_filter_ += ")";
-        }
     }
 
     lookup_result find_user(std::string_view username) override;
@@ -213,8 +244,11 @@ private:
     // The DC's policy-hints support, from its RootDSE; nullopt with rc set on failure.
     std::optional<policy_hints> read_policy_hints(LDAP* ld, int& rc);
     lookup_result lookup(LDAP* ld, std::string_view username, int& rc);
-    std::optional<bool> in_protected_group(LDAP* ld, const std::string& dn, int& rc);
-    void check_protected_groups_exist(LDAP* ld);
+    // Whether dn is a member, directly or through nested groups, of one of the rule's
+    // groups (false without groups); nullopt with rc set when the DC could not tell.
+    std::optional<bool> in_groups(LDAP* ld, const std::string& dn, group_rule& rule, int& rc);
+    // A misspelt group DN matches nobody: said once per rule (asked again after an error).
+    void check_groups_exist(LDAP* ld, group_rule& rule);
     // Whether the account is locked right now (nullopt when it cannot be read).
     std::optional<bool> locked_now(LDAP* ld, const std::string& dn);
     // Refusals every write shares; nullopt when the write may go ahead.
@@ -225,10 +259,10 @@ private:
 
     directory_settings settings_;
     std::vector<std::string> attributes_;
-    std::string chain_filter_;  // empty without protected groups
+    group_rule protected_;
+    group_rule two_methods_;
     hints_cache hints_;
     const std::vector<unsigned char> hints_value_;
-    std::atomic<bool> groups_checked_{false};
     std::atomic<int> last_hints_{-1};        // to log a change of DC capability once
     std::shared_ptr<server_health> health_;  // per URI, shared by the pool and user binds
     connection_pool pool_;                   // last: its opener uses the members above
@@ -395,44 +429,49 @@ lookup_result ad_directory::lookup(LDAP* ld, std::string_view username, int& rc)
     if (settings_.protect_admin_count && first(attr_admin_count) == "1") {
         user.is_protected = true;
     } else {
-        const auto in_group = in_protected_group(ld, user.dn, rc);
+        const auto in_group = in_groups(ld, user.dn, protected_, rc);
         if (!in_group) {
             return {lookup_status::unavailable, std::nullopt};  // fail closed
         }
         user.is_protected = *in_group;
     }
+    const auto two_methods = in_groups(ld, user.dn, two_methods_, rc);
+    if (!two_methods) {
+        return {lookup_status::unavailable, std::nullopt};  // fail closed
+    }
+    user.needs_two_methods = *two_methods;
     rc = LDAP_SUCCESS;
     return {lookup_status::found, std::move(user)};
 }
 
-std::optional<bool> ad_directory::in_protected_group(LDAP* ld, const std::string& dn, int& rc) {
+std::optional<bool> ad_directory::in_groups(LDAP* ld, const std::string& dn, group_rule& rule,
+                                            int& rc) {
     rc = LDAP_SUCCESS;
-    if (chain_filter_.empty()) {
+    if (rule.chain_filter.empty()) {
         return false;
     }
-    check_protected_groups_exist(ld);
+    check_groups_exist(ld, rule);
     // A base search on the user with an IN_CHAIN filter: the entry comes back only when it
     // is a member, directly or through nested groups, of one of the groups.
     const search_result r =
-        search(ld, dn, LDAP_SCOPE_BASE, chain_filter_, {"1.1"}, 1, settings_.timeout_ms);
+        search(ld, dn, LDAP_SCOPE_BASE, rule.chain_filter, {"1.1"}, 1, settings_.timeout_ms);
     if (r.result != LDAP_SUCCESS) {
         rc = r.result;
-        log::error("ldap.protected_group_check_failed", {{"directory", settings_.name},
-                                                         {"dn", dn},
-                                                         {"result", r.result},
-                                                         {"error", ldap_err2string(r.result)},
-                                                         {"text", r.text}});
+        log::error(rule.failed_event, {{"directory", settings_.name},
+                                       {"dn", dn},
+                                       {"result", r.result},
+                                       {"error", ldap_err2string(r.result)},
+                                       {"text", r.text}});
         return std::nullopt;
     }
     return ldap_count_entries(ld, r.message.get()) > 0;
 }
 
-void ad_directory::check_protected_groups_exist(LDAP* ld) {
-    // A misspelt group DN matches nobody and would silently protect nobody: say so once.
-    if (groups_checked_.exchange(true)) {
+void ad_directory::check_groups_exist(LDAP* ld, group_rule& rule) {
+    if (rule.checked.exchange(true)) {
         return;
     }
-    for (const auto& group : settings_.protected_groups) {
+    for (const auto& group : rule.groups) {
         const search_result r = search(ld, group, LDAP_SCOPE_BASE, "(objectClass=group)", {"1.1"},
                                        1, settings_.timeout_ms);
         if (r.result == LDAP_SUCCESS && ldap_count_entries(ld, r.message.get()) > 0) {
@@ -440,13 +479,12 @@ void ad_directory::check_protected_groups_exist(LDAP* ld) {
         }
         if (r.result == LDAP_SUCCESS || r.result == LDAP_NO_SUCH_OBJECT ||
             r.result == LDAP_INVALID_DN_SYNTAX) {
-            log::error("ldap.protected_group_missing",
-                       {{"directory", settings_.name},
-                        {"group", group},
-                        {"hint", "no group with this DN: its members are not protected"}});
+            log::error(
+                rule.missing_event,
+                {{"directory", settings_.name}, {"group", group}, {"hint", rule.missing_hint}});
             continue;
         }
-        groups_checked_ = false;  // could not tell: look again next time
+        rule.checked = false;  // could not tell: look again next time
         return;
     }
 }

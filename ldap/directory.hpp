@@ -42,6 +42,10 @@ struct directory_settings {
     bool unlock_on_reset = true;
     bool force_change_at_next_logon = false;
     std::vector<std::string> protected_groups;
+    // Group DNs whose members always need two methods; filled by the daemon from
+    // factors.two_methods_groups. Membership counts as for protected_groups: direct on
+    // OpenLDAP, direct or nested on AD. Sets directory_user::needs_two_methods.
+    std::vector<std::string> two_methods_groups;
     // Active Directory only:
     // refuse resets (fail closed) when the DC lists neither policy-hints control, so
     // history is never silently skipped on a reset.
@@ -65,6 +69,9 @@ struct directory_user {
     bool locked = false;        // OpenLDAP: pwdAccountLockedTime present
     bool disabled = false;      // OpenLDAP: pwdAccountLockedTime 000001010000Z (admin lock)
     bool is_protected = false;  // member of a protected group (AD: or adminCount=1)
+    // Member of one of directory_settings::two_methods_groups: the reset needs two
+    // methods whatever factors.required says.
+    bool needs_two_methods = false;
 };
 
 enum class lookup_status { found, not_found, ambiguous, unavailable };

@@ -17,6 +17,16 @@ namespace {
 // "000001010000Z" means locked until an administrator unlocks).
 constexpr std::string_view admin_lock_time = "000001010000Z";
 
+// The log events that name one configured list of groups.
+struct group_events {
+    std::string_view missing;
+    std::string_view check_failed;
+};
+constexpr group_events protected_events{"ldap.protected_group_missing",
+                                        "ldap.protected_group_check_failed"};
+constexpr group_events two_methods_events{"ldap.two_methods_group_missing",
+                                          "ldap.two_methods_group_check_failed"};
+
 class openldap_directory final : public directory {
 public:
     explicit openldap_directory(directory_settings settings)
@@ -28,6 +38,9 @@ public:
               [this] { return open_service_connection(settings_, *health_); }, health_) {
         for (const auto& group : settings_.protected_groups) {
             protected_groups_.push_back(normalize_dn(group));
+        }
+        for (const auto& group : settings_.two_methods_groups) {
+            two_methods_groups_.push_back(normalize_dn(group));
         }
         attributes_ = {"entryUUID",
                        settings_.attributes.email,
@@ -46,9 +59,14 @@ public:
 
 private:
     lookup_result lookup(LDAP* ld, std::string_view username, int& rc);
-    // True/false, or nullopt with rc set when the answer could not be found out.
-    std::optional<bool> is_protected(LDAP* ld, const std::string& dn,
-                                     const std::vector<std::string>& member_of, int& rc);
+    // Whether dn is a direct member of one of the groups (normalized_groups: the same
+    // DNs, normalized); false without groups, nullopt with rc set when it could not be
+    // found out. Used for protected_groups and two_methods_groups alike.
+    std::optional<bool> in_any_group(LDAP* ld, const std::string& dn,
+                                     const std::vector<std::string>& member_of,
+                                     const std::vector<std::string>& groups,
+                                     const std::vector<std::string>& normalized_groups,
+                                     const group_events& events, int& rc);
     operation_result write_password(LDAP* ld, const std::string& dn, const secret& password);
     void after_write(LDAP* ld, const directory_user& user, write_result& out);
     // A fresh connection (never a pooled one), then a bind as the user with the ppolicy
@@ -62,7 +80,8 @@ private:
                                 const secret& current, const secret& new_password);
 
     directory_settings settings_;
-    std::vector<std::string> protected_groups_;  // normalized
+    std::vector<std::string> protected_groups_;    // normalized
+    std::vector<std::string> two_methods_groups_;  // normalized
     std::vector<std::string> attributes_;
     std::shared_ptr<server_health> health_;  // per URI, shared by the pool and fresh binds
     connection_pool pool_;
@@ -147,11 +166,18 @@ lookup_result openldap_directory::lookup(LDAP* ld, std::string_view username, in
     user.locked = !locked_time.empty();
     user.disabled = locked_time == admin_lock_time;
     const auto member_of = attribute_values(ld, entry, "memberOf");
-    const auto is_prot = is_protected(ld, user.dn, member_of, rc);
+    const auto is_prot = in_any_group(ld, user.dn, member_of, settings_.protected_groups,
+                                      protected_groups_, protected_events, rc);
     if (!is_prot) {
         return {lookup_status::unavailable, std::nullopt};  // fail closed
     }
     user.is_protected = *is_prot;
+    const auto two_methods = in_any_group(ld, user.dn, member_of, settings_.two_methods_groups,
+                                          two_methods_groups_, two_methods_events, rc);
+    if (!two_methods) {
+        return {lookup_status::unavailable, std::nullopt};  // fail closed
+    }
+    user.needs_two_methods = *two_methods;
     if (user.id.empty()) {
         log::warning("ldap.user_without_entryuuid", {{"dn", user.dn}});
         rc = LDAP_SUCCESS;
@@ -161,17 +187,21 @@ lookup_result openldap_directory::lookup(LDAP* ld, std::string_view username, in
     return {lookup_status::found, std::move(user)};
 }
 
-std::optional<bool> openldap_directory::is_protected(LDAP* ld, const std::string& dn,
-                                                     const std::vector<std::string>& member_of,
-                                                     int& rc) {
+std::optional<bool> openldap_directory::in_any_group(
+    LDAP* ld, const std::string& dn, const std::vector<std::string>& member_of,
+    const std::vector<std::string>& groups, const std::vector<std::string>& normalized_groups,
+    const group_events& events, int& rc) {
     rc = LDAP_SUCCESS;
-    if (protected_groups_.empty()) {
+    if (groups.empty()) {
         return false;
     }
+    // Direct membership only, for both lists: a group that is itself a member of one of
+    // these groups is not followed, so its members do not count (unlike AD's IN_CHAIN
+    // search). Changing that would change who is protected.
     for (const auto& group : member_of) {
         const std::string normalized = normalize_dn(group);
-        for (const auto& prot : protected_groups_) {
-            if (normalized == prot) {
+        for (const auto& wanted : normalized_groups) {
+            if (normalized == wanted) {
                 return true;
             }
         }
@@ -179,7 +209,7 @@ std::optional<bool> openldap_directory::is_protected(LDAP* ld, const std::string
     // No memberOf overlay (or not listed): ask each group whether it lists the DN.
     const std::string value = escape_filter_value(dn);
     const std::string filter = "(|(member=" + value + ")(uniqueMember=" + value + "))";
-    for (const auto& group : settings_.protected_groups) {
+    for (const auto& group : groups) {
         const search_result r =
             search(ld, group, LDAP_SCOPE_BASE, filter, {"1.1"}, 1, settings_.timeout_ms);
         if (r.result == LDAP_SUCCESS) {
@@ -189,14 +219,15 @@ std::optional<bool> openldap_directory::is_protected(LDAP* ld, const std::string
             continue;
         }
         if (r.result == LDAP_NO_SUCH_OBJECT) {
-            log::warning("ldap.protected_group_missing", {{"group", group}});
+            log::warning(events.missing, {{"directory", settings_.name}, {"group", group}});
             continue;
         }
         rc = r.result;
-        log::error("ldap.protected_group_check_failed", {{"group", group},
-                                                         {"result", r.result},
-                                                         {"error", ldap_err2string(r.result)},
-                                                         {"text", r.text}});
+        log::error(events.check_failed, {{"directory", settings_.name},
+                                         {"group", group},
+                                         {"result", r.result},
+                                         {"error", ldap_err2string(r.result)},
+                                         {"text", r.text}});
         return std::nullopt;
     }
     return false;

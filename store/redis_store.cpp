@@ -62,6 +62,11 @@ enum class script : std::size_t {
     confirm_totp,
     accept_step,
     record_failure,
+    put_code,
+    consume_code,
+    hit_window,
+    set_recovery_codes,
+    remove_totp,
     purge,
 };
 
@@ -71,33 +76,35 @@ struct script_text {
 };
 
 // clang-format off
-constexpr std::array<script_text, 10> scripts{{
+constexpr std::array<script_text, 15> scripts{{
     // KEYS: flow, methods, user_flows. ARGV: id_hash, user_key, username, user_dn, directory,
-    // decoy, created_at, expires_at, ttl, methods...
+    // decoy, created_at, expires_at, ttl, required_methods, totp_required, methods...
     {"put_flow", R"lua(
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('HSET', KEYS[1], 'user_key', ARGV[2], 'username', ARGV[3], 'user_dn', ARGV[4],
            'directory', ARGV[5], 'decoy', ARGV[6], 'state', 'open', 'created_at', ARGV[7],
-           'expires_at', ARGV[8])
+           'expires_at', ARGV[8], 'required_methods', ARGV[10], 'totp_required', ARGV[11])
 local ttl = tonumber(ARGV[9])
 redis.call('EXPIRE', KEYS[1], ttl)
 local seen = {}
-for i = 10, #ARGV do
+for i = 12, #ARGV do
   if not seen[ARGV[i]] then
     seen[ARGV[i]] = true
     redis.call('RPUSH', KEYS[2], ARGV[i])
   end
 end
-if #ARGV >= 10 then redis.call('EXPIRE', KEYS[2], ttl) end
+if #ARGV >= 12 then redis.call('EXPIRE', KEYS[2], ttl) end
 redis.call('SADD', KEYS[3], ARGV[1])
 if redis.call('TTL', KEYS[3]) < ttl then redis.call('EXPIRE', KEYS[3], ttl) end
 return 1
 )lua"},
     // KEYS: flow, methods. Returns nil, or state, expires_at, user_key, username, user_dn,
-    // directory, decoy, created_at, methods...
+    // directory, decoy, created_at, required_methods, totp_required, methods... The last two
+    // fields are nil in a flow written before they existed.
     {"get_flow", R"lua(
 local f = redis.call('HMGET', KEYS[1], 'state', 'expires_at', 'user_key', 'username',
-                      'user_dn', 'directory', 'decoy', 'created_at')
+                      'user_dn', 'directory', 'decoy', 'created_at', 'required_methods',
+                      'totp_required')
 if not f[1] then return false end
 local m = redis.call('LRANGE', KEYS[2], 0, -1)
 for i = 1, #m do f[#f + 1] = m[i] end
@@ -165,6 +172,51 @@ redis.call('HSET', KEYS[1], 'count', tostring(count), 'expires_at', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return count
 )lua"},
+    // KEYS: code. ARGV: code_hash, expires_at, ttl. Replaces the live code.
+    {"put_code", R"lua(
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'code_hash', ARGV[1], 'expires_at', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+)lua"},
+    // KEYS: code. ARGV: code_hash, now. Deletes the code if it matches and is live; a wrong
+    // or expired code leaves it for purge. The hash is keyed: comparing it in Lua (not in
+    // constant time) tells an attacker nothing about a code.
+    {"consume_code", R"lua(
+local f = redis.call('HMGET', KEYS[1], 'code_hash', 'expires_at')
+if not f[1] or f[1] ~= ARGV[1] or tonumber(f[2]) <= tonumber(ARGV[2]) then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+)lua"},
+    // KEYS: window. ARGV: now, expires_at of a new window, limit, ttl.
+    // Returns allowed (1/0), count, expires_at of the live window (as stored).
+    {"hit_window", R"lua(
+local f = redis.call('HMGET', KEYS[1], 'count', 'expires_at')
+local limit = tonumber(ARGV[3])
+if f[1] and tonumber(f[2]) > tonumber(ARGV[1]) then
+  local count = tonumber(f[1])
+  if count >= limit then return {0, count, f[2]} end
+  redis.call('HSET', KEYS[1], 'count', tostring(count + 1))
+  return {1, count + 1, f[2]}
+end
+if limit < 1 then return {0, 0, ARGV[2]} end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'count', '1', 'expires_at', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return {1, 1, ARGV[2]}
+)lua"},
+    // KEYS: recovery. ARGV: code hashes. Replaces the set.
+    {"set_recovery_codes", R"lua(
+redis.call('DEL', KEYS[1])
+for i = 1, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]) end
+return 1
+)lua"},
+    // KEYS: totp, recovery. Returns how many TOTP keys were removed (0 or 1).
+    {"remove_totp", R"lua(
+local n = redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[2])
+return n
+)lua"},
     // KEYS: groups of `stride` keys whose first is a hash with expires_at. ARGV: now, stride.
     // Deletes every group whose expires_at <= now.
     {"purge", R"lua(
@@ -188,6 +240,14 @@ std::string key(std::string_view kind, std::string_view name) {
     k.reserve(key_prefix.size() + kind.size() + 1 + name.size());
     k.append(key_prefix).append(kind).append(":").append(name);
     return k;
+}
+
+// A flow's one-time code for one method. The flow's id hash has a fixed length, so
+// "<id_hash>:<method>" names one pair only.
+std::string code_key(std::string_view flow_id_hash, std::string_view method) {
+    std::string name(flow_id_hash);
+    name.append(":").append(method);
+    return key("code", name);
 }
 
 bool is_hex_sha256(std::string_view s) {
@@ -498,6 +558,19 @@ public:
     failure_state get_failures(std::string_view key, std::int64_t now) override;
     void clear_failures(std::string_view key) override;
 
+    void put_code(std::string_view flow_id_hash, std::string_view method,
+                  std::string_view code_hash, std::int64_t expires_at) override;
+    bool consume_code(std::string_view flow_id_hash, std::string_view method,
+                      std::string_view code_hash, std::int64_t now) override;
+
+    window_hit hit_window(std::string_view key, std::int64_t now, std::int64_t window_s,
+                          int limit) override;
+
+    void set_recovery_codes(std::string_view user_key,
+                            const std::vector<std::string>& code_hashes) override;
+    bool consume_recovery_code(std::string_view user_key, std::string_view code_hash) override;
+    int recovery_codes_left(std::string_view user_key) override;
+
     void purge_expired(std::int64_t now) override;
 
 private:
@@ -653,8 +726,8 @@ reply_ptr redis_store::run(const command& cmd) {
         // A connection that broke while idle (server restarted, idle timeout, failover):
         // the others in the pool most likely broke with it. Retry once on a new one. The
         // command may have run if the server died after running it; for every command here
-        // a second run can only refuse more (a closed flow, an accepted step, one more
-        // failure), never accept twice.
+        // a second run can only refuse more (a closed flow, an accepted step, a consumed
+        // code, one more failure or window hit), never accept twice.
         if (broken && reused && attempt == 0) {
             std::lock_guard lock(mutex_);
             idle_.clear();
@@ -731,7 +804,9 @@ void redis_store::put_flow(const reset_flow& flow) {
         .add(flow.decoy ? "1" : "0")
         .add_int(flow.created_at)
         .add_int(flow.expires_at)
-        .add_int(redis_ttl_s(flow.expires_at));
+        .add_int(redis_ttl_s(flow.expires_at))
+        .add_int(flow.required_methods)
+        .add(flow.totp_required ? "1" : "0");
     for (const auto& method : flow.verified_methods) {
         call.add(method);
     }
@@ -745,13 +820,17 @@ std::optional<reset_flow> redis_store::get_open_flow(std::string_view id_hash, s
     if (reply->type == REDIS_REPLY_NIL) {
         return std::nullopt;
     }
-    constexpr std::size_t fields = 8;
+    constexpr std::size_t fields = 10;
+    constexpr std::size_t required_methods_field = 8;
+    constexpr std::size_t totp_required_field = 9;
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < fields) {
         fail("get_open_flow: unexpected answer");
     }
     const auto field = [&](std::size_t i) -> const redisReply& { return *reply->element[i]; };
     for (std::size_t i = 0; i < reply->elements; ++i) {
-        if (field(i).type != REDIS_REPLY_STRING) {
+        const bool may_be_absent = i == required_methods_field || i == totp_required_field;
+        if (field(i).type != REDIS_REPLY_STRING &&
+            !(may_be_absent && field(i).type == REDIS_REPLY_NIL)) {
             fail("get_open_flow: a flow record is incomplete");
         }
     }
@@ -768,6 +847,10 @@ std::optional<reset_flow> redis_store::get_open_flow(std::string_view id_hash, s
     flow.directory = text_of(field(5));
     flow.decoy = text_of(field(6)) == "1";
     flow.created_at = stored_int(field(7), "get_open_flow").value_or(0);
+    // Absent in a flow written before these fields existed: the rule of that time.
+    flow.required_methods =
+        clamp_count(stored_int(field(required_methods_field), "get_open_flow").value_or(1));
+    flow.totp_required = text_of(field(totp_required_field)) == "1";
     for (std::size_t i = fields; i < reply->elements; ++i) {
         flow.verified_methods.emplace_back(text_of(field(i)));
     }
@@ -917,9 +1000,9 @@ std::optional<secret> redis_store::get_totp(std::string_view user_key) {
 }
 
 bool redis_store::remove_totp(std::string_view user_key) {
-    command del("DEL");
-    del.add_owned(key("totp", user_key));
-    return integer_of(*run_ok(del), "remove_totp") > 0;
+    auto call = script_call(script::remove_totp, 2);
+    call.add_owned(key("totp", user_key)).add_owned(key("recovery", user_key));
+    return integer_of(*eval(script::remove_totp, call), "remove_totp") > 0;
 }
 
 // --- replay protection ---
@@ -971,17 +1054,87 @@ void redis_store::clear_failures(std::string_view counter_key) {
     run_ok(del);
 }
 
+// --- one-time codes ---
+
+void redis_store::put_code(std::string_view flow_id_hash, std::string_view method,
+                           std::string_view code_hash, std::int64_t expires_at) {
+    require_id_hash(flow_id_hash, "put_code");
+    auto call = script_call(script::put_code, 1);
+    call.add_owned(code_key(flow_id_hash, method))
+        .add(code_hash)
+        .add_int(expires_at)
+        .add_int(redis_ttl_s(expires_at));
+    eval(script::put_code, call);
+}
+
+bool redis_store::consume_code(std::string_view flow_id_hash, std::string_view method,
+                               std::string_view code_hash, std::int64_t now) {
+    auto call = script_call(script::consume_code, 1);
+    call.add_owned(code_key(flow_id_hash, method)).add(code_hash).add_int(now);
+    return integer_of(*eval(script::consume_code, call), "consume_code") == 1;
+}
+
+// --- rate windows ---
+
+window_hit redis_store::hit_window(std::string_view window_key, std::int64_t now,
+                                   std::int64_t window_s, int limit) {
+    const std::int64_t expires_at = saturating_add(now, window_s);
+    auto call = script_call(script::hit_window, 1);
+    call.add_owned(key("window", window_key))
+        .add_int(now)
+        .add_int(expires_at)
+        .add_int(limit)
+        .add_int(redis_ttl_s(expires_at));
+    const auto reply = eval(script::hit_window, call);
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+        fail("hit_window: unexpected answer");
+    }
+    const auto resets_at = stored_int(*reply->element[2], "hit_window");
+    if (!resets_at) {
+        fail("hit_window: unexpected answer");
+    }
+    return {integer_of(*reply->element[0], "hit_window") == 1,
+            clamp_count(integer_of(*reply->element[1], "hit_window")), *resets_at};
+}
+
+// --- recovery codes: a set per user, without TTL (they last as long as the TOTP key) ---
+
+void redis_store::set_recovery_codes(std::string_view user_key,
+                                     const std::vector<std::string>& code_hashes) {
+    auto call = script_call(script::set_recovery_codes, 1);
+    call.add_owned(key("recovery", user_key));
+    for (const auto& hash : code_hashes) {
+        call.add(hash);
+    }
+    eval(script::set_recovery_codes, call);
+}
+
+// SREM is atomic on its own: of several callers, one removes the member.
+bool redis_store::consume_recovery_code(std::string_view user_key, std::string_view code_hash) {
+    command srem("SREM");
+    srem.add_owned(key("recovery", user_key)).add(code_hash);
+    return integer_of(*run_ok(srem), "consume_recovery_code") == 1;
+}
+
+int redis_store::recovery_codes_left(std::string_view user_key) {
+    command scard("SCARD");
+    scard.add_owned(key("recovery", user_key));
+    return clamp_count(integer_of(*run_ok(scard), "recovery_codes_left"));
+}
+
 // Redis TTLs remove abandoned keys a day after they expire; this removes what has expired
-// by the caller's clock right away, as SQLite does. It SCANs the flow, pending and failure
-// keys (O(keys), in steps of scan_batch, never blocking the server for long) and deletes,
-// in one script per batch, the ones whose expires_at has passed. User flow sets keep stale
-// ids until close_user_flows or their own TTL drops them; TOTP keys and steps never expire.
+// by the caller's clock right away, as SQLite does. It SCANs the flow, pending, failure,
+// code and window keys (O(keys), in steps of scan_batch, never blocking the server for
+// long) and deletes, in one script per batch, the ones whose expires_at has passed. User
+// flow sets keep stale ids until close_user_flows or their own TTL drops them; TOTP keys,
+// steps and recovery codes never expire.
 void redis_store::purge_expired(std::int64_t now) {
     struct kind {
         std::string_view name;
         std::string_view companion;  // a key deleted together with the hash, or empty
     };
-    for (const kind k : {kind{"flow", "flow_methods"}, kind{"pending", {}}, kind{"fail", {}}}) {
+    for (const kind k : {kind{"flow", "flow_methods"}, kind{"pending", {}}, kind{"fail", {}},
+                         kind{"code", {}}, kind{"window", {}}}) {
         const auto pattern = key(k.name, "*");
         std::string cursor = "0";
         do {

@@ -1,10 +1,11 @@
 #pragma once
 // The shared state_store for several nodes: one Redis server (hiredis 0.14) that every
-// daemon talks to. Every check-and-set is one Lua script, so two nodes can never both
-// close a flow, accept a TOTP step or lose a failure count. Expiry is data, checked
-// against the caller's `now` exactly like the SQLite store; Redis TTLs (the remaining
-// lifetime by this machine's clock, plus a day of slack) only make sure abandoned keys
-// go away. TOTP keys are sealed (AES-256-GCM, context user_key) before they reach Redis.
+// daemon talks to. Every check-and-set is one Lua script (or one atomic command, SREM), so
+// two nodes can never both close a flow, accept a TOTP step, consume a code or a recovery
+// code, or lose a failure count or a window hit. Expiry is data, checked against the
+// caller's `now` exactly like the SQLite store; Redis TTLs (the remaining lifetime by this
+// machine's clock, plus a day of slack) only make sure abandoned keys go away. TOTP keys
+// are sealed (AES-256-GCM, context user_key) before they reach Redis.
 //
 // hiredis 0.14 has no TLS: keep Redis on loopback or a private network, or tunnel it.
 #include <memory>

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <climits>
@@ -26,8 +27,12 @@ namespace {
 constexpr int busy_timeout_ms = 5000;
 constexpr std::size_t sealing_key_size = 32;
 
-// Schema version 1 (PRAGMA user_version). A flow's verified methods live in a child table;
-// `position` keeps the order in which they were verified.
+// Schema migrations, applied in order inside one BEGIN IMMEDIATE transaction:
+// migrations[v] takes a file from PRAGMA user_version v to v + 1 (0 is a new, empty file).
+// A released entry is never edited; a change is a new entry.
+//
+// Version 1: flows, TOTP enrollments, replay steps and failure counters. A flow's verified
+// methods live in a child table; `position` keeps the order in which they were verified.
 constexpr const char* schema_v1 = R"sql(
 CREATE TABLE flows (
     id_hash    TEXT PRIMARY KEY,
@@ -73,6 +78,39 @@ CREATE TABLE failures (
 CREATE INDEX failures_by_expiry ON failures (expires_at);
 PRAGMA user_version = 1;
 )sql";
+
+// Version 2: what a flow requires (flows written by version 1 keep the old rule: one
+// method, no authenticator), one live code per flow and method, rate windows (expires_at is
+// the window's end) and recovery codes. Codes have no foreign key to flows: a code outlives
+// nothing that matters, purge_expired removes it, and the Redis store has none either.
+constexpr const char* schema_v2 = R"sql(
+ALTER TABLE flows ADD COLUMN required_methods INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE flows ADD COLUMN totp_required INTEGER NOT NULL DEFAULT 0
+    CHECK (totp_required IN (0, 1));
+CREATE TABLE codes (
+    flow_id_hash TEXT NOT NULL,
+    method       TEXT NOT NULL,
+    code_hash    TEXT NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    PRIMARY KEY (flow_id_hash, method)
+) WITHOUT ROWID;
+CREATE INDEX codes_by_expiry ON codes (expires_at);
+CREATE TABLE windows (
+    window_key TEXT PRIMARY KEY,
+    count      INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX windows_by_expiry ON windows (expires_at);
+CREATE TABLE recovery_codes (
+    user_key  TEXT NOT NULL,
+    code_hash TEXT NOT NULL,
+    PRIMARY KEY (user_key, code_hash)
+) WITHOUT ROWID;
+PRAGMA user_version = 2;
+)sql";
+
+constexpr std::array<const char*, 2> migrations{schema_v1, schema_v2};
+static_assert(static_cast<int>(migrations.size()) == sqlite_store::schema_version);
 
 std::string describe(const std::filesystem::path& path) {
     return "sqlite store " + path.string();
@@ -346,12 +384,19 @@ void sqlite_store::create_or_check_schema() {
         return;
     }
     transaction tx(*this, transaction::kind::write);
-    version = user_version();  // another process may have created it meanwhile
+    version = user_version();  // another process may have created or upgraded it meanwhile
     check_not_newer(version);
-    if (version == 0) {
-        exec(schema_v1, "cannot create the schema");
+    const int found = version;
+    for (; version < schema_version; ++version) {
+        exec(migrations[static_cast<std::size_t>(version)],
+             version == 0 ? "cannot create the schema"
+                          : "cannot upgrade the schema from version " + std::to_string(version));
     }
     tx.commit();
+    if (found != 0 && found < schema_version) {
+        log::info("store.schema_upgraded",
+                  {{"path", path_.string()}, {"from", found}, {"to", schema_version}});
+    }
 }
 
 // --- reset flows ---
@@ -363,7 +408,8 @@ void sqlite_store::put_flow(const reset_flow& flow) {
     prepare("DELETE FROM flows WHERE id_hash = ?1").bind_text(1, flow.id_hash).run();
     prepare(
         "INSERT INTO flows (id_hash, user_key, username, user_dn, directory, decoy, state, "
-        "created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7, ?8)")
+        "created_at, expires_at, required_methods, totp_required) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7, ?8, ?9, ?10)")
         .bind_text(1, flow.id_hash)
         .bind_text(2, flow.user_key)
         .bind_text(3, flow.username)
@@ -372,6 +418,8 @@ void sqlite_store::put_flow(const reset_flow& flow) {
         .bind_int(6, flow.decoy ? 1 : 0)
         .bind_int(7, flow.created_at)
         .bind_int(8, flow.expires_at)
+        .bind_int(9, flow.required_methods)
+        .bind_int(10, flow.totp_required ? 1 : 0)
         .run();
     std::int64_t position = 0;
     for (const auto& method : flow.verified_methods) {
@@ -391,7 +439,8 @@ std::optional<reset_flow> sqlite_store::get_open_flow(std::string_view id_hash, 
     reset_flow flow;
     {
         auto st = prepare(
-            "SELECT user_key, username, user_dn, directory, decoy, created_at, expires_at "
+            "SELECT user_key, username, user_dn, directory, decoy, created_at, expires_at, "
+            "required_methods, totp_required "
             "FROM flows WHERE id_hash = ?1 AND state = 'open' AND expires_at > ?2");
         st.bind_text(1, id_hash).bind_int(2, now);
         if (!st.step()) {
@@ -405,6 +454,8 @@ std::optional<reset_flow> sqlite_store::get_open_flow(std::string_view id_hash, 
         flow.decoy = st.int_at(4) != 0;
         flow.created_at = st.int_at(5);
         flow.expires_at = st.int_at(6);
+        flow.required_methods = clamp_count(st.int_at(7));
+        flow.totp_required = st.int_at(8) != 0;
     }
     {
         auto st = prepare("SELECT method FROM flow_methods WHERE id_hash = ?1 ORDER BY position");
@@ -547,8 +598,12 @@ std::optional<secret> sqlite_store::get_totp(std::string_view user_key) {
 
 bool sqlite_store::remove_totp(std::string_view user_key) {
     std::lock_guard lock(mutex_);
+    transaction tx(*this, transaction::kind::write);
     prepare("DELETE FROM totp_keys WHERE user_key = ?1").bind_text(1, user_key).run();
-    return sqlite3_changes64(db_.get()) > 0;
+    const bool removed = sqlite3_changes64(db_.get()) > 0;
+    prepare("DELETE FROM recovery_codes WHERE user_key = ?1").bind_text(1, user_key).run();
+    tx.commit();
+    return removed;
 }
 
 // --- replay protection ---
@@ -612,6 +667,106 @@ void sqlite_store::clear_failures(std::string_view key) {
     prepare("DELETE FROM failures WHERE counter_key = ?1").bind_text(1, key).run();
 }
 
+// --- one-time codes ---
+
+void sqlite_store::put_code(std::string_view flow_id_hash, std::string_view method,
+                            std::string_view code_hash, std::int64_t expires_at) {
+    require_id_hash(flow_id_hash, "put_code");
+    std::lock_guard lock(mutex_);
+    prepare(
+        "INSERT INTO codes (flow_id_hash, method, code_hash, expires_at) VALUES (?1, ?2, ?3, ?4) "
+        "ON CONFLICT (flow_id_hash, method) DO UPDATE SET "
+        "code_hash = excluded.code_hash, expires_at = excluded.expires_at")
+        .bind_text(1, flow_id_hash)
+        .bind_text(2, method)
+        .bind_text(3, code_hash)
+        .bind_int(4, expires_at)
+        .run();
+}
+
+// One DELETE: the row goes to whichever connection deletes it first. The hash is keyed, so
+// comparing it in SQL (not in constant time) tells an attacker nothing about a code.
+bool sqlite_store::consume_code(std::string_view flow_id_hash, std::string_view method,
+                                std::string_view code_hash, std::int64_t now) {
+    std::lock_guard lock(mutex_);
+    prepare(
+        "DELETE FROM codes "
+        "WHERE flow_id_hash = ?1 AND method = ?2 AND code_hash = ?3 AND expires_at > ?4")
+        .bind_text(1, flow_id_hash)
+        .bind_text(2, method)
+        .bind_text(3, code_hash)
+        .bind_int(4, now)
+        .run();
+    return sqlite3_changes64(db_.get()) == 1;
+}
+
+// --- rate windows ---
+
+window_hit sqlite_store::hit_window(std::string_view key, std::int64_t now, std::int64_t window_s,
+                                    int limit) {
+    std::lock_guard lock(mutex_);
+    transaction tx(*this, transaction::kind::write);
+    window_hit hit;
+    {
+        auto st = prepare(
+            "SELECT count, expires_at FROM windows WHERE window_key = ?1 AND expires_at > ?2");
+        st.bind_text(1, key).bind_int(2, now);
+        if (st.step()) {
+            hit.count = clamp_count(st.int_at(0));
+            hit.resets_at = st.int_at(1);
+        } else {
+            hit.resets_at = saturating_add(now, window_s);
+        }
+    }
+    if (hit.count >= limit) {
+        return hit;  // counts nothing; the transaction rolls back
+    }
+    hit.allowed = true;
+    ++hit.count;
+    prepare(
+        "INSERT INTO windows (window_key, count, expires_at) VALUES (?1, ?2, ?3) "
+        "ON CONFLICT (window_key) DO UPDATE SET "
+        "count = excluded.count, expires_at = excluded.expires_at")
+        .bind_text(1, key)
+        .bind_int(2, hit.count)
+        .bind_int(3, hit.resets_at)
+        .run();
+    tx.commit();
+    return hit;
+}
+
+// --- recovery codes ---
+
+void sqlite_store::set_recovery_codes(std::string_view user_key,
+                                      const std::vector<std::string>& code_hashes) {
+    std::lock_guard lock(mutex_);
+    transaction tx(*this, transaction::kind::write);
+    prepare("DELETE FROM recovery_codes WHERE user_key = ?1").bind_text(1, user_key).run();
+    for (const auto& hash : code_hashes) {
+        prepare("INSERT OR IGNORE INTO recovery_codes (user_key, code_hash) VALUES (?1, ?2)")
+            .bind_text(1, user_key)
+            .bind_text(2, hash)
+            .run();
+    }
+    tx.commit();
+}
+
+bool sqlite_store::consume_recovery_code(std::string_view user_key, std::string_view code_hash) {
+    std::lock_guard lock(mutex_);
+    prepare("DELETE FROM recovery_codes WHERE user_key = ?1 AND code_hash = ?2")
+        .bind_text(1, user_key)
+        .bind_text(2, code_hash)
+        .run();
+    return sqlite3_changes64(db_.get()) == 1;
+}
+
+int sqlite_store::recovery_codes_left(std::string_view user_key) {
+    std::lock_guard lock(mutex_);
+    auto st = prepare("SELECT COUNT(*) FROM recovery_codes WHERE user_key = ?1");
+    st.bind_text(1, user_key);
+    return st.step() ? clamp_count(st.int_at(0)) : 0;
+}
+
 void sqlite_store::purge_expired(std::int64_t now) {
     std::lock_guard lock(mutex_);
     transaction tx(*this, transaction::kind::write);
@@ -619,6 +774,8 @@ void sqlite_store::purge_expired(std::int64_t now) {
     prepare("DELETE FROM flows WHERE expires_at <= ?1").bind_int(1, now).run();
     prepare("DELETE FROM pending_totp WHERE expires_at <= ?1").bind_int(1, now).run();
     prepare("DELETE FROM failures WHERE expires_at <= ?1").bind_int(1, now).run();
+    prepare("DELETE FROM codes WHERE expires_at <= ?1").bind_int(1, now).run();
+    prepare("DELETE FROM windows WHERE expires_at <= ?1").bind_int(1, now).run();
     tx.commit();
 }
 

@@ -22,7 +22,7 @@ namespace pwresetd::store {
 class sqlite_store final : public state_store {
 public:
     // The schema version this code writes (PRAGMA user_version); newer files are refused.
-    static constexpr int schema_version = 1;
+    static constexpr int schema_version = 2;
 
     // See open_sqlite_store.
     sqlite_store(const std::filesystem::path& path, secret sealing_key);
@@ -52,6 +52,19 @@ public:
                                  std::int64_t ttl_s) override;
     failure_state get_failures(std::string_view key, std::int64_t now) override;
     void clear_failures(std::string_view key) override;
+
+    void put_code(std::string_view flow_id_hash, std::string_view method,
+                  std::string_view code_hash, std::int64_t expires_at) override;
+    bool consume_code(std::string_view flow_id_hash, std::string_view method,
+                      std::string_view code_hash, std::int64_t now) override;
+
+    window_hit hit_window(std::string_view key, std::int64_t now, std::int64_t window_s,
+                          int limit) override;
+
+    void set_recovery_codes(std::string_view user_key,
+                            const std::vector<std::string>& code_hashes) override;
+    bool consume_recovery_code(std::string_view user_key, std::string_view code_hash) override;
+    int recovery_codes_left(std::string_view user_key) override;
 
     void purge_expired(std::int64_t now) override;
 

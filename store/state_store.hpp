@@ -1,11 +1,12 @@
 #pragma once
 // The daemon's state, behind one interface: reset flows, TOTP enrollments, the last
-// accepted TOTP step per user (replay protection) and failure counters with expiry.
-// SQLite is the embedded default; Redis (several nodes) comes later behind the same
-// interface. Every method is safe to call from several worker threads at once, and every
-// check-and-set the caller relies on (close_flow, accept_totp_step, record_failure) is
-// atomic. Times are Unix seconds passed in by the caller, so tests control the clock.
-// Expected misses are values (nullopt/false); exceptions mean the store itself failed.
+// accepted TOTP step per user (replay protection), failure counters with expiry, one-time
+// code hashes (email/SMS), rate windows and recovery-code hashes. SQLite is the embedded
+// default; Redis (several nodes) implements the same interface. Every method is safe to call from
+// several worker threads at once, and every check-and-set the caller relies on (close_flow,
+// accept_totp_step, record_failure) is atomic. Times are Unix seconds passed in by the caller, so
+// tests control the clock. Expected misses are values (nullopt/false); exceptions mean the store
+// itself failed.
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -30,6 +31,16 @@ struct reset_flow {
     std::int64_t created_at = 0;
     std::int64_t expires_at = 0;
     std::vector<std::string> verified_methods;  // in the order they were verified
+    // What this user must verify before complete (fixed when the flow starts):
+    int required_methods = 1;    // distinct methods (factors.required, 2 for two_methods_groups)
+    bool totp_required = false;  // the user has an authenticator (factors.totp_when_enrolled):
+                                 // "totp" or "recovery_code" must be among the verified
+};
+
+struct window_hit {
+    bool allowed = false;        // the hit was counted (the limit was not reached before it)
+    int count = 0;               // hits in the current window, this one included if allowed
+    std::int64_t resets_at = 0;  // when the current window ends
 };
 
 struct pending_enrollment {
@@ -71,6 +82,7 @@ public:
     // any earlier one) and deletes the pending record; false if it no longer exists.
     virtual bool confirm_totp(std::string_view enrollment_id_hash, std::int64_t now) = 0;
     virtual std::optional<secret> get_totp(std::string_view user_key) = 0;
+    // Removes the key and the user's recovery codes; false when there was no key.
     virtual bool remove_totp(std::string_view user_key) = 0;
 
     // --- replay protection ---
@@ -87,7 +99,34 @@ public:
     virtual failure_state get_failures(std::string_view key, std::int64_t now) = 0;
     virtual void clear_failures(std::string_view key) = 0;
 
-    // Deletes expired flows, pending enrollments and counters.
+    // --- one-time codes (email, SMS), bound to one flow and one method ---
+    // `code_hash` is a keyed hash computed by the caller; the code itself is never stored.
+    // Stores it as the flow's only live code for `method`, replacing (superseding) any
+    // earlier one.
+    virtual void put_code(std::string_view flow_id_hash, std::string_view method,
+                          std::string_view code_hash, std::int64_t expires_at) = 0;
+    // Atomically deletes the flow's live code for `method` and returns true when it equals
+    // `code_hash` and has not expired at `now`; false otherwise (a wrong code leaves the
+    // live one in place). Two callers can never both consume one code.
+    virtual bool consume_code(std::string_view flow_id_hash, std::string_view method,
+                              std::string_view code_hash, std::int64_t now) = 0;
+
+    // --- rate windows (e.g. "dest:<hash of an address>": codes per destination per hour) ---
+    // A fixed window that starts at the first hit and lasts `window_s`. Atomically counts
+    // one hit when fewer than `limit` hits were counted in the live window; otherwise
+    // counts nothing and returns allowed = false.
+    virtual window_hit hit_window(std::string_view key, std::int64_t now, std::int64_t window_s,
+                                  int limit) = 0;
+
+    // --- recovery codes: keyed hashes, computed by the caller ---
+    // Replaces every recovery code of the user with these.
+    virtual void set_recovery_codes(std::string_view user_key,
+                                    const std::vector<std::string>& code_hashes) = 0;
+    // Atomically removes one matching code; false when the user has no such code.
+    virtual bool consume_recovery_code(std::string_view user_key, std::string_view code_hash) = 0;
+    virtual int recovery_codes_left(std::string_view user_key) = 0;
+
+    // Deletes expired flows, pending enrollments, counters, codes and windows.
     virtual void purge_expired(std::int64_t now) = 0;
 };
 

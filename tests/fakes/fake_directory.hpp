@@ -29,6 +29,11 @@ public:
         entries_[username] = std::move(e);
     }
 
+    // The stored entry, to give a user an email, a phone or group memberships.
+    ldap::directory_user& user_of(const std::string& username) {
+        return entries_.at(username).user;
+    }
+
     ldap::lookup_result find_user(std::string_view username) override {
         ++lookups;
         if (down) {

@@ -468,6 +468,64 @@ TEST_CASE("find_user: locked, disabled and protected flags", "[ldap][openldap]")
     CHECK_FALSE(must_find(*d, "bob").is_protected);
 }
 
+TEST_CASE("find_user: members of two_methods_groups need two methods", "[ldap][openldap]") {
+    // Without the setting nobody does, whatever groups they are in.
+    CHECK_FALSE(must_find(*lab_directory(), "alice").needs_two_methods);
+
+    directory_settings s = lab_settings();
+    s.two_methods_groups = {"CN=Staff, ou=Groups, dc=example, dc=test"};  // case and spacing
+    auto d = make_directory(std::move(s));
+    const directory_user alice = must_find(*d, "alice");
+    CHECK(alice.needs_two_methods);
+    CHECK_FALSE(alice.is_protected);
+    CHECK(must_find(*d, "bob").needs_two_methods);
+    CHECK_FALSE(must_find(*d, "carol").needs_two_methods);
+    // The two lists are independent: erin is in admins (protected), not in staff.
+    const directory_user erin = must_find(*d, "erin");
+    CHECK(erin.is_protected);
+    CHECK_FALSE(erin.needs_two_methods);
+}
+
+TEST_CASE("find_user: a two_methods group that does not exist is reported, lookups still work",
+          "[ldap][openldap]") {
+    const lab& l = lab::get();
+    directory_settings s = lab_settings();
+    s.two_methods_groups = {"cn=nosuch,ou=groups,dc=example,dc=test",
+                            "cn=staff,ou=groups,dc=example,dc=test"};
+    std::string log;
+    lookup_result alice;
+    lookup_result carol;
+    {
+        stderr_capture capture(l.dir() / "stderr-two-methods.log");
+        auto d = make_directory(std::move(s));
+        alice = d->find_user("alice");
+        carol = d->find_user("carol");
+        log = capture.text();
+    }
+    REQUIRE(alice.status == lookup_status::found);
+    CHECK(alice.user->needs_two_methods);
+    REQUIRE(carol.status == lookup_status::found);
+    CHECK_FALSE(carol.user->needs_two_methods);
+    CHECK(log.find("event=ldap.two_methods_group_missing") != std::string::npos);
+    CHECK(log.find("event=ldap.protected_group_missing") == std::string::npos);
+}
+
+TEST_CASE("find_user: fails closed when two_methods_groups cannot be checked", "[ldap][openldap]") {
+    const lab& l = lab::get();
+    directory_settings s = lab_settings();
+    s.two_methods_groups = {"this is not a DN"};  // slapd answers 34 (invalidDNSyntax)
+    std::string log;
+    lookup_result r;
+    {
+        stderr_capture capture(l.dir() / "stderr-two-methods-closed.log");
+        r = make_directory(std::move(s))->find_user("carol");
+        log = capture.text();
+    }
+    CHECK(r.status == lookup_status::unavailable);
+    CHECK_FALSE(r.user.has_value());
+    CHECK(log.find("event=ldap.two_methods_group_check_failed") != std::string::npos);
+}
+
 TEST_CASE("verify_password: ok, wrong, empty, locked", "[ldap][openldap]") {
     auto d = lab_directory();
     const directory_user alice = must_find(*d, "alice");

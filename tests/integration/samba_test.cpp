@@ -263,6 +263,14 @@ private:
     int saved_ = -1;
 };
 
+std::size_t count_of(const std::string& text, const std::string& needle) {
+    std::size_t n = 0;
+    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
+        ++n;
+    }
+    return n;
+}
+
 bool is_lower_hex(const std::string& s) {
     return s.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
@@ -360,6 +368,67 @@ TEST_CASE("find_user: a protected group that does not exist is reported", "[ldap
         CHECK(r.user->is_protected);
         CHECK(log.find("ldap.protected_group_missing") != std::string::npos);
     }
+}
+
+TEST_CASE("find_user: members of two_methods_groups, direct or nested, need two methods",
+          "[ldap][samba]") {
+    const lab& l = lab::get();
+    const std::string mfa_two = "CN=mfa-two," + l["LAB_USER_BASE"];
+    // Without the setting nobody does.
+    auto plain = lab_directory();
+    CHECK_FALSE(must_find(*plain, "erin").needs_two_methods);
+    CHECK_FALSE(must_find(*plain, "gina").needs_two_methods);
+
+    // tier0: erin only through helpdesk-admins (nested).
+    directory_settings tier0 = lab_settings();
+    tier0.protected_groups.clear();
+    tier0.two_methods_groups = {l["LAB_PROTECTED_GROUP"]};
+    auto d = make_directory(std::move(tier0));
+    const directory_user erin = must_find(*d, "erin");
+    CHECK(erin.needs_two_methods);
+    CHECK_FALSE(erin.is_protected);  // the two lists are independent
+    CHECK_FALSE(must_find(*d, "alice").needs_two_methods);
+    CHECK_FALSE(must_find(*d, "gina").needs_two_methods);
+    const directory_user frank = must_find(*d, "frank");  // adminCount=1: protected, no more
+    CHECK(frank.is_protected);
+    CHECK_FALSE(frank.needs_two_methods);
+
+    // Both groups (one OR filter): gina is a direct member of mfa-two.
+    directory_settings both = lab_settings();
+    both.two_methods_groups = {l["LAB_PROTECTED_GROUP"], mfa_two};
+    auto d2 = make_directory(std::move(both));
+    const directory_user gina = must_find(*d2, "gina");
+    CHECK(gina.needs_two_methods);
+    CHECK_FALSE(gina.is_protected);
+    const directory_user erin2 = must_find(*d2, "erin");
+    CHECK(erin2.needs_two_methods);
+    CHECK(erin2.is_protected);  // protected_groups still tier0
+    CHECK_FALSE(must_find(*d2, "alice").needs_two_methods);
+    CHECK_FALSE(must_find(*d2, "bob").needs_two_methods);
+}
+
+TEST_CASE("find_user: a two_methods group that does not exist is reported once", "[ldap][samba]") {
+    const lab& l = lab::get();
+    directory_settings s = lab_settings();
+    s.two_methods_groups = {"CN=mfa-nine,OU=people,DC=example,DC=test",
+                            "CN=mfa-two," + l["LAB_USER_BASE"]};
+    std::string log;
+    lookup_result gina;
+    lookup_result alice;
+    {
+        stderr_capture capture(l.dir() / "stderr-two-methods.log");
+        auto d = make_directory(std::move(s));
+        gina = d->find_user("gina");
+        alice = d->find_user("alice");
+        log = capture.text();
+    }
+    REQUIRE(gina.status == lookup_status::found);
+    CHECK(gina.user->needs_two_methods);
+    REQUIRE(alice.status == lookup_status::found);
+    CHECK_FALSE(alice.user->needs_two_methods);
+    CHECK(count_of(log, "event=ldap.two_methods_group_missing") == 1);
+    CHECK(log.find("mfa-nine") != std::string::npos);
+    CHECK(log.find("event=ldap.protected_group_missing") == std::string::npos);
 }
 
 TEST_CASE("verify_password: ok, wrong, empty, disabled", "[ldap][samba]") {

@@ -15,6 +15,7 @@
 #
 # Users in OU=people (passwords fixed, in DIR/passwords/NAME): alice bob carol frank, dave
 # (disabled), erin (in helpdesk-admins, itself in tier0: nested). frank has adminCount=1.
+# gina is a direct member of mfa-two (OU=people; for two_methods_groups tests).
 # Policy: history 5, min length 10, complexity on, min age 0, lockout after 3 bad binds.
 # svc-pwreset (OU=services) is not an administrator: it gets the Reset Password extended
 # right and write on lockoutTime and pwdLastSet, inherited by user objects of OU=people.
@@ -248,12 +249,14 @@ try:
     erin = user(people, "erin", p + "erin", mail="erin@example.test", displayName="Erin Ek")
     user(people, "frank", p + "frank", mail="frank@example.test", displayName="Frank Falk",
          adminCount="1")
-    user(people, "gina", p + "gina", mail="gina@example.test", displayName="Gina Grahn")
+    gina = user(people, "gina", p + "gina", mail="gina@example.test", displayName="Gina Grahn")
     helpdesk = "CN=helpdesk-admins," + people
     db.add({"dn": helpdesk, "objectClass": "group", "groupType": GLOBAL_SECURITY,
             "sAMAccountName": "helpdesk-admins", "member": erin})
     db.add({"dn": "CN=tier0," + people, "objectClass": "group", "groupType": GLOBAL_SECURITY,
             "sAMAccountName": "tier0", "member": helpdesk})
+    db.add({"dn": "CN=mfa-two," + people, "objectClass": "group", "groupType": GLOBAL_SECURITY,
+            "sAMAccountName": "mfa-two", "member": gina})
 except Exception:
     db.transaction_cancel()
     raise

@@ -185,7 +185,35 @@ TEST_CASE("a full configuration loads with every value", "[config]") {
     CHECK(c.policy.breached_hashes_file == d / "breached.bin");
     CHECK(c.policy.banned_score_threshold == 6);
 
-    CHECK(c.factors.required == 1);
+    CHECK(c.factors.required == 2);
+    CHECK(c.factors.two_methods_groups ==
+          std::vector<std::string>{"CN=Tier0,OU=Groups,DC=example,DC=test"});
+    CHECK(dir.two_methods_groups == c.factors.two_methods_groups);
+    CHECK_FALSE(c.factors.totp_when_enrolled);
+    CHECK(c.factors.codes_per_destination_per_hour == 3);
+    // The order the file lists them in.
+    CHECK(c.factors.order == std::vector<std::string>{"sms", "totp", "email"});
+    CHECK(c.factors.email.enabled);
+    CHECK(c.factors.email.code_ttl_s == 900);
+    CHECK(c.factors.email.code_digits == 7);
+    CHECK(c.factors.sms.enabled);
+    CHECK(c.factors.sms.code_ttl_s == 300);
+    CHECK(c.factors.sms.code_digits == 8);
+    CHECK(c.factors.sms.country_code == "+46");
+    CHECK(c.factors.sms.webhook.webhook_url == "https://sms-gw.example.test/send");
+    CHECK(c.factors.sms.webhook.bearer_token.view() == "Bind-Secret 42");
+    CHECK(c.factors.sms.webhook.ca_file == (d / "directory-ca.crt").string());
+    CHECK(c.factors.sms.webhook.timeout_ms == 2000);
+    CHECK(c.factors.sms.webhook.retries == 1);
+    REQUIRE(c.mail.has_value());
+    CHECK(c.mail->smtp_url == "smtps://mail.example.test:465");
+    CHECK(c.mail->from == "pwreset@example.test");
+    CHECK(c.mail->ca_file == (d / "directory-ca.crt").string());
+    CHECK(c.mail->require_tls);
+    CHECK(c.mail->username == "pwreset");
+    CHECK(c.mail->password.view() == "Bind-Secret 42");
+    CHECK(c.mail->timeout_ms == 3000);
+    CHECK(c.mail->retries == 0);
     CHECK(c.factors.totp.enabled);
     CHECK(c.factors.totp.issuer == "Example Corp");
     CHECK(c.factors.totp.params.digits == 8);
@@ -222,6 +250,16 @@ TEST_CASE("a minimal configuration gets the documented defaults", "[config]") {
     CHECK_FALSE(c.directories.at(0).force_change_at_next_logon);
     CHECK(c.directories.at(0).protected_groups.empty());
     CHECK(c.factors.required == 1);
+    CHECK(c.factors.two_methods_groups.empty());
+    CHECK(c.factors.totp_when_enrolled);
+    CHECK(c.factors.codes_per_destination_per_hour == 5);
+    CHECK(c.factors.order == std::vector<std::string>{"totp"});
+    CHECK_FALSE(c.factors.email.enabled);
+    CHECK(c.factors.email.code_ttl_s == 600);
+    CHECK(c.factors.email.code_digits == 6);
+    CHECK_FALSE(c.factors.sms.enabled);
+    CHECK_FALSE(c.mail.has_value());
+    CHECK(c.state.redis_password.empty());
     CHECK(c.factors.totp.enabled);
     CHECK(c.factors.totp.issuer == "pwresetd");
     CHECK(c.factors.totp.params.digits == 6);
@@ -278,11 +316,22 @@ TEST_CASE("each bad fixture reports exactly its errors, with line and column", "
           "'rest' (did you mean 'reset'?)"}},
         {"bad_not_yet_supported.yaml",
          {"4:1: metrics_listen: not supported by this version yet",
-          "21:12: state.backend: redis backend is not supported by this version yet",
-          "28:3: factors.two_methods_groups: not supported by this version yet",
-          "29:3: factors.email: not supported by this version yet",
-          "31:1: notify: not supported by this version yet",
-          "33:1: admin_socket: not supported by this version yet"}},
+          "26:1: notify: not supported by this version yet",
+          "28:1: admin_socket: not supported by this version yet"}},
+        {"bad_codes.yaml",
+         {"21:14: state.redis_url: credentials never go in the URL; use redis_password_file",
+          "22:3: state.redis_password: secrets are never written inline; use "
+          "redis_password_file or redis_password_credential",
+          "28:35: factors.codes_per_destination_per_hour: must be in 1..1000, got 0",
+          "29:23: factors.email.code_ttl_s: must be in 5..86400, got 3",
+          "29:39: factors.email.code_digits: must be in 6..10, got 4",
+          "31:18: factors.sms.webhook_url: expected an https:// URL (the text holds a code)",
+          "32:19: factors.sms.country_code: expected '+' and 1 to 3 digits, e.g. \"+46\"",
+          "33:5: factors.sms.bearer_token: secrets are never written inline; use "
+          "bearer_token_file or bearer_token_credential",
+          "35:13: mail.smtp_url: expected an smtp:// or smtps:// URL, got "
+          "'http://mail.example.test'",
+          "36:9: mail.from: address contains a space or control character"}},
         {"bad_missing_file.yaml",
          {"5:3: tls.certificate: cannot open {dir}/tls/missing.crt: No such file or directory",
           "14:3: directory.ca_file: cannot open {dir}/tls: not a regular file",
@@ -299,8 +348,7 @@ TEST_CASE("each bad fixture reports exactly its errors, with line and column", "
           "10:5: listen[7]: expected unix:/PATH",
           "11:5: listen[8]: duplicate listener https://127.0.0.1:8443"}},
         {"bad_factors.yaml",
-         {"26:13: factors.required: 2 methods required but 1 enabled (this version supports "
-          "totp only)",
+         {"26:13: factors.required: 2 methods required but only 1 enabled",
           "28:13: factors.totp.digits: must be 6 or 8, got 7",
           "29:13: factors.totp.period: must be in 10..120, got 5",
           "30:16: factors.totp.algorithm: expected one of SHA1, SHA256, SHA512, got 'sha1' "
@@ -332,10 +380,13 @@ TEST_CASE("each bad fixture reports exactly its errors, with line and column", "
 }
 
 TEST_CASE("an inline secret is refused without repeating it", "[config]") {
-    const auto errors = errors_of(source_fixtures() / "bad_secrets.yaml");
-    REQUIRE_FALSE(errors.empty());
-    for (const auto& e : errors) {
-        CHECK(e.find("hunter2") == std::string::npos);
+    for (const char* file : {"bad_secrets.yaml", "bad_codes.yaml"}) {
+        const auto errors = errors_of(source_fixtures() / file);
+        REQUIRE_FALSE(errors.empty());
+        for (const auto& e : errors) {
+            CHECK(e.find("hunter2") == std::string::npos);
+            CHECK(e.find("t0ps3cret") == std::string::npos);
+        }
     }
 }
 

@@ -2,8 +2,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "daemon/enrollment_service.hpp"
@@ -27,6 +30,40 @@ struct temp_folder {
     ~temp_folder() { std::filesystem::remove_all(path); }
 };
 
+// Records what would have been sent, so tests can read the codes.
+struct recording_outbox final : code_outbox {
+    std::vector<factors::email_message> mails;
+    std::vector<factors::sms_message> texts;
+    bool accept = true;
+    bool send_email(factors::email_message m) override {
+        if (accept) {
+            mails.push_back(std::move(m));
+        }
+        return accept;
+    }
+    bool send_sms(factors::sms_message m) override {
+        if (accept) {
+            texts.push_back(std::move(m));
+        }
+        return accept;
+    }
+};
+
+// The first run of `digits` digits in a message text.
+std::string code_in(std::string_view text, std::size_t digits = 6) {
+    for (std::size_t i = 0; i + digits <= text.size(); ++i) {
+        std::size_t n = 0;
+        while (n < digits && std::isdigit(static_cast<unsigned char>(text[i + n])) != 0) {
+            ++n;
+        }
+        if (n == digits &&
+            (i + n == text.size() || std::isdigit(static_cast<unsigned char>(text[i + n])) == 0)) {
+            return std::string(text.substr(i, digits));
+        }
+    }
+    return {};
+}
+
 struct harness {
     temp_folder dir;
     config cfg;
@@ -38,19 +75,38 @@ struct harness {
     std::unique_ptr<reset_service> resets;
     std::unique_ptr<enrollment_service> enrollments;
     request_context ctx{"req-1", "portal", "192.0.2.1"};
+    recording_outbox outbox;
+    factor_keys keys = derive_factor_keys(secret(std::string(32, 'k')));
 
-    harness() {
+    explicit harness(bool codes = false) {
+        if (codes) {
+            cfg.factors.email.enabled = true;
+            cfg.factors.sms.enabled = true;
+            cfg.factors.sms.country_code = "+46";
+            cfg.factors.order = {"totp", "email", "sms"};
+            cfg.mail.emplace();
+            cfg.mail->from = "pwreset@example.test";
+        }
         cfg.limits.verify_failures = 3;
         cfg.limits.lockout_s = 900;
         cfg.limits.reset_ttl_s = 900;
         state = store::open_sqlite_store(dir.path / "state.db", secret(std::string(32, 'k')));
         audit = std::make_unique<audit_log>(dir.path / "audit.jsonl");
         auto clock = [this] { return now; };
-        resets = std::make_unique<reset_service>(cfg, policy, directory, *state, *audit, clock);
-        enrollments = std::make_unique<enrollment_service>(cfg, directory, *state, *audit, clock);
+        resets = std::make_unique<reset_service>(cfg, policy, directory, *state, *audit, outbox,
+                                                 keys, clock);
+        enrollments =
+            std::make_unique<enrollment_service>(cfg, directory, *state, *audit, keys, clock);
         directory.add("alice", "Alice-Old-Passw0rd!");
         directory.add("bob", "Bob-Old-Passw0rd!");
+        if (codes) {
+            directory.user_of("alice").email = "alice@example.test";
+            directory.user_of("alice").phone = "070-123 45 67";
+            directory.user_of("bob").email = "bob@example.test";
+        }
     }
+
+    std::vector<secret> last_recovery_codes;
 
     // Enrolls the user through the service and returns the TOTP key.
     secret enroll(const std::string& username, const std::string& password) {
@@ -60,7 +116,9 @@ struct harness {
         auto key = factors::base32_decode(s.secret_base32);
         REQUIRE(key.has_value());
         auto confirmed = enrollments->confirm_totp(ctx, s.enrollment_id, code(*key, 0));
-        REQUIRE(std::holds_alternative<bool>(confirmed));
+        REQUIRE(std::holds_alternative<totp_enrollment_confirmed>(confirmed));
+        last_recovery_codes =
+            std::move(std::get<totp_enrollment_confirmed>(confirmed).recovery_codes);
         return std::move(*key);
     }
 
@@ -101,7 +159,9 @@ TEST_CASE("real and decoy flows look the same to the caller", "[reset_service]")
         CHECK(s.reset_id.size() == 43);
         CHECK(plausible_opaque_id(s.reset_id));
         CHECK(s.expires_in == 900);
-        CHECK(s.methods == std::vector<std::string>{"totp"});
+        REQUIRE(s.methods.size() == 1);
+        CHECK(s.methods[0].method == "totp");
+        CHECK(s.methods[0].hint.empty());
         CHECK(s.required_methods == 1);
     }
     const auto audit = h.audit_text();
@@ -323,7 +383,7 @@ TEST_CASE("enrollment needs the current password and one good code", "[enrollmen
 
     CHECK(code_of(h.enrollments->confirm_totp(h.ctx, s.enrollment_id, "000000")) ==
           failure_code::invalid_code);
-    CHECK(std::holds_alternative<bool>(
+    CHECK(std::holds_alternative<totp_enrollment_confirmed>(
         h.enrollments->confirm_totp(h.ctx, s.enrollment_id, h.code(*key, 0))));
     CHECK(code_of(h.enrollments->confirm_totp(h.ctx, s.enrollment_id, h.code(*key, 1))) ==
           failure_code::enrollment_expired);
@@ -342,4 +402,253 @@ TEST_CASE("wrong confirmation codes burn a pending enrollment", "[enrollment_ser
     }
     CHECK(code_of(h.enrollments->confirm_totp(h.ctx, s.enrollment_id, h.code(*key, 0))) ==
           failure_code::enrollment_expired);
+}
+
+// ---- email and SMS codes, method rules, recovery codes ---------------------------------
+
+namespace {
+
+reset_started start_full(harness& h, const std::string& name) {
+    auto r = h.resets->start(h.ctx, name);
+    REQUIRE(std::holds_alternative<reset_started>(r));
+    return std::get<reset_started>(r);
+}
+
+// Challenges `method` and returns the code that was queued (empty when nothing was sent).
+std::string challenge(harness& h, const std::string& id, const std::string& method,
+                      std::string_view lang = "en") {
+    const auto mails = h.outbox.mails.size();
+    const auto texts = h.outbox.texts.size();
+    auto r = h.resets->challenge(h.ctx, id, method, lang);
+    REQUIRE(std::holds_alternative<reset_challenged>(r));
+    CHECK(std::get<reset_challenged>(r).method == method);
+    if (h.outbox.mails.size() > mails) {
+        return code_in(h.outbox.mails.back().body.view());
+    }
+    if (h.outbox.texts.size() > texts) {
+        return code_in(h.outbox.texts.back().text.view());
+    }
+    return {};
+}
+
+outcome<reset_verified> verify(harness& h, const std::string& id, const std::string& method,
+                               const std::string& code) {
+    return h.resets->verify(h.ctx, id, method, code);
+}
+
+int remaining(const outcome<reset_verified>& r) {
+    REQUIRE(std::holds_alternative<reset_verified>(r));
+    return std::get<reset_verified>(r).remaining_methods;
+}
+
+}  // namespace
+
+TEST_CASE("start lists every enabled method with masked or synthesized hints",
+          "[reset_service][codes]") {
+    harness h(true);
+    const auto alice = start_full(h, "alice");
+    REQUIRE(alice.methods.size() == 3);
+    CHECK(alice.methods[0].method == "totp");
+    CHECK(alice.methods[1].method == "email");
+    CHECK(alice.methods[1].hint == "a***@e***.test");
+    CHECK(alice.methods[2].method == "sms");
+    CHECK(alice.methods[2].hint == "+46 ** *** ** 67");
+
+    // Unknown users and users without a number get hints of the same shape, stable per name.
+    const auto nobody = start_full(h, "nobody");
+    const auto again = start_full(h, "nobody");
+    REQUIRE(nobody.methods.size() == 3);
+    CHECK(nobody.methods[1].hint == "n***@e***.test");
+    CHECK(nobody.methods[2].hint.starts_with("+46 ** *** ** "));
+    CHECK(nobody.methods[2].hint.size() == alice.methods[2].hint.size());
+    CHECK(nobody.methods[2].hint == again.methods[2].hint);
+    const auto bob = start_full(h, "bob");
+    CHECK(bob.methods[2].hint.starts_with("+46 ** *** ** "));
+    CHECK(nobody.required_methods == alice.required_methods);
+}
+
+TEST_CASE("an email code works once, in its own flow, before it expires",
+          "[reset_service][codes]") {
+    harness h(true);
+    const auto id = start_full(h, "alice").reset_id;
+    const auto code = challenge(h, id, "email");
+    REQUIRE(code.size() == 6);
+    REQUIRE(h.outbox.mails.size() == 1);
+    CHECK(h.outbox.mails[0].to == "alice@example.test");
+    CHECK(h.outbox.mails[0].subject == "Your password reset code");
+    CHECK(h.outbox.mails[0].body.view().find("http") == std::string_view::npos);  // no link
+    CHECK(h.outbox.mails[0].reference == "req-1");
+
+    SECTION("once") {
+        CHECK(remaining(verify(h, id, "email", code)) == 0);
+        CHECK(code_of(verify(h, id, "email", code)) == failure_code::invalid_code);
+        CHECK(std::holds_alternative<reset_completed>(
+            h.resets->complete(h.ctx, id, secret("A-New-Passw0rd-2024!"))));
+    }
+    SECTION("typed with spaces") {
+        CHECK(remaining(verify(h, id, "email", code.substr(0, 3) + " " + code.substr(3))) == 0);
+    }
+    SECTION("not after code_ttl_s") {
+        h.now += 601;
+        CHECK(code_of(verify(h, id, "email", code)) == failure_code::invalid_code);
+    }
+    SECTION("not in another flow, not for another method") {
+        const auto bob = start_full(h, "bob").reset_id;
+        challenge(h, bob, "email");
+        CHECK(code_of(verify(h, bob, "email", code)) == failure_code::invalid_code);
+        const auto alice2 = start_full(h, "alice").reset_id;
+        CHECK(code_of(verify(h, alice2, "email", code)) == failure_code::invalid_code);
+        CHECK(code_of(verify(h, id, "sms", code)) == failure_code::invalid_code);
+        CHECK(remaining(verify(h, id, "email", code)) == 0);  // still alive in its own flow
+    }
+    SECTION("a new challenge kills the old code") {
+        const auto second = challenge(h, id, "email");
+        REQUIRE(second.size() == 6);
+        if (second != code) {
+            CHECK(code_of(verify(h, id, "email", code)) == failure_code::invalid_code);
+        }
+        CHECK(remaining(verify(h, id, "email", second)) == 0);
+    }
+    SECTION("the code appears in no audit record") {
+        verify(h, id, "email", code);
+        CHECK(h.audit_text().find(code) == std::string::npos);
+        CHECK(h.audit_text().find("\"destination\":\"a***@e***.test\"") != std::string::npos);
+    }
+}
+
+TEST_CASE("an SMS code goes to the directory's number, normalized", "[reset_service][codes]") {
+    harness h(true);
+    const auto id = start_full(h, "alice").reset_id;
+    const auto code = challenge(h, id, "sms", "sv");
+    REQUIRE(h.outbox.texts.size() == 1);
+    CHECK(h.outbox.texts[0].to == "+46701234567");
+    CHECK(h.outbox.texts[0].text.view().find("återställning") != std::string_view::npos);
+    CHECK(remaining(verify(h, id, "sms", code)) == 0);
+}
+
+TEST_CASE("challenges without a destination, and decoys, send nothing and answer the same",
+          "[reset_service][codes]") {
+    harness h(true);
+    const auto bob = start_full(h, "bob").reset_id;  // no phone
+    CHECK(challenge(h, bob, "sms").empty());
+    const auto nobody = start_full(h, "nobody").reset_id;
+    CHECK(challenge(h, nobody, "email").empty());
+    CHECK(h.outbox.mails.empty());
+    CHECK(h.outbox.texts.empty());
+    CHECK(code_of(verify(h, nobody, "email", "123456")) == failure_code::invalid_code);
+    // totp is not a method that sends; unknown methods are bad requests.
+    CHECK(code_of(h.resets->challenge(h.ctx, bob, "totp", "en")) == failure_code::bad_request);
+    CHECK(code_of(h.resets->challenge(h.ctx, bob, "pigeon", "en")) == failure_code::bad_request);
+    CHECK(code_of(h.resets->challenge(h.ctx, "x" + bob.substr(1), "email", "en")) ==
+          failure_code::reset_expired);
+}
+
+TEST_CASE("codes per destination per hour: 429 after the limit, for unknown users too",
+          "[reset_service][codes]") {
+    harness h(true);
+    for (const std::string name : {"alice", "nobody"}) {
+        const auto id = start_full(h, name).reset_id;
+        for (int i = 0; i < 5; ++i) {
+            challenge(h, id, "email");
+        }
+        auto over = h.resets->challenge(h.ctx, id, "email", "en");
+        REQUIRE(code_of(over) == failure_code::rate_limited);
+        CHECK(std::get<failure>(over).retry_after == 3600);
+        // Another flow to the same address counts against the same limit.
+        const auto other = start_full(h, name).reset_id;
+        CHECK(code_of(h.resets->challenge(h.ctx, other, "email", "en")) ==
+              failure_code::rate_limited);
+    }
+    CHECK(h.outbox.mails.size() == 5);
+    h.now += 3600;
+    const auto id = start_full(h, "alice").reset_id;
+    CHECK(challenge(h, id, "email").size() == 6);
+}
+
+TEST_CASE("a user with an authenticator cannot finish with email alone (totp_when_enrolled)",
+          "[reset_service][codes]") {
+    harness h(true);
+    const auto key = h.enroll("alice", "Alice-Old-Passw0rd!");
+    h.now += 30;
+    const auto id = start_full(h, "alice").reset_id;
+    CHECK(remaining(verify(h, id, "email", challenge(h, id, "email"))) == 1);
+    auto early = h.resets->complete(h.ctx, id, secret("A-New-Passw0rd-2024!"));
+    REQUIRE(code_of(early) == failure_code::verification_required);
+    CHECK(std::get<failure>(early).remaining_methods == 1);
+    const auto done = verify(h, id, "totp", h.code(key, 0));
+    CHECK(remaining(done) == 0);
+    CHECK(std::get<reset_verified>(done).verified_methods ==
+          std::vector<std::string>{"email", "totp"});
+}
+
+TEST_CASE("totp_when_enrolled: false lets email alone finish", "[reset_service][codes]") {
+    harness h(true);
+    h.cfg.factors.totp_when_enrolled = false;
+    h.enroll("alice", "Alice-Old-Passw0rd!");
+    const auto id = start_full(h, "alice").reset_id;
+    CHECK(remaining(verify(h, id, "email", challenge(h, id, "email"))) == 0);
+}
+
+TEST_CASE("required: 2 needs two distinct methods", "[reset_service][codes]") {
+    harness h(true);
+    h.cfg.factors.required = 2;
+    const auto id = start_full(h, "alice").reset_id;
+    const auto code = challenge(h, id, "email");
+    CHECK(remaining(verify(h, id, "email", code)) == 1);
+    CHECK(remaining(verify(h, id, "email", challenge(h, id, "email"))) == 1);  // same method
+    CHECK(remaining(verify(h, id, "sms", challenge(h, id, "sms"))) == 0);
+}
+
+TEST_CASE("members of two_methods_groups need two methods; the start reply does not say so",
+          "[reset_service][codes]") {
+    harness h(true);
+    h.directory.user_of("alice").needs_two_methods = true;
+    const auto started = start_full(h, "alice");
+    CHECK(started.required_methods == 1);
+    CHECK(remaining(
+              verify(h, started.reset_id, "email", challenge(h, started.reset_id, "email"))) == 1);
+    CHECK(remaining(verify(h, started.reset_id, "sms", challenge(h, started.reset_id, "sms"))) ==
+          0);
+}
+
+TEST_CASE("recovery codes: ten, shown once, each accepted once in place of the authenticator",
+          "[reset_service][codes]") {
+    harness h(true);
+    h.enroll("alice", "Alice-Old-Passw0rd!");
+    const auto codes = std::move(h.last_recovery_codes);
+    REQUIRE(codes.size() == 10);
+    std::set<std::string> distinct;
+    for (const auto& c : codes) {
+        CHECK(c.size() == 14);
+        CHECK(c.view()[4] == '-');
+        distinct.emplace(c.view());
+    }
+    CHECK(distinct.size() == 10);
+    CHECK(h.state->recovery_codes_left("user:id-alice") == 10);
+
+    const auto id = start_full(h, "alice").reset_id;
+    std::string typed(codes[3].view());
+    typed.erase(std::remove(typed.begin(), typed.end(), '-'), typed.end());
+    for (auto& ch : typed) {
+        ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    }
+    CHECK(remaining(verify(h, id, "recovery_code", typed)) == 0);
+    CHECK(h.state->recovery_codes_left("user:id-alice") == 9);
+    const auto id2 = start_full(h, "alice").reset_id;
+    CHECK(code_of(verify(h, id2, "recovery_code", std::string(codes[3].view()))) ==
+          failure_code::invalid_code);
+    CHECK(code_of(verify(h, id2, "recovery_code", "not-a-code")) == failure_code::invalid_code);
+    // With email it makes two distinct methods.
+    h.cfg.factors.required = 2;
+    const auto id3 = start_full(h, "alice").reset_id;
+    CHECK(remaining(verify(h, id3, "recovery_code", std::string(codes[0].view()))) == 1);
+    CHECK(remaining(verify(h, id3, "email", challenge(h, id3, "email"))) == 0);
+    CHECK(h.audit_text().find(std::string(codes[0].view())) == std::string::npos);
+
+    // A new enrollment replaces them.
+    h.now += 60;
+    h.enroll("alice", "Alice-Old-Passw0rd!");
+    const auto id4 = start_full(h, "alice").reset_id;
+    CHECK(code_of(verify(h, id4, "recovery_code", std::string(codes[5].view()))) ==
+          failure_code::invalid_code);
 }

@@ -425,6 +425,20 @@ TEST_CASE("redis store keys carry a TTL; enrollments and replay marks do not", "
     CHECK(raw.integer({"TTL", "pwresetd:totp:guid-bob"}) == -1);
     CHECK(raw.integer({"TTL", "pwresetd:step:guid-bob"}) == -1);
 
+    // Codes and windows carry a TTL; recovery codes live as long as the TOTP key.
+    s->put_code(flow.id_hash, "email", contract::code_hash("1"), t0 + 300);
+    REQUIRE(s->hit_window("dest:a", t0, 3600, 5).allowed);
+    s->set_recovery_codes("guid-bob", {contract::code_hash("r1")});
+    for (const std::string& k :
+         {"pwresetd:code:" + flow.id_hash + ":email", std::string("pwresetd:window:dest:a")}) {
+        INFO(k);
+        const auto ttl = raw.integer({"TTL", k});
+        CHECK(ttl > day - 60);
+        CHECK(ttl <= day);
+    }
+    CHECK(raw.integer({"TTL", "pwresetd:recovery:guid-bob"}) == -1);
+    CHECK(raw.integer({"SCARD", "pwresetd:recovery:guid-bob"}) == 1);
+
     // With a real clock, the rest of the flow's life is added to the slack.
     const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
                                  std::chrono::system_clock::now().time_since_epoch())
@@ -437,6 +451,26 @@ TEST_CASE("redis store keys carry a TTL; enrollments and replay marks do not", "
     CHECK(ttl <= day + 3600);
     CHECK(s->get_open_flow(live.id_hash, now).has_value());
     CHECK_FALSE(s->get_open_flow(live.id_hash, now + 3600).has_value());
+}
+
+TEST_CASE("redis store: a flow written before required_methods existed reads with defaults",
+          "[store][redis]") {
+    redis_backend backend;
+    auto s = backend.open();
+    const auto flow = contract::make_flow("reset-1", "guid-alice");
+    raw_connection raw(shared_server().port());
+    // The hash as the previous version's put_flow wrote it.
+    const auto reply = raw.command(
+        {"HSET", "pwresetd:flow:" + flow.id_hash, "user_key", "guid-alice", "username", "Alice",
+         "user_dn", "", "directory", "", "decoy", "0", "state", "open", "created_at",
+         std::to_string(t0), "expires_at", std::to_string(flow.expires_at)});
+    REQUIRE(reply->type == REDIS_REPLY_INTEGER);
+    const auto got = s->get_open_flow(flow.id_hash, t0);
+    REQUIRE(got.has_value());
+    CHECK(got->username == "Alice");
+    CHECK(got->required_methods == 1);
+    CHECK_FALSE(got->totp_required);
+    CHECK(s->close_flow(flow.id_hash, t0));
 }
 
 TEST_CASE("redis store: hostile user keys work and do not collide", "[store][redis]") {
@@ -472,7 +506,13 @@ TEST_CASE("redis store: hostile user keys work and do not collide", "[store][red
         REQUIRE(s->accept_totp_step(user, 1000 + static_cast<std::int64_t>(i)));
         for (std::size_t n = 0; n <= i; ++n) {
             s->record_failure("verify:" + user, t0, 60);
+            REQUIRE(s->hit_window("dest:" + user, t0, 60, 100).allowed);
         }
+        std::vector<std::string> codes;
+        for (std::size_t n = 0; n <= i; ++n) {
+            codes.push_back(contract::code_hash(std::to_string(n)));
+        }
+        s->set_recovery_codes(user, codes);
     }
     for (std::size_t i = 0; i < users.size(); ++i) {
         INFO("user " << i);
@@ -482,6 +522,8 @@ TEST_CASE("redis store: hostile user keys work and do not collide", "[store][red
         CHECK(key->equals(contract::totp_key(static_cast<unsigned char>(i + 1))));
         CHECK(s->last_totp_step(user) == 1000 + static_cast<std::int64_t>(i));
         CHECK(s->get_failures("verify:" + user, t0).count == static_cast<int>(i + 1));
+        CHECK(s->hit_window("dest:" + user, t0, 60, 100).count == static_cast<int>(i + 2));
+        CHECK(s->recovery_codes_left(user) == static_cast<int>(i + 1));
         const auto flow = s->get_open_flow(id_hash("reset-" + std::to_string(i)), t0);
         REQUIRE(flow.has_value());
         CHECK(flow->user_key == user);

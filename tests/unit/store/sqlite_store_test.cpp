@@ -57,6 +57,53 @@ struct sqlite_backend {
     }
 };
 
+// Schema version 1 as pwresetd wrote it before version 2 (frozen: never edit).
+constexpr const char* v1_schema = R"sql(
+CREATE TABLE flows (
+    id_hash    TEXT PRIMARY KEY,
+    user_key   TEXT NOT NULL,
+    username   TEXT NOT NULL,
+    user_dn    TEXT NOT NULL,
+    directory  TEXT NOT NULL,
+    decoy      INTEGER NOT NULL CHECK (decoy IN (0, 1)),
+    state      TEXT NOT NULL CHECK (state IN ('open', 'closed')),
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX flows_by_user ON flows (user_key);
+CREATE INDEX flows_by_expiry ON flows (expires_at);
+CREATE TABLE flow_methods (
+    id_hash  TEXT NOT NULL REFERENCES flows (id_hash) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    method   TEXT NOT NULL,
+    PRIMARY KEY (id_hash, method)
+) WITHOUT ROWID;
+CREATE TABLE pending_totp (
+    id_hash    TEXT PRIMARY KEY,
+    user_key   TEXT NOT NULL,
+    username   TEXT NOT NULL,
+    user_dn    TEXT NOT NULL,
+    sealed_key BLOB NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX pending_totp_by_expiry ON pending_totp (expires_at);
+CREATE TABLE totp_keys (
+    user_key   TEXT PRIMARY KEY,
+    sealed_key BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE totp_steps (
+    user_key TEXT PRIMARY KEY,
+    step     INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE failures (
+    counter_key TEXT PRIMARY KEY,
+    count       INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX failures_by_expiry ON failures (expires_at);
+PRAGMA user_version = 1;
+)sql";
+
 struct raw_db_deleter {
     void operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
 };
@@ -235,7 +282,7 @@ TEST_CASE("sqlite store files have mode 0600 whatever the umask", "[store][sqlit
     }
 }
 
-TEST_CASE("sqlite store runs in WAL mode with schema version 1", "[store][sqlite]") {
+TEST_CASE("sqlite store runs in WAL mode with the current schema version", "[store][sqlite]") {
     sqlite_backend backend;
     auto s = backend.open();
     auto raw = open_raw(backend.db);
@@ -388,13 +435,101 @@ TEST_CASE("sqlite store: several processes creating one new file all succeed", "
 TEST_CASE("sqlite store refuses a newer schema version", "[store][sqlite]") {
     sqlite_backend backend;
     backend.open().reset();
+    const int newer = store::sqlite_store::schema_version + 1;
     {
         auto raw = open_raw(backend.db);
-        exec_raw(raw.get(), "PRAGMA user_version = 2");
+        exec_raw(raw.get(), ("PRAGMA user_version = " + std::to_string(newer)).c_str());
     }
     const auto message = open_error(backend.db);
     CHECK_THAT(message, Catch::Contains(backend.db.string()));
-    CHECK_THAT(message, Catch::Contains("schema version 2"));
+    CHECK_THAT(message, Catch::Contains("schema version " + std::to_string(newer)));
+}
+
+TEST_CASE("sqlite store upgrades a version 1 file and keeps its data", "[store][sqlite]") {
+    sqlite_backend backend;
+    const auto flow = contract::make_flow("reset-1", "guid-alice");
+    const std::string insert_flow = "INSERT INTO flows VALUES ('" + flow.id_hash +
+                                    "', 'guid-alice', 'Alice', 'CN=Alice', '', 0, 'open', " +
+                                    std::to_string(t0) + ", " + std::to_string(flow.expires_at) +
+                                    ")";
+    const std::string insert_method =
+        "INSERT INTO flow_methods VALUES ('" + flow.id_hash + "', 0, 'email')";
+    // What pwresetd with schema version 1 wrote, and some data in it.
+    auto make_v1_file = [&] {
+        auto raw = open_raw(backend.db);
+        exec_raw(raw.get(), "PRAGMA journal_mode = WAL");
+        exec_raw(raw.get(), v1_schema);
+        exec_raw(raw.get(), insert_flow.c_str());
+        exec_raw(raw.get(), insert_method.c_str());
+        exec_raw(raw.get(), "INSERT INTO totp_steps VALUES ('guid-alice', 42)");
+        exec_raw(raw.get(), ("INSERT INTO failures VALUES ('verify:alice', 2, " +
+                             std::to_string(t0 + 60) + ")")
+                                .c_str());
+    };
+    const auto version_of = [&] {
+        auto raw = open_raw(backend.db);
+        sqlite3_stmt* st = nullptr;
+        REQUIRE(sqlite3_prepare_v2(raw.get(), "PRAGMA user_version", -1, &st, nullptr) ==
+                SQLITE_OK);
+        REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+        const int version = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        return version;
+    };
+    { std::ofstream created(backend.db); }
+    make_v1_file();
+    REQUIRE(version_of() == 1);
+
+    SECTION("the old rows read back, with the defaults for the new fields") {
+        auto s = backend.open();
+        CHECK(version_of() == store::sqlite_store::schema_version);
+        const auto got = s->get_open_flow(flow.id_hash, t0);
+        REQUIRE(got.has_value());
+        CHECK(got->user_key == "guid-alice");
+        CHECK(got->username == "Alice");
+        CHECK(got->verified_methods == std::vector<std::string>{"email"});
+        CHECK(got->required_methods == 1);
+        CHECK_FALSE(got->totp_required);
+        CHECK(s->last_totp_step("guid-alice") == 42);
+        CHECK(s->get_failures("verify:alice", t0).count == 2);
+    }
+    SECTION("every new operation works on the upgraded file, also after a reopen") {
+        {
+            auto s = backend.open();
+            auto updated = flow;
+            updated.required_methods = 2;
+            updated.totp_required = true;
+            s->put_flow(updated);
+            s->put_code(flow.id_hash, "email", contract::code_hash("1"), t0 + 300);
+            REQUIRE(s->hit_window("dest:a", t0, 60, 2).allowed);
+            s->set_recovery_codes("guid-alice", {contract::code_hash("r1")});
+        }
+        auto s = backend.open();
+        const auto got = s->get_open_flow(flow.id_hash, t0);
+        REQUIRE(got.has_value());
+        CHECK(got->required_methods == 2);
+        CHECK(got->totp_required);
+        CHECK(s->consume_code(flow.id_hash, "email", contract::code_hash("1"), t0));
+        CHECK(s->hit_window("dest:a", t0, 60, 2).count == 2);
+        CHECK(s->consume_recovery_code("guid-alice", contract::code_hash("r1")));
+        s->purge_expired(t0 + 1000);
+        CHECK_FALSE(s->get_open_flow(flow.id_hash, t0).has_value());
+    }
+    SECTION("several processes opening the old file at once upgrade it once") {
+        const auto codes = run_processes(4, [&](int index) {
+            auto s = backend.open();
+            s->put_code(flow.id_hash, "m" + std::to_string(index), contract::code_hash("1"),
+                        t0 + 300);
+            return s->get_open_flow(flow.id_hash, t0).has_value() ? 0 : 1;
+        });
+        CHECK(codes == std::vector<int>(4, 0));
+        CHECK(version_of() == store::sqlite_store::schema_version);
+        auto s = backend.open();
+        for (int i = 0; i < 4; ++i) {
+            CHECK(s->consume_code(flow.id_hash, "m" + std::to_string(i), contract::code_hash("1"),
+                                  t0));
+        }
+    }
 }
 
 TEST_CASE("sqlite store open errors name the file", "[store][sqlite]") {

@@ -1,6 +1,6 @@
 #pragma once
-// The state_store contract, written once and run against every backend (SQLite now, Redis
-// later), like Kea's GenericLeaseMgrTest. A backend's test file defines a fixture type
+// The state_store contract, written once and run against every backend (SQLite and Redis),
+// like Kea's GenericLeaseMgrTest. A backend's test file defines a fixture type
 //
 //     struct my_backend {
 //         my_backend();                              // fresh, empty storage
@@ -66,6 +66,11 @@ inline pending_enrollment make_pending(std::string user_key, unsigned char seed,
     return pending;
 }
 
+// A stand-in for the keyed hash the caller computes for a one-time or recovery code.
+inline std::string code_hash(std::string_view code) {
+    return crypto::sha256_hex(std::string("code:") + std::string(code));
+}
+
 // Starts `threads` threads at the same instant, each calling attempt(index); returns how
 // many returned true. An exception in a thread fails the test.
 template <class Attempt>
@@ -121,6 +126,40 @@ void run_store_contract() {
             CHECK(got->created_at == t0);
             CHECK(got->expires_at == t0 + 900);
             CHECK(got->verified_methods == std::vector<std::string>{"email", "totp"});
+        }
+        SECTION("what a flow requires reads back") {
+            auto flow = make_flow("reset-1", "guid-alice");
+            flow.required_methods = 2;
+            flow.totp_required = true;
+            store->put_flow(flow);
+            store->add_verified_method(flow.id_hash, "email");
+            auto got = store->get_open_flow(flow.id_hash, t0 + 1);
+            REQUIRE(got.has_value());
+            CHECK(got->required_methods == 2);
+            CHECK(got->totp_required);
+            CHECK(got->verified_methods == std::vector<std::string>{"email"});
+
+            // A second instance (another daemon) reads the same; put_flow replaces them.
+            auto other = backend.open();
+            got = other->get_open_flow(flow.id_hash, t0 + 1);
+            REQUIRE(got.has_value());
+            CHECK(got->required_methods == 2);
+            CHECK(got->totp_required);
+            flow.required_methods = 3;
+            flow.totp_required = false;
+            other->put_flow(flow);
+            got = store->get_open_flow(flow.id_hash, t0 + 1);
+            REQUIRE(got.has_value());
+            CHECK(got->required_methods == 3);
+            CHECK_FALSE(got->totp_required);
+        }
+        SECTION("a flow stored with the defaults requires one method and no authenticator") {
+            const auto flow = make_flow("reset-1", "guid-alice");
+            store->put_flow(flow);
+            const auto got = store->get_open_flow(flow.id_hash, t0);
+            REQUIRE(got.has_value());
+            CHECK(got->required_methods == 1);
+            CHECK_FALSE(got->totp_required);
         }
         SECTION("an unknown flow reads as absent") {
             CHECK_FALSE(store->get_open_flow(id_hash("nobody"), t0).has_value());
@@ -245,6 +284,163 @@ void run_store_contract() {
         }
     }
 
+    SECTION("one-time codes") {
+        const auto flow_a = id_hash("reset-a");
+        const auto flow_b = id_hash("reset-b");
+        const auto h1 = code_hash("111111");
+        const auto h2 = code_hash("222222");
+        SECTION("a code is consumed once") {
+            store->put_code(flow_a, "email", h1, t0 + 300);
+            CHECK(store->consume_code(flow_a, "email", h1, t0 + 1));
+            CHECK_FALSE(store->consume_code(flow_a, "email", h1, t0 + 1));
+        }
+        SECTION("no code stored: nothing to consume") {
+            CHECK_FALSE(store->consume_code(flow_a, "email", h1, t0));
+        }
+        SECTION("a wrong code leaves the live one in place") {
+            store->put_code(flow_a, "email", h1, t0 + 300);
+            CHECK_FALSE(store->consume_code(flow_a, "email", h2, t0 + 1));
+            CHECK_FALSE(store->consume_code(flow_a, "email", "", t0 + 1));
+            CHECK(store->consume_code(flow_a, "email", h1, t0 + 2));
+        }
+        SECTION("a code expires at its expires_at") {
+            store->put_code(flow_a, "email", h1, t0 + 10);
+            CHECK_FALSE(store->consume_code(flow_a, "email", h1, t0 + 10));
+            CHECK_FALSE(store->consume_code(flow_a, "email", h1, t0 + 100));
+            store->put_code(flow_a, "email", h1, t0 + 10);
+            CHECK(store->consume_code(flow_a, "email", h1, t0 + 9));
+        }
+        SECTION("a new code supersedes the earlier one, expiry included") {
+            store->put_code(flow_a, "email", h1, t0 + 10);
+            store->put_code(flow_a, "email", h2, t0 + 300);
+            CHECK_FALSE(store->consume_code(flow_a, "email", h1, t0 + 1));
+            CHECK(store->consume_code(flow_a, "email", h2, t0 + 100));
+            CHECK_FALSE(store->consume_code(flow_a, "email", h2, t0 + 100));
+        }
+        SECTION("codes are kept per method") {
+            store->put_code(flow_a, "email", h1, t0 + 300);
+            store->put_code(flow_a, "sms", h2, t0 + 300);
+            CHECK_FALSE(store->consume_code(flow_a, "sms", h1, t0));
+            CHECK_FALSE(store->consume_code(flow_a, "email", h2, t0));
+            CHECK(store->consume_code(flow_a, "email", h1, t0));
+            CHECK(store->consume_code(flow_a, "sms", h2, t0));
+        }
+        SECTION("a code stored for one flow is not consumed through another") {
+            store->put_code(flow_a, "email", h1, t0 + 300);
+            CHECK_FALSE(store->consume_code(flow_b, "email", h1, t0));
+            store->put_code(flow_b, "email", h2, t0 + 300);
+            CHECK_FALSE(store->consume_code(flow_b, "email", h1, t0));
+            CHECK(store->consume_code(flow_a, "email", h1, t0));
+            CHECK(store->consume_code(flow_b, "email", h2, t0));
+        }
+        SECTION("another instance consumes the code this one stored") {
+            auto other = backend.open();
+            store->put_code(flow_a, "email", h1, t0 + 300);
+            CHECK(other->consume_code(flow_a, "email", h1, t0));
+            CHECK_FALSE(store->consume_code(flow_a, "email", h1, t0));
+        }
+    }
+
+    SECTION("rate windows") {
+        SECTION("hits count up to the limit; then nothing is counted") {
+            auto hit = store->hit_window("dest:a", t0, 3600, 3);
+            CHECK(hit.allowed);
+            CHECK(hit.count == 1);
+            CHECK(hit.resets_at == t0 + 3600);
+            hit = store->hit_window("dest:a", t0 + 10, 3600, 3);
+            CHECK(hit.allowed);
+            CHECK(hit.count == 2);
+            CHECK(hit.resets_at == t0 + 3600);  // fixed: the window started at the first hit
+            hit = store->hit_window("dest:a", t0 + 20, 3600, 3);
+            CHECK(hit.allowed);
+            CHECK(hit.count == 3);
+            for (int i = 0; i < 3; ++i) {
+                hit = store->hit_window("dest:a", t0 + 30 + i, 3600, 3);
+                CHECK_FALSE(hit.allowed);
+                CHECK(hit.count == 3);
+                CHECK(hit.resets_at == t0 + 3600);
+            }
+        }
+        SECTION("an expired window starts again at one") {
+            REQUIRE(store->hit_window("dest:a", t0, 60, 2).allowed);
+            REQUIRE(store->hit_window("dest:a", t0 + 1, 60, 2).allowed);
+            const auto refused = store->hit_window("dest:a", t0 + 59, 60, 2);
+            CHECK_FALSE(refused.allowed);
+            CHECK(refused.resets_at == t0 + 60);  // a refused hit does not extend the window
+            const auto hit = store->hit_window("dest:a", t0 + 60, 60, 2);
+            CHECK(hit.allowed);
+            CHECK(hit.count == 1);
+            CHECK(hit.resets_at == t0 + 120);
+        }
+        SECTION("windows are independent") {
+            REQUIRE(store->hit_window("dest:a", t0, 60, 1).allowed);
+            CHECK_FALSE(store->hit_window("dest:a", t0, 60, 1).allowed);
+            const auto other = store->hit_window("dest:b", t0, 60, 1);
+            CHECK(other.allowed);
+            CHECK(other.count == 1);
+        }
+        SECTION("two instances share one window") {
+            auto other = backend.open();
+            REQUIRE(store->hit_window("dest:a", t0, 60, 2).allowed);
+            const auto hit = other->hit_window("dest:a", t0 + 1, 60, 2);
+            CHECK(hit.allowed);
+            CHECK(hit.count == 2);
+            CHECK_FALSE(store->hit_window("dest:a", t0 + 2, 60, 2).allowed);
+        }
+    }
+
+    SECTION("recovery codes") {
+        const std::vector<std::string> codes = {code_hash("r1"), code_hash("r2"), code_hash("r3")};
+        SECTION("a user without codes has none left") {
+            CHECK(store->recovery_codes_left("guid-alice") == 0);
+            CHECK_FALSE(store->consume_recovery_code("guid-alice", codes[0]));
+        }
+        SECTION("each code is consumed once") {
+            store->set_recovery_codes("guid-alice", codes);
+            CHECK(store->recovery_codes_left("guid-alice") == 3);
+            CHECK(store->consume_recovery_code("guid-alice", codes[1]));
+            CHECK_FALSE(store->consume_recovery_code("guid-alice", codes[1]));
+            CHECK(store->recovery_codes_left("guid-alice") == 2);
+            CHECK_FALSE(store->consume_recovery_code("guid-alice", code_hash("r9")));
+            CHECK(store->recovery_codes_left("guid-alice") == 2);
+            CHECK(store->consume_recovery_code("guid-alice", codes[0]));
+            CHECK(store->consume_recovery_code("guid-alice", codes[2]));
+            CHECK(store->recovery_codes_left("guid-alice") == 0);
+        }
+        SECTION("setting codes replaces every earlier code") {
+            store->set_recovery_codes("guid-alice", codes);
+            store->set_recovery_codes("guid-alice", {code_hash("n1"), code_hash("n2")});
+            CHECK(store->recovery_codes_left("guid-alice") == 2);
+            CHECK_FALSE(store->consume_recovery_code("guid-alice", codes[0]));
+            CHECK(store->consume_recovery_code("guid-alice", code_hash("n2")));
+            store->set_recovery_codes("guid-alice", {});
+            CHECK(store->recovery_codes_left("guid-alice") == 0);
+            CHECK_FALSE(store->consume_recovery_code("guid-alice", code_hash("n1")));
+        }
+        SECTION("codes belong to one user") {
+            store->set_recovery_codes("guid-alice", codes);
+            store->set_recovery_codes("guid-bob", {codes[0]});
+            CHECK(store->consume_recovery_code("guid-alice", codes[0]));
+            CHECK_FALSE(store->consume_recovery_code("guid-bob", codes[1]));
+            CHECK(store->recovery_codes_left("guid-bob") == 1);
+            CHECK(store->consume_recovery_code("guid-bob", codes[0]));
+            CHECK(store->recovery_codes_left("guid-alice") == 2);
+        }
+        SECTION("remove_totp removes the user's codes with the key") {
+            store->put_pending_totp(id_hash("enroll-1"), make_pending("guid-alice", 7));
+            REQUIRE(store->confirm_totp(id_hash("enroll-1"), t0));
+            store->set_recovery_codes("guid-alice", codes);
+            store->set_recovery_codes("guid-bob", codes);
+            CHECK(store->remove_totp("guid-alice"));
+            CHECK(store->recovery_codes_left("guid-alice") == 0);
+            CHECK_FALSE(store->consume_recovery_code("guid-alice", codes[0]));
+            CHECK(store->recovery_codes_left("guid-bob") == 3);
+            // Without a key, remove_totp is false but still leaves no codes behind.
+            CHECK_FALSE(store->remove_totp("guid-bob"));
+            CHECK(store->recovery_codes_left("guid-bob") == 0);
+        }
+    }
+
     SECTION("replay protection accepts only strictly increasing steps") {
         CHECK_FALSE(store->last_totp_step("guid-alice").has_value());
         CHECK(store->accept_totp_step("guid-alice", 100));
@@ -298,7 +494,7 @@ void run_store_contract() {
         }
     }
 
-    SECTION("purge_expired deletes expired flows, enrollments and counters only") {
+    SECTION("purge_expired deletes expired flows, enrollments, counters, codes and windows") {
         const auto old_flow = make_flow("reset-old", "guid-alice", t0 + 10);
         const auto new_flow = make_flow("reset-new", "guid-alice", t0 + 1000);
         store->put_flow(old_flow);
@@ -310,6 +506,12 @@ void run_store_contract() {
         REQUIRE(store->accept_totp_step("guid-carol", 5));
         store->record_failure("verify:old", t0, 10);
         store->record_failure("verify:new", t0, 1000);
+        store->put_code(old_flow.id_hash, "email", code_hash("1"), t0 + 10);
+        store->put_code(new_flow.id_hash, "email", code_hash("2"), t0 + 1000);
+        store->put_code(new_flow.id_hash, "sms", code_hash("3"), t0 + 10);
+        REQUIRE(store->hit_window("dest:old", t0, 10, 5).allowed);
+        REQUIRE(store->hit_window("dest:new", t0, 1000, 5).allowed);
+        store->set_recovery_codes("guid-carol", {code_hash("r1"), code_hash("r2")});
 
         store->purge_expired(t0 + 10);
 
@@ -322,6 +524,13 @@ void run_store_contract() {
         CHECK(store->get_failures("verify:new", t0).count == 1);
         CHECK(store->get_totp("guid-carol").has_value());
         CHECK(store->last_totp_step("guid-carol") == 5);
+        CHECK_FALSE(store->consume_code(old_flow.id_hash, "email", code_hash("1"), t0));
+        CHECK_FALSE(store->consume_code(new_flow.id_hash, "sms", code_hash("3"), t0));
+        CHECK(store->consume_code(new_flow.id_hash, "email", code_hash("2"), t0));
+        // A purged window starts again; a live one keeps its count.
+        CHECK(store->hit_window("dest:old", t0 + 1, 10, 5).count == 1);
+        CHECK(store->hit_window("dest:new", t0 + 1, 1000, 5).count == 2);
+        CHECK(store->recovery_codes_left("guid-carol") == 2);  // recovery codes do not expire
     }
 
     SECTION("concurrency") {
@@ -356,6 +565,49 @@ void run_store_contract() {
                 });
                 CHECK(wins == 1);
             }
+        }
+        SECTION("8 threads on two instances racing consume_code: exactly one wins") {
+            auto other = backend.open();
+            state_store* instances[] = {store.get(), other.get()};
+            for (int i = 0; i < 10; ++i) {
+                const auto flow = id_hash("race-" + std::to_string(i));
+                const auto hash = code_hash(std::to_string(i));
+                store->put_code(flow, "email", hash, t0 + 300);
+                const int wins = count_winners(8, [&](int thread) {
+                    return instances[thread % 2]->consume_code(flow, "email", hash, t0);
+                });
+                CHECK(wins == 1);
+            }
+        }
+        SECTION("20 hits on two instances racing a window with limit 5: exactly 5 counted") {
+            auto other = backend.open();
+            state_store* instances[] = {store.get(), other.get()};
+            for (int i = 0; i < 5; ++i) {
+                const auto key = "dest:race-" + std::to_string(i);
+                const int wins = count_winners(20, [&](int thread) {
+                    return instances[thread % 2]->hit_window(key, t0, 3600, 5).allowed;
+                });
+                CHECK(wins == 5);
+                const auto after = store->hit_window(key, t0, 3600, 5);
+                CHECK_FALSE(after.allowed);
+                CHECK(after.count == 5);
+            }
+        }
+        SECTION("8 threads on two instances racing consume_recovery_code: exactly one wins") {
+            auto other = backend.open();
+            state_store* instances[] = {store.get(), other.get()};
+            std::vector<std::string> codes;
+            for (int i = 0; i < 10; ++i) {
+                codes.push_back(code_hash("r" + std::to_string(i)));
+            }
+            store->set_recovery_codes("guid-alice", codes);
+            for (const auto& hash : codes) {
+                const int wins = count_winners(8, [&](int thread) {
+                    return instances[thread % 2]->consume_recovery_code("guid-alice", hash);
+                });
+                CHECK(wins == 1);
+            }
+            CHECK(other->recovery_codes_left("guid-alice") == 0);
         }
         SECTION("two instances racing record_failure lose no increment") {
             auto other = backend.open();
