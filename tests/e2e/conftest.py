@@ -95,6 +95,7 @@ HEALTH_WAIT_S = 10.0
 
 BASE64URL = re.compile(r"^[A-Za-z0-9_-]+$")
 BASE32 = re.compile(r"^[A-Z2-7]+=*$")
+RECOVERY_CODE = re.compile(r"^[0-9a-hjkmnp-tv-z]{4}-[0-9a-hjkmnp-tv-z]{4}-[0-9a-hjkmnp-tv-z]{4}$")
 
 
 def user_dn(name: str) -> str:
@@ -137,6 +138,7 @@ class World:
     kind: str = KIND  # "openldap" | "samba"
     passwords: dict = field(default_factory=dict)  # filled by the lab fixture from its password files
     totp: dict = field(default_factory=dict)
+    recovery: dict = field(default_factory=dict)  # user -> unused recovery codes
     last_step: dict = field(default_factory=dict)
     sensitive: set = field(default_factory=set)  # strings that must never be logged
     codes: set = field(default_factory=set)  # every TOTP code sent
@@ -338,8 +340,29 @@ def sha256_hex(text: str) -> str:
 
 
 # --------------------------------------------------------------------------- config
-def config_text(port: int, lab: dict, keys: Keys, uris: list[str] | None = None) -> str:
-    """The daemon's YAML, in block style so line:column of every key is predictable."""
+DEFAULT_FACTORS = f"""\
+factors:
+  required: 1
+  totp:
+    enabled: true
+    issuer: "Example"
+    digits: 6
+    period: {TOTP_PERIOD}
+    skew_steps: 1
+    algorithm: SHA1
+"""
+DEFAULT_STATE = """\
+state:
+  backend: sqlite
+  path: state.db
+"""
+
+
+def config_text(port: int, lab: dict, keys: Keys, uris: list[str] | None = None,
+                factors: str = DEFAULT_FACTORS, state: str = DEFAULT_STATE, extra: str = "",
+                verify_failures: int | None = None) -> str:
+    """The daemon's YAML, in block style so line:column of every key is predictable.
+    `factors` and `state` replace those blocks; `extra` adds top-level blocks (mail:)."""
     uris = uris or [lab["LAB_LDAPS_URI"]]
     return f"""\
 listen:
@@ -374,25 +397,13 @@ policy:
   reject_username: true
   banned_words_file: banned.txt
   breached_hashes_file: breached.bin
-factors:
-  required: 1
-  totp:
-    enabled: true
-    issuer: "Example"
-    digits: 6
-    period: {TOTP_PERIOD}
-    skew_steps: 1
-    algorithm: SHA1
-limits:
-  verify_failures: {VERIFY_FAILURES}
+{factors}{extra}limits:
+  verify_failures: {verify_failures or VERIFY_FAILURES}
   lockout_s: {LOCKOUT_S}
   reset_ttl_s: {RESET_TTL_S}
   max_body_bytes: {MAX_BODY_BYTES}
   header_timeout_s: 5
-state:
-  backend: sqlite
-  path: state.db
-secrets:
+{state}secrets:
   key_file: secret.key
 audit:
   file: audit.jsonl
@@ -564,11 +575,11 @@ def write_policy_lists(binary: Path, directory: Path) -> None:
         input="\n".join(lines) + "\n", check=True)
 
 
-def start_daemon(binary, directory, world, pki, keys, lab, uris=None) -> tuple[Daemon, Api]:
+def start_daemon(binary, directory, world, pki, keys, lab, uris=None, **config) -> tuple[Daemon, Api]:
     port = free_port()
     d = Daemon(binary, directory, port, world, pki)
     write_policy_lists(binary, directory)
-    d.write(config_text(port, lab, keys, uris))
+    d.write(config_text(port, lab, keys, uris, **config))
     api = Api(port, pki.ca, keys.portal, world)
     d.start(api)
     return d, api
@@ -656,7 +667,12 @@ def enroll(api: Api, world: World, user: str) -> str:
     world.totp[user] = secret
     code, step = fresh_code(world, user)
     c = api.call("POST", f"/v1/enrollments/totp/{r.json['enrollment_id']}/confirm", {"code": code})
-    assert c.status == 200 and c.json == {"status": "enrolled"}, f"confirm for {user}:{c}"
+    assert c.status == 200 and c.json.get("status") == "enrolled", f"confirm for {user}:{c}"
+    assert set(c.json) == {"status", "recovery_codes"}, c
+    codes = c.json["recovery_codes"]
+    assert len(codes) == 10 and len(set(codes)) == 10, c
+    assert all(RECOVERY_CODE.match(x) for x in codes), c
+    world.recovery[user] = [world.secret(x) for x in codes]
     world.last_step[user] = step
     return secret
 
@@ -700,3 +716,144 @@ def find_leaks(world: World, files: list[Path]) -> list[str]:
                 found.append(f"{f.name}: TOTP code {code} appears in: {text[line_start:line_end][:300]}")
                 break
     return found
+
+
+# --------------------------------------------------------------------------- mail and SMS
+LAB_PYTHON = "/usr/bin/python3"  # Debian's: it has python3-aiosmtpd
+CODE_RE = re.compile(r"(?<![0-9])([0-9]{6})(?![0-9])")
+DELIVERY_WAIT_S = 20.0
+
+
+def start_lab_server(script: str, args: list[str], directory: Path) -> tuple[subprocess.Popen, int]:
+    """tests/lab/<script> in `directory`; waits for its ready file and returns (process, port)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ready = directory / "ready"
+    log = open(directory / "server.log", "ab")
+    try:
+        proc = subprocess.Popen([LAB_PYTHON, str(SOURCE_DIR / "tests" / "lab" / script), *args,
+                                 "--host", "127.0.0.1", "--port", "0", "--ready-file", str(ready)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    finally:
+        log.close()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if ready.exists() and ready.read_text().strip():
+            return proc, int(ready.read_text().strip())
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"{script} did not start: {(directory / 'server.log').read_text()[-2000:]}")
+
+
+def stop_lab_server(proc: subprocess.Popen):
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def code_in_text(world: World, text: str) -> str:
+    m = CODE_RE.search(text)
+    assert m, f"no 6-digit code in the message text ({len(text)} characters)"
+    world.codes.add(m.group(1))
+    return m.group(1)
+
+
+class SmtpSink:
+    """tests/lab/smtp_sink.py offering STARTTLS with the e2e certificate; pwresetd is
+    configured with require_tls and the e2e CA, so every mail proves verified TLS."""
+    sender = "pwreset@example.test"
+
+    def __init__(self, directory: Path, pki: Pki):
+        self.dir, self.pki = directory / "mail", pki
+        self.proc, self.port = start_lab_server(
+            "smtp_sink.py", ["--dir", str(self.dir), "--tls-cert", str(pki.cert), "--tls-key", str(pki.key),
+                             "--require-starttls"], directory)
+
+    def mail_block(self) -> str:
+        return (f'mail:\n  smtp_url: "smtp://127.0.0.1:{self.port}"\n  from: "{self.sender}"\n'
+                f"  ca_file: {self.pki.ca}\n  require_tls: true\n  timeout_ms: 5000\n")
+
+    def _emls(self) -> list[Path]:
+        return sorted(self.dir.glob("*.eml"))
+
+    def count(self) -> int:
+        return len(self._emls())
+
+    def wait_message(self, after: int, to: str | None = None):
+        """The first message that arrived after the first `after` ones (to `to`, if given),
+        parsed; fails after DELIVERY_WAIT_S."""
+        import email
+        import email.policy
+        deadline = time.monotonic() + DELIVERY_WAIT_S
+        while time.monotonic() < deadline:
+            for eml in self._emls()[after:]:
+                meta = json.loads(eml.with_suffix(".json").read_text())
+                if to is None or to in meta["rcpt_tos"]:
+                    assert meta["tls"] and meta["starttls"], f"mail came without TLS: {meta}"
+                    return email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+            time.sleep(0.05)
+        pytest.fail(f"no mail{' to ' + to if to else ''} arrived within {DELIVERY_WAIT_S}s "
+                    f"(sink log: {(self.dir.parent / 'server.log').read_text()[-1000:]})")
+
+    def code_in(self, world: World, text: str) -> str:
+        return code_in_text(world, text)
+
+    def wait_code(self, world: World, after: int, to: str | None = None) -> str:
+        return code_in_text(world, self.wait_message(after, to).get_content())
+
+
+class SmsWebhook:
+    """tests/lab/webhook.py over HTTPS with the e2e certificate and a bearer token."""
+
+    def __init__(self, directory: Path, pki: Pki, world: World):
+        self.dir, self.ca_file = directory / "sms", pki.ca
+        directory.mkdir(parents=True, exist_ok=True)
+        self.token_file = directory / "sms-token"
+        self.token_file.write_text(world.secret(secrets.token_urlsafe(24)) + "\n")
+        os.chmod(self.token_file, 0o600)
+        self.proc, self.port = start_lab_server(
+            "webhook.py", ["--dir", str(self.dir), "--cert", str(pki.cert), "--key", str(pki.key),
+                           "--token-file", str(self.token_file)], directory)
+        self.url = f"https://127.0.0.1:{self.port}/send"
+
+    def _accepted(self) -> list[Path]:
+        return sorted(self.dir.glob("[0-9]*.json"))
+
+    def count(self) -> int:
+        return len(self._accepted())
+
+    def wait_message(self, after: int) -> tuple[str, str, bool]:
+        deadline = time.monotonic() + DELIVERY_WAIT_S
+        while time.monotonic() < deadline:
+            accepted = self._accepted()
+            if len(accepted) > after:
+                rec = json.loads(accepted[after].read_text())
+                return rec["body"]["to"], rec["body"]["text"], rec["auth"] == "ok"
+            time.sleep(0.05)
+        pytest.fail(f"no SMS arrived within {DELIVERY_WAIT_S}s")
+
+    def code_in(self, world: World, text: str) -> str:
+        return code_in_text(world, text)
+
+
+@pytest.fixture(scope="session")
+def smtp_sink(workdir, pki):
+    sink = SmtpSink(workdir / "smtp", pki)
+    try:
+        yield sink
+    finally:
+        stop_lab_server(sink.proc)
+
+
+@pytest.fixture(scope="session")
+def sms_webhook(workdir, pki, world):
+    hook = SmsWebhook(workdir / "webhook", pki, world)
+    try:
+        yield hook
+    finally:
+        stop_lab_server(hook.proc)

@@ -5,7 +5,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import (BASE32, BASE64URL, RESET_TTL_S, Api, World, assert_error, code_for_step, fresh_code,
+from conftest import (BASE32, BASE64URL, RECOVERY_CODE, RESET_TTL_S, Api, World, assert_error, code_for_step, fresh_code,
                       ldap_binds, start_reset, wrong_code)
 
 # New passwords never contain the username or display-name parts: AD complexity refuses those.
@@ -56,7 +56,11 @@ class TestAliceFlow:
         (eid,) = need("enrollment_id")
         code, step = fresh_code(world, "alice")
         r = api.call("POST", f"/v1/enrollments/totp/{eid}/confirm", {"code": code})
-        assert r.status == 200 and r.json == {"status": "enrolled"}, r
+        assert r.status == 200 and r.json.get("status") == "enrolled", r
+        codes = r.json.get("recovery_codes")
+        assert isinstance(codes, list) and len(codes) == 10 and len(set(codes)) == 10, r
+        assert all(RECOVERY_CODE.match(c) for c in codes), r
+        world.recovery["alice"] = [world.secret(c) for c in codes]
         world.last_step["alice"] = step
         state["enrolled"] = True
 

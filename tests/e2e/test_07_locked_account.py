@@ -33,7 +33,7 @@ def test_reset_unlocks_a_locked_account(api: Api, world: World, lab):
     v = api.call("POST", f"/v1/resets/{early.json['reset_id']}/verify", {"method": "totp", "code": code})
     assert_error(v, 401, "invalid_code")  # would be 200 if the unconfirmed secret counted
     c = api.call("POST", f"/v1/enrollments/totp/{e.json['enrollment_id']}/confirm", {"code": code})
-    assert c.status == 200 and c.json == {"status": "enrolled"}, c
+    assert c.status == 200 and c.json.get("status") == "enrolled", c
     world.last_step["carol"] = step
 
     # a confirmed enrollment id cannot be confirmed again
