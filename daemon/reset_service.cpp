@@ -167,6 +167,13 @@ reset_service::reset_service(const config& cfg, const policy::password_policy& p
     }
 }
 
+const code_factor_settings& reset_service::code_settings(std::string_view method) const {
+    if (method == "email") {
+        return factors_.email;
+    }
+    return factors_.sms;
+}
+
 bool reset_service::code_method_enabled(std::string_view method) const {
     return (method == "email" && factors_.email.enabled) ||
            (method == "sms" && factors_.sms.enabled);
@@ -307,8 +314,7 @@ outcome<reset_challenged> reset_service::challenge(const request_context& ctx,
     if (auto locked = locked_failure(*flow, now)) {
         return *locked;
     }
-    const auto& settings =
-        method == "email" ? factors_.email : static_cast<const code_factor_settings&>(factors_.sms);
+    const auto& settings = code_settings(method);
     // The destination is read now, from the directory, for decoys too (same work).
     const auto found = directory_.find_user(flow->username);
     if (found.status == ldap::lookup_status::unavailable) {
@@ -404,8 +410,7 @@ bool reset_service::check_code(const store::reset_flow& flow, std::string_view m
         const bool consumed = store_.consume_recovery_code(flow.user_key, hash);
         return consumed && normalized.has_value() && !flow.decoy;
     }
-    const auto& settings =
-        method == "email" ? factors_.email : static_cast<const code_factor_settings&>(factors_.sms);
+    const auto& settings = code_settings(method);
     const auto normalized = factors::normalize_numeric_code(code, settings.code_digits);
     if (!normalized) {
         return false;

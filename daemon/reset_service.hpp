@@ -110,6 +110,7 @@ public:
 
 private:
     bool code_method_enabled(std::string_view method) const;
+    const code_factor_settings& code_settings(std::string_view method) const;  // email | sms
     std::optional<store::reset_flow> open_flow(std::string_view reset_id, std::int64_t now);
     std::optional<failure> locked_failure(const store::reset_flow& flow, std::int64_t now);
     bool check_code(const store::reset_flow& flow, std::string_view method, std::string_view code,

@@ -750,38 +750,24 @@ courier::~courier() {
 }
 
 bool courier::send_email(email_message message) {
-    if (!mail_) {
-        return false;
-    }
-    std::unique_lock lock(mutex_);
-    if (stopping_) {
-        return false;
-    }
-    if (queue_.size() >= max_queued_) {
-        lock.unlock();
-        log_dropped(message, "queue_full");
-        return false;
-    }
-    queue_.push_back(job{std::move(message)});
-    lock.unlock();
-    wake_.notify_one();
-    return true;
+    return mail_ && enqueue(job{std::move(message)});
 }
 
 bool courier::send_sms(sms_message message) {
-    if (!sms_) {
-        return false;
-    }
+    return sms_ && enqueue(job{std::move(message)});
+}
+
+bool courier::enqueue(job work) {
     std::unique_lock lock(mutex_);
     if (stopping_) {
         return false;
     }
     if (queue_.size() >= max_queued_) {
         lock.unlock();
-        log_dropped(message, "queue_full");
+        std::visit([](const auto& m) { log_dropped(m, "queue_full"); }, work.message);
         return false;
     }
-    queue_.push_back(job{std::move(message)});
+    queue_.push_back(std::move(work));
     lock.unlock();
     wake_.notify_one();
     return true;

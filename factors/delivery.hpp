@@ -128,6 +128,7 @@ private:
     };
     void run();
     void deliver(const job& j) const;
+    bool enqueue(job work);  // false when stopping or full
 
     std::optional<mail_settings> mail_;
     std::optional<sms_settings> sms_;
