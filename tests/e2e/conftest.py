@@ -756,6 +756,15 @@ def stop_lab_server(proc: subprocess.Popen):
             proc.wait(timeout=10)
 
 
+def email_of(user: str) -> str:
+    """The user's address in both labs (the `mail` attribute)."""
+    return f"{user}@example.test"
+
+
+# the `mobile` attribute in both labs (bob, dave, erin have none)
+MOBILE = {"alice": "+46701234567", "carol": "+46701234569"}
+
+
 def code_in_text(world: World, text: str) -> str:
     m = CODE_RE.search(text)
     assert m, f"no 6-digit code in the message text ({len(text)} characters)"
@@ -784,26 +793,36 @@ class SmtpSink:
     def count(self) -> int:
         return len(self._emls())
 
-    def wait_message(self, after: int, to: str | None = None):
-        """The first message that arrived after the first `after` ones (to `to`, if given),
-        parsed; fails after DELIVERY_WAIT_S."""
+    def recipients_since(self, after: int) -> list[str]:
+        """The envelope recipients of every mail after the first `after` ones."""
+        return [to for eml in self._emls()[after:]
+                for to in json.loads(eml.with_suffix(".json").read_text())["rcpt_tos"]]
+
+    def wait_message(self, after: int, to: str):
+        """The first message to `to` that arrived after the first `after` ones, parsed; fails
+        after DELIVERY_WAIT_S. Always for one recipient: a late mail to someone else (a code
+        the daemon is still sending for an earlier test) must never be taken for this one."""
         import email
         import email.policy
+        assert to, "wait for a recipient: the next mail to anyone may be another test's"
         deadline = time.monotonic() + DELIVERY_WAIT_S
         while time.monotonic() < deadline:
             for eml in self._emls()[after:]:
                 meta = json.loads(eml.with_suffix(".json").read_text())
-                if to is None or to in meta["rcpt_tos"]:
+                if meta["rcpt_tos"] == [to]:
                     assert meta["tls"] and meta["starttls"], f"mail came without TLS: {meta}"
-                    return email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+                    mail = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+                    assert mail["To"] == to, f"envelope to {to} but To: {mail['To']}"
+                    return mail
+                assert to not in meta["rcpt_tos"], f"a code mail with several recipients: {meta}"
             time.sleep(0.05)
-        pytest.fail(f"no mail{' to ' + to if to else ''} arrived within {DELIVERY_WAIT_S}s "
+        pytest.fail(f"no mail to {to} arrived within {DELIVERY_WAIT_S}s "
                     f"(sink log: {(self.dir.parent / 'server.log').read_text()[-1000:]})")
 
     def code_in(self, world: World, text: str) -> str:
         return code_in_text(world, text)
 
-    def wait_code(self, world: World, after: int, to: str | None = None) -> str:
+    def wait_code(self, world: World, after: int, to: str) -> str:
         return code_in_text(world, self.wait_message(after, to).get_content())
 
 
@@ -827,15 +846,25 @@ class SmsWebhook:
     def count(self) -> int:
         return len(self._accepted())
 
-    def wait_message(self, after: int) -> tuple[str, str, bool]:
+    def recipients_since(self, after: int) -> list[str]:
+        """The numbers of every SMS accepted after the first `after` ones."""
+        return [json.loads(p.read_text())["body"]["to"] for p in self._accepted()[after:]]
+
+    def wait_message(self, after: int, to: str) -> tuple[str, str, bool]:
+        """(to, text, authorized) of the first SMS to the number `to` accepted after the first
+        `after` ones; never another number's (see SmtpSink.wait_message)."""
+        assert to, "wait for a recipient: the next SMS to anyone may be another test's"
         deadline = time.monotonic() + DELIVERY_WAIT_S
         while time.monotonic() < deadline:
-            accepted = self._accepted()
-            if len(accepted) > after:
-                rec = json.loads(accepted[after].read_text())
-                return rec["body"]["to"], rec["body"]["text"], rec["auth"] == "ok"
+            for path in self._accepted()[after:]:
+                rec = json.loads(path.read_text())
+                if rec["body"]["to"] == to:
+                    return rec["body"]["to"], rec["body"]["text"], rec["auth"] == "ok"
             time.sleep(0.05)
-        pytest.fail(f"no SMS arrived within {DELIVERY_WAIT_S}s")
+        pytest.fail(f"no SMS to {to} arrived within {DELIVERY_WAIT_S}s")
+
+    def wait_code(self, world: World, after: int, to: str) -> str:
+        return code_in_text(world, self.wait_message(after, to)[1])
 
     def code_in(self, world: World, text: str) -> str:
         return code_in_text(world, text)

@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from conftest import (VERIFY_FAILURES, Api, World, assert_error, enroll, fresh_code, start_reset, wrong_code)
+from conftest import (VERIFY_FAILURES, Api, World, assert_error, email_of, enroll, fresh_code, start_reset,
+                      wrong_code)
 from nodes import RedisServer, code_world, mail_factors, start_node
 
 USER = "bob"  # has an address in both labs; the session's tests leave his account usable
@@ -80,7 +81,7 @@ def test_email_code_sent_by_a_works_once_on_b(nodes, world: World, smtp_sink):
     mark = smtp_sink.count()
     ch = a.call("POST", f"/v1/resets/{rid}/challenge", {"method": "email"})
     assert ch.status == 202, ch
-    code = smtp_sink.wait_code(world, after=mark)
+    code = smtp_sink.wait_code(world, after=mark, to=email_of(USER))
     v = b.call("POST", f"/v1/resets/{rid}/verify", {"method": "email", "code": code})
     assert v.status == 200 and v.json["verified_methods"] == ["email"], v
     # bob has an authenticator (totp_when_enrolled): email alone is not enough

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from conftest import Api, World, assert_error, enroll, fresh_code, start_reset, wrong_code
+from conftest import Api, World, assert_error, email_of, enroll, fresh_code, start_reset, wrong_code
 from nodes import code_world, mail_factors, start_node
 
 USER = "bob"
@@ -87,7 +87,7 @@ def test_accepted_codes_stay_used_after_kill_9(node, world: World, smtp_sink):
     rid = start_reset(api, "alice").json["reset_id"]
     mark = smtp_sink.count()
     assert api.call("POST", f"/v1/resets/{rid}/challenge", {"method": "email"}).status == 202
-    code = smtp_sink.wait_code(world, after=mark)
+    code = smtp_sink.wait_code(world, after=mark, to=email_of("alice"))
     ok = api.call("POST", f"/v1/resets/{rid}/verify", {"method": "email", "code": code})
     assert ok.status == 200 and ok.json["remaining_methods"] == 0, ok
     crash_and_restart(d, api)
