@@ -267,6 +267,21 @@ secret load_or_create_key_file(const std::filesystem::path& path) {
         throw std::runtime_error(name + ": cannot open the secret key: " + std::strerror(errno));
     }
     const fd_closer closer{fd};
+    // The key unseals every TOTP secret and MACs every flow: like the bind password, a copy
+    // that group or others can read is refused, not just warned about.
+    struct stat info {};
+    if (::fstat(fd, &info) != 0) {
+        throw std::runtime_error(name + ": cannot stat the secret key: " + std::strerror(errno));
+    }
+    if (!S_ISREG(info.st_mode)) {
+        throw std::runtime_error(name + ": the secret key is not a regular file");
+    }
+    if ((info.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+        throw std::runtime_error(name +
+                                 ": the secret key is accessible by group or others; "
+                                 "chmod 600 " +
+                                 name);
+    }
     std::array<unsigned char, key_size + 1> buf{};
     std::size_t total = 0;
     while (total < buf.size()) {

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <utility>
 
 namespace pwresetd::log {
 namespace {
@@ -103,6 +104,23 @@ std::string quote(std::string_view value) {
     return out;
 }
 
+namespace {
+void emit(std::string& line) {
+    line += '\n';
+    // One write(2) per line keeps lines from different threads whole.
+    const char* p = line.data();
+    std::size_t left = line.size();
+    while (left > 0) {
+        const ssize_t n = ::write(STDERR_FILENO, p, left);
+        if (n <= 0) {
+            break;
+        }
+        p += n;
+        left -= static_cast<std::size_t>(n);
+    }
+}
+}  // namespace
+
 std::string format(level l, std::string_view event, std::initializer_list<field> fields) {
     std::string line = "level=";
     line += level_name(l);
@@ -122,18 +140,30 @@ void write(level l, std::string_view event, std::initializer_list<field> fields)
         return;
     }
     std::string line = format(l, event, fields);
-    line += '\n';
-    // One write(2) per line keeps lines from different threads whole.
-    const char* p = line.data();
-    std::size_t left = line.size();
-    while (left > 0) {
-        const ssize_t n = ::write(STDERR_FILENO, p, left);
-        if (n <= 0) {
-            break;
+    emit(line);
+}
+
+bool rate_limited::write(level l, std::string_view event, std::initializer_list<field> fields) {
+    std::uint64_t suppressed = 0;
+    {
+        const std::lock_guard lock(mutex_);
+        const auto now = std::chrono::steady_clock::now();
+        if (last_ != std::chrono::steady_clock::time_point{} && now - last_ < interval_) {
+            ++suppressed_;
+            return false;
         }
-        p += n;
-        left -= static_cast<std::size_t>(n);
+        last_ = now;
+        suppressed = std::exchange(suppressed_, 0);
     }
+    if (!enabled(l)) {
+        return false;
+    }
+    std::string line = format(l, event, fields);
+    if (suppressed > 0) {
+        line += " suppressed=" + std::to_string(suppressed);
+    }
+    emit(line);
+    return true;
 }
 
 }  // namespace pwresetd::log

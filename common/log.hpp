@@ -2,8 +2,10 @@
 // Structured logging: one line per event, `level=... event=... key=value ...`, values
 // quoted and escaped when needed, so a hostile username cannot forge a line. Secrets have
 // no way in: `secret` has no conversion to text, and callers pass only redacted values.
+#include <chrono>
 #include <cstdint>
 #include <initializer_list>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -48,5 +50,21 @@ inline void info(std::string_view event, std::initializer_list<field> f = {}) {
 inline void debug(std::string_view event, std::initializer_list<field> f = {}) {
     write(level::debug, event, f);
 }
+
+// For events an outside party can trigger at will (accept failures, refused connections):
+// at most one line per `event` per `interval`; the next line written says how many were
+// suppressed in between (`suppressed=N`). Returns whether a line was written.
+class rate_limited {
+public:
+    explicit rate_limited(std::chrono::steady_clock::duration interval = std::chrono::seconds(1))
+        : interval_(interval) {}
+    bool write(level l, std::string_view event, std::initializer_list<field> fields);
+
+private:
+    std::mutex mutex_;
+    std::chrono::steady_clock::duration interval_;
+    std::chrono::steady_clock::time_point last_{};
+    std::uint64_t suppressed_ = 0;
+};
 
 }  // namespace pwresetd::log

@@ -1,16 +1,20 @@
 #include "daemon/api.hpp"
 
+#include <boost/asio/ip/address.hpp>
 #include <boost/json/array.hpp>
+#include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/memory_resource.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/storage_ptr.hpp>
 #include <boost/json/value.hpp>
 
-#include <atomic>
 #include <chrono>
 #include <mutex>
 #include <new>
+#include <string>
+#include <unordered_set>
 
+#include "common/crypto.hpp"
 #include "common/log.hpp"
 #include "common/secret.hpp"
 
@@ -38,6 +42,80 @@ class wiping_resource final : public json::memory_resource {
         return this == &other;
     }
 };
+
+// A SAX pass that only looks at keys: refuses a second occurrence of a key in one object.
+// Values are never copied (they may be passwords).
+class duplicate_key_check {
+public:
+    static constexpr std::size_t max_object_size = 1024;
+    static constexpr std::size_t max_array_size = 1024;
+    static constexpr std::size_t max_key_size = 1024;
+    static constexpr std::size_t max_string_size = std::size_t(-1);
+
+    bool duplicate = false;
+
+    bool on_document_begin(boost::system::error_code&) { return true; }
+    bool on_document_end(boost::system::error_code&) { return true; }
+    bool on_object_begin(boost::system::error_code&) {
+        objects_.emplace_back();
+        return true;
+    }
+    bool on_object_end(std::size_t, boost::system::error_code&) {
+        objects_.pop_back();
+        return true;
+    }
+    bool on_array_begin(boost::system::error_code&) { return true; }
+    bool on_array_end(std::size_t, boost::system::error_code&) { return true; }
+    bool on_key_part(json::string_view part, std::size_t, boost::system::error_code&) {
+        key_.append(part.data(), part.size());
+        return true;
+    }
+    bool on_key(json::string_view part, std::size_t, boost::system::error_code& ec) {
+        key_.append(part.data(), part.size());
+        if (!objects_.back().insert(key_).second) {
+            duplicate = true;
+            ec = json::error::syntax;  // stops the parse; reported as a duplicate key
+            return false;
+        }
+        key_.clear();
+        return true;
+    }
+    bool on_string_part(json::string_view, std::size_t, boost::system::error_code&) { return true; }
+    bool on_string(json::string_view, std::size_t, boost::system::error_code&) { return true; }
+    bool on_number_part(json::string_view, boost::system::error_code&) { return true; }
+    bool on_int64(std::int64_t, json::string_view, boost::system::error_code&) { return true; }
+    bool on_uint64(std::uint64_t, json::string_view, boost::system::error_code&) { return true; }
+    bool on_double(double, json::string_view, boost::system::error_code&) { return true; }
+    bool on_bool(bool, boost::system::error_code&) { return true; }
+    bool on_null(boost::system::error_code&) { return true; }
+    bool on_comment_part(json::string_view, boost::system::error_code&) { return true; }
+    bool on_comment(json::string_view, boost::system::error_code&) { return true; }
+
+private:
+    std::vector<std::unordered_set<std::string>> objects_;
+    std::string key_;
+};
+
+// The per-IP counter's key: IPv6 addresses count per /64 (one host usually holds a whole
+// /64), everything else per address. Hashed, so the state holds no addresses.
+std::string ip_window_key(std::string_view ip) {
+    boost::system::error_code ec;
+    auto address = boost::asio::ip::make_address(std::string(ip), ec);
+    std::string canonical(ip);
+    if (!ec) {
+        if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+            address = boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, address.to_v6());
+        }
+        if (address.is_v6()) {
+            auto bytes = address.to_v6().to_bytes();
+            std::fill(bytes.begin() + 8, bytes.end(), 0);
+            canonical = boost::asio::ip::address_v6(bytes).to_string() + "/64";
+        } else {
+            canonical = address.to_string();
+        }
+    }
+    return "ip:" + crypto::sha256_hex(canonical);
+}
 
 std::vector<std::string_view> split_path(std::string_view path) {
     std::vector<std::string_view> parts;
@@ -106,10 +184,12 @@ api_response failure_reply(const failure& f, language lang) {
         mapping{failure_code::password_rejected, 422, "password_rejected"},
         mapping{failure_code::locked, 423, "locked"},
         mapping{failure_code::rate_limited, 429, "rate_limited"},
-        mapping{failure_code::internal, 500, "internal"},
+        mapping{failure_code::factor_proof_required, 403, "factor_proof_required"},
         mapping{failure_code::directory_unavailable, 503, "directory_unavailable"},
+        mapping{failure_code::state_unavailable, 503, "state_unavailable"},
+        mapping{failure_code::internal, 500, "internal"},
     };
-    mapping m = table[9];
+    mapping m = table.back();
     for (const auto& row : table) {
         if (row.code == f.code) {
             m = row;
@@ -119,7 +199,8 @@ api_response failure_reply(const failure& f, language lang) {
                              f.code == failure_code::bad_request ? f.detail : std::string_view{});
     switch (f.code) {
         case failure_code::locked:
-            if (f.detail == "directory") {
+            // Password endpoints (change, enrollment): one message whatever locked it.
+            if (f.detail == "password") {
                 reply.body["message"] = message_for_error("locked_in_directory", lang);
             }
             reply.body["retry_after"] = f.retry_after;
@@ -147,6 +228,9 @@ api_response failure_reply(const failure& f, language lang) {
         }
         case failure_code::directory_unavailable:
             reply.headers.emplace_back("Retry-After", "30");
+            break;
+        case failure_code::state_unavailable:
+            reply.headers.emplace_back("Retry-After", "5");
             break;
         default:
             break;
@@ -223,29 +307,58 @@ api_response error_reply(unsigned status, std::string_view code, language lang,
     return r;
 }
 
+decoded_body decode_body(std::string_view body) {
+    decoded_body out;
+    {
+        json::basic_parser<duplicate_key_check> checker(json::parse_options{});
+        boost::system::error_code ec;
+        checker.write_some(false, body.data(), body.size(), ec);
+        if (checker.handler().duplicate) {
+            out.problem = "the body has a duplicate key";
+            return out;
+        }
+        if (ec) {
+            out.problem = "the body is not valid JSON";
+            return out;
+        }
+    }
+    const json::storage_ptr storage = json::make_shared_resource<wiping_resource>();
+    boost::system::error_code ec;
+    json::value doc = json::parse(body, ec, storage);
+    if (ec) {
+        out.problem = "the body is not valid JSON";
+        return out;
+    }
+    if (!doc.is_object()) {
+        out.problem = "the body must be a JSON object";
+        return out;
+    }
+    out.value = std::move(doc);
+    return out;
+}
+
 api::api(const config& cfg, const policy::password_policy& policy, reset_service& resets,
-         enrollment_service& enrollments, change_service& changes, ldap::directory& directory)
+         enrollment_service& enrollments, change_service& changes, ldap::directory& directory,
+         store::state_store& store, clock_fn clock)
     : cfg_(cfg),
       policy_(policy),
       resets_(resets),
       enrollments_(enrollments),
       changes_(changes),
-      directory_(directory) {}
+      directory_(directory),
+      store_(store),
+      clock_(std::move(clock)) {}
 
 api_response api::health(language lang) {
-    // A burst of health checks must not become a burst of directory searches.
-    static std::mutex mutex;
-    static std::chrono::steady_clock::time_point checked_at;
-    static bool healthy = false;
     {
-        const std::lock_guard lock(mutex);
+        const std::lock_guard lock(health_mutex_);
         const auto now = std::chrono::steady_clock::now();
-        if (now - checked_at > std::chrono::seconds(2) ||
-            checked_at == std::chrono::steady_clock::time_point{}) {
-            healthy = directory_.ping();
-            checked_at = now;
+        if (now - health_checked_at_ > std::chrono::seconds(2) ||
+            health_checked_at_ == std::chrono::steady_clock::time_point{}) {
+            healthy_ = directory_.ping();
+            health_checked_at_ = now;
         }
-        if (healthy) {
+        if (healthy_) {
             api_response r;
             r.body = json::object{{"status", "ok"}};
             return r;
@@ -259,11 +372,40 @@ api_response api::health(language lang) {
     return r;
 }
 
+std::optional<api_response> api::ip_limited(const request_context& ctx, language lang) {
+    const std::int64_t now = clock_();
+    const auto hit =
+        store_.hit_window(ip_window_key(ctx.remote_ip), now, 60, cfg_.limits.per_ip_per_minute);
+    if (hit.allowed) {
+        return std::nullopt;
+    }
+    ip_limited_log_.write(log::level::info, "http.ip_limited",
+                          {{"request_id", ctx.request_id}, {"ip", ctx.remote_ip}});
+    auto f = fail(failure_code::rate_limited);
+    f.retry_after = std::max<std::int64_t>(1, hit.resets_at - now);
+    return failure_reply(f, lang);
+}
+
 api_response api::handle(const route& r, std::string_view body, const request_context& ctx,
                          language lang) {
     if (r.target == endpoint::health) {
         return health(lang);
     }
+    try {
+        if (auto limited = ip_limited(ctx, lang)) {
+            return std::move(*limited);
+        }
+        return route_request(r, body, ctx, lang);
+    } catch (const store::store_error& e) {
+        log::error("state.unavailable", {{"request_id", ctx.request_id}, {"error", e.what()}});
+        auto reply = error_reply(503, "state_unavailable", lang);
+        reply.headers.emplace_back("Retry-After", "5");
+        return reply;
+    }
+}
+
+api_response api::route_request(const route& r, std::string_view body, const request_context& ctx,
+                                language lang) {
     if (r.target == endpoint::not_implemented) {
         return error_reply(501, "not_implemented", lang);
     }
@@ -282,16 +424,11 @@ api_response api::handle(const route& r, std::string_view body, const request_co
         return reply;
     }
 
-    const json::storage_ptr storage = json::make_shared_resource<wiping_resource>();
-    boost::system::error_code ec;
-    json::value doc = json::parse(body, ec, storage);
-    if (ec) {
-        return error_reply(400, "bad_request", lang, "the body is not valid JSON");
+    const decoded_body decoded = decode_body(body);
+    if (!decoded.value) {
+        return error_reply(400, "bad_request", lang, decoded.problem);
     }
-    if (!doc.is_object()) {
-        return error_reply(400, "bad_request", lang, "the body must be a JSON object");
-    }
-    field_reader in{doc.get_object(), {}};
+    field_reader in{decoded.value->get_object(), {}};
     auto bad = [&] { return error_reply(400, "bad_request", lang, in.problem); };
 
     switch (r.target) {

@@ -4,18 +4,22 @@
 // sockets; http_server.cpp feeds it parsed requests and writes what it returns.
 #include <boost/json/object.hpp>
 
+#include <chrono>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "common/log.hpp"
 #include "daemon/change_service.hpp"
 #include "daemon/enrollment_service.hpp"
 #include "daemon/messages.hpp"
 #include "daemon/outcome.hpp"
 #include "daemon/reset_service.hpp"
 #include "ldap/directory.hpp"
+#include "store/state_store.hpp"
 
 namespace pwresetd::daemon {
 
@@ -57,16 +61,39 @@ struct api_response {
 api_response error_reply(unsigned status, std::string_view code, language lang,
                          std::string_view detail = {});
 
-class api {
+// What the HTTP layer hands a routed request to, on a worker thread. `body` holds secrets
+// and is wiped by the caller afterwards.
+class request_handler {
+public:
+    virtual ~request_handler() = default;
+    virtual api_response handle(const route& r, std::string_view body, const request_context& ctx,
+                                language lang) = 0;
+};
+
+// Parses a request body: a JSON object, no duplicate keys (a second "username" must not
+// decide which one a check reads), into memory that is wiped when released. Empty optional
+// and `problem` set when refused.
+struct decoded_body {
+    std::optional<boost::json::value> value;
+    std::string problem;
+};
+decoded_body decode_body(std::string_view body);
+
+class api final : public request_handler {
 public:
     api(const config& cfg, const policy::password_policy& policy, reset_service& resets,
-        enrollment_service& enrollments, change_service& changes, ldap::directory& directory);
+        enrollment_service& enrollments, change_service& changes, ldap::directory& directory,
+        store::state_store& store, clock_fn clock = unix_now);
 
-    // Runs on a worker thread. `body` holds secrets and is wiped by the caller afterwards.
+    // limits.per_ip_per_minute first (every route but health), then the route. A state
+    // store that fails answers 503 state_unavailable.
     api_response handle(const route& r, std::string_view body, const request_context& ctx,
-                        language lang);
+                        language lang) override;
 
 private:
+    api_response route_request(const route& r, std::string_view body, const request_context& ctx,
+                               language lang);
+    std::optional<api_response> ip_limited(const request_context& ctx, language lang);
     api_response health(language lang);
 
     const config& cfg_;
@@ -75,6 +102,13 @@ private:
     enrollment_service& enrollments_;
     change_service& changes_;
     ldap::directory& directory_;
+    store::state_store& store_;
+    clock_fn clock_;
+    // A burst of health checks must not become a burst of directory searches.
+    std::mutex health_mutex_;
+    std::chrono::steady_clock::time_point health_checked_at_{};
+    bool healthy_ = false;
+    log::rate_limited ip_limited_log_;
 };
 
 }  // namespace pwresetd::daemon

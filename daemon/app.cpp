@@ -161,7 +161,7 @@ int run(const options& opts) {
         reset_service resets(cfg, policy, *directory, *state, audit, outbox, keys);
         enrollment_service enrollments(cfg, *directory, *state, audit, keys);
         change_service changes(cfg, policy, *directory, *state, audit);
-        api routes(cfg, policy, resets, enrollments, changes, *directory);
+        api routes(cfg, policy, resets, enrollments, changes, *directory, *state);
         const client_auth auth(cfg.clients);
         const auto workers_count = static_cast<std::size_t>(std::max(1, pool_size));
         worker_pool workers(workers_count, workers_count * queue_per_worker);
@@ -198,14 +198,31 @@ int run(const options& opts) {
             wait_for_drain();
         });
 
+        // No exception may end an I/O thread (and with it the process): log it, at most once
+        // a second, and go on serving; the connection whose handler threw is closed.
+        log::rate_limited io_exception_log;
+        const auto run_io = [&ioc, &io_exception_log] {
+            for (;;) {
+                try {
+                    ioc.run();
+                    return;
+                } catch (const std::exception& e) {
+                    io_exception_log.write(log::level::error, "io.exception",
+                                           {{"error", e.what()}});
+                } catch (...) {
+                    io_exception_log.write(log::level::error, "io.exception",
+                                           {{"error", "unknown exception"}});
+                }
+            }
+        };
         std::vector<std::thread> threads;
         threads.reserve(io_threads - 1);
         for (std::size_t i = 1; i < io_threads; ++i) {
-            threads.emplace_back([&ioc] { ioc.run(); });
+            threads.emplace_back(run_io);
         }
         sd_notify(0, "READY=1");
         log::info("daemon.ready", {{"workers", static_cast<unsigned>(workers_count)}});
-        ioc.run();
+        run_io();
         for (auto& t : threads) {
             t.join();
         }

@@ -261,7 +261,8 @@ constexpr auto limit_keys = std::to_array<key_spec>({{"verify_failures"},
                                                      {"per_ip_per_minute"},
                                                      {"reset_ttl_s"},
                                                      {"max_body_bytes"},
-                                                     {"header_timeout_s"}});
+                                                     {"header_timeout_s"},
+                                                     {"max_connections"}});
 constexpr auto state_keys = std::to_array<key_spec>({
     {"backend"},
     {"path"},
@@ -1349,6 +1350,10 @@ private:
             mail.ca_file = read_readable_file(*f).value_or(fs::path()).string();
         }
         read_bool(report_, *m, "require_tls", mail.require_tls);
+        if (const auto k = m->get("require_tls"); k && !mail.require_tls) {
+            report_.warning(k->key_mark, k->path,
+                            "codes go to the mail server in clear when it offers no STARTTLS");
+        }
         read_string(report_, *m, "username", mail.username);
         if (auto password = read_secret_pair(*m, "password", false)) {
             mail.password = std::move(*password);
@@ -1421,6 +1426,7 @@ private:
         read_int(report_, *m, "reset_ttl_s", 60, day, l.reset_ttl_s);
         read_int(report_, *m, "max_body_bytes", 1024, 10485760, l.max_body_bytes);
         read_int(report_, *m, "header_timeout_s", 1, 300, l.header_timeout_s);
+        read_int(report_, *m, "max_connections", 1, 1000000, l.max_connections);
     }
 
     void read_state(const map_view& top, config& cfg) {
@@ -1467,6 +1473,15 @@ private:
     void read_secrets(const map_view& top, config& cfg) {
         const auto m = section(top, "secrets", secrets_keys);
         read_path_in_folder(m, "key_file", "secrets.key_file", cfg.secrets_key_file);
+        // A missing key is created (0600) at start; an existing one must be private.
+        struct stat info {};
+        if (::stat(cfg.secrets_key_file.c_str(), &info) == 0 &&
+            (info.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+            const auto f = m ? m->get("key_file") : std::nullopt;
+            report_.error(
+                f ? f->key_mark : (m ? m->mark() : root_mark_), "secrets.key_file",
+                cfg.secrets_key_file.string() + " is accessible by group or others; chmod 600 it");
+        }
     }
 
     void read_audit(const map_view& top, config& cfg) {

@@ -80,6 +80,7 @@ struct limit_settings {
     int reset_ttl_s = 900;
     std::size_t max_body_bytes = 16384;
     int header_timeout_s = 10;
+    int max_connections = 10000;  // concurrent client connections; beyond: closed at accept
 };
 
 struct state_settings {

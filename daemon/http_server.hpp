@@ -10,22 +10,10 @@
 #include <memory>
 #include <vector>
 
-#include "daemon/api.hpp"
-#include "daemon/client_auth.hpp"
 #include "daemon/config.hpp"
-#include "daemon/worker_pool.hpp"
+#include "daemon/http_session.hpp"
 
 namespace pwresetd::daemon {
-
-// What every connection shares; outlives all of them.
-struct server_shared {
-    const config& cfg;
-    boost::asio::ssl::context& tls;
-    api& routes;
-    const client_auth& auth;
-    worker_pool& workers;
-    std::atomic<int> in_flight{0};  // requests admitted and not yet answered
-};
 
 // Server-side TLS context per API.md: TLS 1.2 and 1.3, AEAD suites only, no renegotiation,
 // no compression. Throws std::runtime_error naming the file that failed to load.

@@ -22,6 +22,8 @@ enum class failure_code {
     invalid_credentials,
     directory_unavailable,
     rate_limited,
+    factor_proof_required,
+    state_unavailable,
     internal,
 };
 

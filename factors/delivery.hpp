@@ -9,7 +9,8 @@
 // `reference` (the request id) and a masked destination, never the text (it holds a code).
 //
 // TLS is always verified: smtps:// is TLS from the first byte; smtp:// upgrades with
-// STARTTLS when the server offers it (or always, and fails otherwise, with require_tls);
+// STARTTLS and, by default (require_tls), refuses to send when the server does not offer
+// it; with require_tls: false it goes on in clear (warned about at start);
 // the webhook must be https://. `ca_file` replaces the system CA store when set.
 #include <condition_variable>
 #include <cstddef>
@@ -28,11 +29,11 @@
 namespace pwresetd::factors {
 
 struct mail_settings {
-    std::string smtp_url;  // smtp://host[:port] or smtps://host[:port]
-    std::string from;      // envelope sender and From: header
-    std::string ca_file;   // optional; absolute path
-    bool require_tls = false;
-    std::string username;  // optional SMTP AUTH
+    std::string smtp_url;     // smtp://host[:port] or smtps://host[:port]
+    std::string from;         // envelope sender and From: header
+    std::string ca_file;      // optional; absolute path
+    bool require_tls = true;  // plain SMTP only with an explicit require_tls: false
+    std::string username;     // optional SMTP AUTH
     secret password;
     int timeout_ms = 10000;  // connect + whole transfer, per attempt
     int retries = 2;         // extra attempts after a failure

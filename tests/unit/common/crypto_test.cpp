@@ -89,9 +89,27 @@ TEST_CASE("key file is created 0600 with 32 bytes and read back", "[crypto]") {
     CHECK(first.equals(second));
 
     std::ofstream(dir / "short.key") << "too short";
+    std::filesystem::permissions(dir / "short.key", std::filesystem::perms::owner_read |
+                                                        std::filesystem::perms::owner_write);
     CHECK_THROWS_WITH(crypto::load_or_create_key_file(dir / "short.key"),
                       Catch::Contains("exactly 32 bytes"));
     CHECK_THROWS_WITH(crypto::load_or_create_key_file(dir / "missing-dir" / "k"),
                       Catch::Contains("missing-dir"));
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a key file that group or others can read is refused", "[crypto]") {
+    const auto dir = temp_dir();
+    const auto path = dir / "secret.key";
+    (void)crypto::load_or_create_key_file(path);
+    for (const auto mode : {0640, 0604, 0660, 0610}) {
+        INFO("mode " << std::oct << mode);
+        REQUIRE(::chmod(path.c_str(), static_cast<mode_t>(mode)) == 0);
+        CHECK_THROWS_WITH(
+            crypto::load_or_create_key_file(path),
+            Catch::Contains("accessible by group or others") && Catch::Contains("chmod 600"));
+    }
+    REQUIRE(::chmod(path.c_str(), 0600) == 0);
+    CHECK(crypto::load_or_create_key_file(path).size() == 32);
     std::filesystem::remove_all(dir);
 }

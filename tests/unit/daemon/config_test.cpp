@@ -272,6 +272,7 @@ TEST_CASE("a minimal configuration gets the documented defaults", "[config]") {
     CHECK(c.limits.reset_ttl_s == 900);
     CHECK(c.limits.max_body_bytes == 16384);
     CHECK(c.limits.header_timeout_s == 10);
+    CHECK(c.limits.max_connections == 10000);
     CHECK(c.state.backend == "sqlite");
     CHECK(c.log_level == pwresetd::log::level::info);
 }
@@ -466,6 +467,61 @@ TEST_CASE("the shape of the document", "[config]") {
                                       "(the default)"});
         }
     }
+}
+
+TEST_CASE("limits.max_connections", "[config]") {
+    const fixture_copy copy;
+    const auto file =
+        copy.variant("max.yaml", "audit:\n", "limits:\n  max_connections: 250\naudit:\n");
+    CHECK(load_config(file).limits.max_connections == 250);
+    const auto zero =
+        copy.variant("zero.yaml", "audit:\n", "limits:\n  max_connections: 0\naudit:\n");
+    const auto errors = errors_of(zero);
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].find("limits.max_connections") != std::string::npos);
+}
+
+TEST_CASE("secrets.key_file must be private when it exists", "[config]") {
+    const fixture_copy copy;
+    const fs::path file = copy.dir() / "minimal.yaml";
+    SECTION("missing: created at start, not an error") {
+        CHECK_FALSE(fs::exists(copy.dir() / "secret.key"));
+        CHECK(load_config(file).warnings.empty());
+    }
+    SECTION("0600 is accepted") {
+        copy.write("secret.key", std::string(32, 'k'));
+        copy.chmod("secret.key", fs::perms::owner_read | fs::perms::owner_write);
+        CHECK(load_config(file).warnings.empty());
+    }
+    SECTION("readable by the group or others: an error naming the file") {
+        copy.write("secret.key", std::string(32, 'k'));
+        for (const auto extra : {fs::perms::group_read, fs::perms::others_read}) {
+            copy.chmod("secret.key", fs::perms::owner_read | extra);
+            const auto errors = errors_of(file);
+            REQUIRE(errors.size() == 1);
+            CHECK(errors[0].find(":23:3: secrets.key_file: ") != std::string::npos);
+            CHECK(errors[0].find((copy.dir() / "secret.key").string()) != std::string::npos);
+            CHECK(errors[0].find("chmod 600") != std::string::npos);
+        }
+    }
+}
+
+TEST_CASE("mail.require_tls defaults to true; false is warned about", "[config]") {
+    const fixture_copy copy;
+    const std::string mail =
+        "mail:\n  smtp_url: \"smtp://127.0.0.1:2525\"\n  from: \"a@example.test\"\n";
+    const auto strict = copy.variant("strict.yaml", "audit:\n", mail + "audit:\n");
+    const config c = load_config(strict);
+    REQUIRE(c.mail.has_value());
+    CHECK(c.mail->require_tls);
+    CHECK(c.warnings.empty());
+    const auto plain =
+        copy.variant("plain.yaml", "audit:\n", mail + "  require_tls: false\naudit:\n");
+    const config p = load_config(plain);
+    CHECK_FALSE(p.mail->require_tls);
+    REQUIRE(p.warnings.size() == 1);
+    CHECK(p.warnings[0].find("mail.require_tls") != std::string::npos);
+    CHECK(p.warnings[0].find("in clear") != std::string::npos);
 }
 
 TEST_CASE("the bind password file", "[config]") {

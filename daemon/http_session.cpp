@@ -1,0 +1,70 @@
+#include "daemon/http_session.hpp"
+
+namespace pwresetd::daemon {
+namespace http = boost::beast::http;
+
+namespace {
+
+std::string_view trim_spaces(std::string_view v) {
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) {
+        v.remove_prefix(1);
+    }
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) {
+        v.remove_suffix(1);
+    }
+    return v;
+}
+
+}  // namespace
+
+std::string header_block_problem(std::string_view block) {
+    // RFC 9112 5.2: a server rejects obs-fold with 400 (Beast would join the lines).
+    for (std::size_t i = 0; i + 1 < block.size(); ++i) {
+        if (block[i] == '\n' && (block[i + 1] == ' ' || block[i + 1] == '\t')) {
+            return "obsolete line folding is not accepted";
+        }
+    }
+    return {};
+}
+
+std::string framing_problem(const http::request_parser<http::string_body>& parser) {
+    const auto& req = parser.get();
+    const auto te = req.count(http::field::transfer_encoding);
+    const auto cl = req.count(http::field::content_length);
+    if (te > 1) {
+        return "only one Transfer-Encoding header is accepted";
+    }
+    if (cl > 1) {
+        return "only one Content-Length header is accepted";
+    }
+    if (te == 1) {
+        // RFC 9112 6.3: anything but a final "chunked" cannot be framed by a server, and
+        // reading it any other way is how requests are smuggled past a proxy.
+        if (cl == 1) {
+            return "Content-Length and Transfer-Encoding together are refused";
+        }
+        if (text::ascii_lower(trim_spaces(req[http::field::transfer_encoding])) != "chunked") {
+            return "only Transfer-Encoding: chunked is accepted";
+        }
+    }
+    return {};
+}
+
+bool is_json_media_type(std::string_view content_type) {
+    // "application/json" with optional parameters (charset=utf-8), case-insensitive.
+    const auto semi = content_type.find(';');
+    return text::ascii_lower(trim_spaces(content_type.substr(0, semi))) == "application/json";
+}
+
+std::string last_forwarded_for(std::string_view header) {
+    const auto comma = header.rfind(',');
+    const std::string_view last =
+        trim_spaces(comma == std::string_view::npos ? header : header.substr(comma + 1));
+    // An address is short and printable; anything else is not trusted as one.
+    if (last.empty() || last.size() > 64 || text::has_control_characters(last)) {
+        return {};
+    }
+    return std::string(last);
+}
+
+}  // namespace pwresetd::daemon

@@ -1,0 +1,473 @@
+#pragma once
+// One client connection (Boost.Beast), as a template over its stream: TLS over TCP in the
+// daemon, a plain in-memory stream in the fuzzer (tests/fuzz/fuzz_http_session.cpp).
+//
+// What a client can rely on, and what it cannot make the daemon do:
+// - The header block is read up to header_limit_bytes within limits.header_timeout_s and
+//   checked before the parser sees it: obsolete line folding is refused (400).
+// - A body is framed by one Content-Length or by exactly `Transfer-Encoding: chunked`;
+//   anything else (xchunked, "chunked, identity", identity, several framings) is 400 and the
+//   connection closes, so a body is never read as a second request (RFC 9112 6.1, 6.3).
+// - The client is authenticated from the headers before routing (401 for every path),
+//   then the route's body limit is set before any body byte is read: limits.max_body_bytes
+//   for routes with a body, 0 for the others. Nothing is allocated in proportion to a
+//   declared length beyond that limit (Beast's string body reserves Content-Length).
+// - Blocking work goes to the worker pool; a full queue answers 503 at once. An exception
+//   in a handler answers 500 and the connection goes on.
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/core/buffer_ref.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#include "common/crypto.hpp"
+#include "common/log.hpp"
+#include "common/secret.hpp"
+#include "common/text.hpp"
+#include "daemon/api.hpp"
+#include "daemon/client_auth.hpp"
+#include "daemon/config.hpp"
+#include "daemon/worker_pool.hpp"
+
+namespace pwresetd::daemon {
+
+// What every connection shares; outlives all of them.
+struct server_shared {
+    const config& cfg;
+    boost::asio::ssl::context& tls;
+    request_handler& routes;
+    const client_auth& auth;
+    worker_pool& workers;
+    std::atomic<int> in_flight{0};    // requests admitted and not yet answered
+    std::atomic<int> connections{0};  // open client connections (limits.max_connections)
+};
+
+inline constexpr std::size_t header_limit_bytes = 8 * 1024;
+
+// Finds the end of a header block for asio::async_read_until: the blank line (CRLF CRLF),
+// or LF LF, which the parser then refuses as a bad line ending.
+struct header_end_match {
+    template <class Iterator>
+    std::pair<Iterator, bool> operator()(Iterator begin, Iterator end) const {
+        for (Iterator it = begin; it != end; ++it) {
+            if (*it != '\n') {
+                continue;
+            }
+            Iterator next = it;
+            if (++next == end) {
+                return {it, false};  // look again from here when more arrives
+            }
+            if (*next == '\n') {
+                return {++next, true};
+            }
+            if (*next == '\r') {
+                Iterator after = next;
+                if (++after == end) {
+                    return {it, false};
+                }
+                if (*after == '\n') {
+                    return {++after, true};
+                }
+            }
+        }
+        return {end, false};
+    }
+};
+
+// Why a header block is refused before parsing, or "" (obsolete line folding).
+std::string header_block_problem(std::string_view block);
+// Why the body framing of a parsed request header is refused, or "".
+std::string framing_problem(
+    const boost::beast::http::request_parser<boost::beast::http::string_body>& parser);
+// The last X-Forwarded-For value when it looks like an address, else "".
+std::string last_forwarded_for(std::string_view header);
+bool is_json_media_type(std::string_view content_type);
+
+}  // namespace pwresetd::daemon
+
+template <>
+struct boost::asio::is_match_condition<pwresetd::daemon::header_end_match> : std::true_type {};
+
+namespace pwresetd::daemon {
+
+namespace session_detail {
+namespace beast = boost::beast;
+
+template <class S>
+inline constexpr bool is_tls = false;
+template <class Next>
+inline constexpr bool is_tls<beast::ssl_stream<Next>> = true;
+
+inline void arm_timeout(beast::ssl_stream<beast::tcp_stream>& s,
+                        std::chrono::steady_clock::duration d) {
+    beast::get_lowest_layer(s).expires_after(d);
+}
+inline void arm_timeout(beast::tcp_stream& s, std::chrono::steady_clock::duration d) {
+    s.expires_after(d);
+}
+template <class S>
+void arm_timeout(S& /*stream*/, std::chrono::steady_clock::duration /*d*/) {}  // test streams
+
+inline void close_transport(beast::ssl_stream<beast::tcp_stream>& s) {
+    beast::error_code ignored;
+    beast::get_lowest_layer(s).socket().shutdown(boost::asio::socket_base::shutdown_both, ignored);
+    beast::get_lowest_layer(s).close();
+}
+inline void close_transport(beast::tcp_stream& s) {
+    beast::error_code ignored;
+    s.socket().shutdown(boost::asio::socket_base::shutdown_both, ignored);
+    s.close();
+}
+template <class S>
+void close_transport(S& s) {
+    s.close();
+}
+
+}  // namespace session_detail
+
+template <class Stream>
+class http_session : public std::enable_shared_from_this<http_session<Stream>> {
+    using self_type = http_session<Stream>;
+    using error_code = boost::beast::error_code;
+    using request = boost::beast::http::request<boost::beast::http::string_body>;
+    using response = boost::beast::http::response<boost::beast::http::string_body>;
+
+public:
+    // The caller has counted the connection in shared.connections; the session uncounts it.
+    template <class... StreamArgs>
+    http_session(server_shared& shared, std::string peer_ip, StreamArgs&&... stream_args)
+        : stream_(std::forward<StreamArgs>(stream_args)...),
+          shared_(shared),
+          socket_ip_(std::move(peer_ip)) {
+        buffer_.max_size(header_limit_bytes);
+    }
+    http_session(const http_session&) = delete;
+    http_session& operator=(const http_session&) = delete;
+    ~http_session() { --shared_.connections; }
+
+    void run() {
+        boost::asio::dispatch(stream_.get_executor(),
+                              boost::beast::bind_front_handler(&self_type::on_run, self()));
+    }
+
+private:
+    std::shared_ptr<self_type> self() { return this->shared_from_this(); }
+
+    std::chrono::seconds timeout() const {
+        return std::chrono::seconds(shared_.cfg.limits.header_timeout_s);
+    }
+
+    void on_run() {
+        session_detail::arm_timeout(stream_, timeout());
+        if constexpr (session_detail::is_tls<Stream>) {
+            stream_.async_handshake(
+                boost::asio::ssl::stream_base::server,
+                boost::beast::bind_front_handler(&self_type::on_handshake, self()));
+        } else {
+            do_read_header();
+        }
+    }
+
+    void on_handshake(error_code ec) {
+        if (ec) {
+            log::debug("http.handshake_failed", {{"ip", socket_ip_}, {"error", ec.message()}});
+            return;
+        }
+        do_read_header();
+    }
+
+    void do_read_header() {
+        parser_.emplace();
+        parser_->header_limit(header_limit_bytes);
+        // The body limit is set once the route is known (after authentication), so an
+        // unauthenticated oversized request gets 401 and an authenticated one 413.
+        parser_->body_limit(boost::none);
+        client_ = nullptr;
+        session_detail::arm_timeout(stream_, timeout());
+        // By reference: Asio copies a dynamic buffer it is given by value.
+        boost::asio::async_read_until(
+            stream_, boost::beast::ref(buffer_), header_end_match{},
+            boost::beast::bind_front_handler(&self_type::on_header_bytes, self()));
+    }
+
+    void on_header_bytes(error_code ec, std::size_t bytes) {
+        namespace http = boost::beast::http;
+        request_id_ = crypto::hex_encode(crypto::random_bytes(8));
+        if (ec == boost::asio::error::not_found) {  // the buffer filled up without a blank line
+            return send_early(error_reply(431, "headers_too_large", default_language));
+        }
+        if (ec == boost::asio::error::eof || ec == boost::asio::ssl::error::stream_truncated ||
+            ec == http::error::end_of_stream) {
+            return do_shutdown();
+        }
+        if (ec) {
+            return;  // timeout (idle or too slow) or a broken connection: close without a word
+        }
+        const std::string_view block(static_cast<const char*>(buffer_.data().data()), bytes);
+        if (auto problem = header_block_problem(block); !problem.empty()) {
+            return send_early(error_reply(400, "bad_request", default_language, problem));
+        }
+        error_code parse_ec;
+        const std::size_t used =
+            parser_->put(boost::asio::buffer(block.data(), block.size()), parse_ec);
+        buffer_.consume(used);
+        if (parse_ec == http::error::header_limit) {
+            return send_early(error_reply(431, "headers_too_large", default_language));
+        }
+        if (parse_ec || !parser_->is_header_done()) {
+            return send_early(
+                error_reply(400, "bad_request", default_language, "the HTTP request is malformed"));
+        }
+        on_header();
+    }
+
+    void on_header() {
+        namespace http = boost::beast::http;
+        const auto& req = parser_->get();
+        lang_ = pick_language(req[http::field::accept_language]);
+        if (auto problem = framing_problem(*parser_); !problem.empty()) {
+            return send_early(error_reply(400, "bad_request", lang_, problem));
+        }
+        const auto lookup = find_route(req.method_string(), req.target());
+        const bool public_route = lookup.found && lookup.found->scope.empty();
+
+        // API.md: authentication comes before routing, so an unauthenticated caller learns
+        // nothing about which paths exist.
+        if (!public_route) {
+            client_ = shared_.auth.authenticate(req[http::field::authorization]);
+            if (client_ == nullptr) {
+                log::info("http.unauthenticated",
+                          {{"request_id", request_id_}, {"ip", socket_ip_}});
+                auto reply = error_reply(401, "unauthenticated", lang_);
+                reply.headers.emplace_back("WWW-Authenticate", "Bearer");
+                return send_early(std::move(reply));
+            }
+        }
+        if (!lookup.found) {
+            if (!lookup.allow.empty()) {
+                auto reply = error_reply(405, "method_not_allowed", lang_);
+                reply.headers.emplace_back("Allow", lookup.allow);
+                return send_early(std::move(reply));
+            }
+            return send_early(error_reply(404, "not_found", lang_));
+        }
+        route_ = *lookup.found;
+        if (client_ != nullptr && !client_auth::has_scope(*client_, route_.scope)) {
+            return send_early(error_reply(403, "forbidden", lang_));
+        }
+        remote_ip_ = socket_ip_;
+        if (client_ != nullptr) {
+            if (auto xff = last_forwarded_for(req["X-Forwarded-For"]); !xff.empty()) {
+                remote_ip_ = std::move(xff);
+            }
+        }
+        // The body limit holds before the first body byte: Beast's string body reserves the
+        // declared Content-Length, so it must never see one above the limit.
+        const std::size_t limit = route_.has_body ? shared_.cfg.limits.max_body_bytes : 0;
+        const auto length = parser_->content_length();
+        if ((length && *length > limit) || (parser_->chunked() && limit == 0)) {
+            return send_early(error_reply(413, "payload_too_large", lang_));
+        }
+        parser_->body_limit(limit);
+        if (route_.has_body) {
+            if (!is_json_media_type(req[http::field::content_type])) {
+                return send_early(error_reply(415, "unsupported_media_type", lang_));
+            }
+            if (text::ascii_lower(req[http::field::expect]) == "100-continue") {
+                continue_.emplace(http::status::continue_, req.version());
+                return http::async_write(
+                    stream_, *continue_,
+                    boost::beast::bind_front_handler(&self_type::on_continue, self()));
+            }
+        }
+        do_read_body();
+    }
+
+    void on_continue(error_code ec, std::size_t /*bytes*/) {
+        continue_.reset();
+        if (ec) {
+            return;
+        }
+        do_read_body();
+    }
+
+    void do_read_body() {
+        // The body may be larger than a header block; the header limit is back on for the
+        // next request's header.
+        buffer_.max_size(shared_.cfg.limits.max_body_bytes + header_limit_bytes);
+        session_detail::arm_timeout(stream_, timeout());
+        boost::beast::http::async_read(
+            stream_, buffer_, *parser_,
+            boost::beast::bind_front_handler(&self_type::on_read_body, self()));
+    }
+
+    void on_read_body(error_code ec, std::size_t /*bytes*/) {
+        namespace http = boost::beast::http;
+        buffer_.max_size(std::max(header_limit_bytes, buffer_.size()));
+        if (ec == http::error::body_limit) {
+            return send_early(error_reply(413, "payload_too_large", lang_));
+        }
+        if (ec && ec.category() == http::make_error_code(http::error::bad_chunk).category() &&
+            ec != http::error::partial_message && ec != http::error::end_of_stream) {
+            return send_early(
+                error_reply(400, "bad_request", lang_, "the HTTP request body is malformed"));
+        }
+        if (ec) {
+            return;
+        }
+        dispatch_to_worker();
+    }
+
+    void dispatch_to_worker() {
+        auto req = std::make_shared<request>(parser_->release());
+        keep_alive_ = req->keep_alive();
+        request_context ctx{request_id_, client_ != nullptr ? client_->name : std::string{},
+                            remote_ip_};
+        // The guard keeps the I/O context running until the reply has been handed back.
+        auto guard = boost::asio::make_work_guard(stream_.get_executor());
+        const bool admitted = shared_.workers.try_submit([self = self(), req, route = route_,
+                                                          ctx = std::move(ctx), lang = lang_,
+                                                          guard = std::move(guard)]() mutable {
+            api_response reply;
+            try {
+                reply = self->shared_.routes.handle(route, req->body(), ctx, lang);
+            } catch (const std::exception& e) {
+                log::error("api.exception", {{"request_id", ctx.request_id}, {"error", e.what()}});
+                reply = error_reply(500, "internal", lang);
+            } catch (...) {
+                log::error("api.exception",
+                           {{"request_id", ctx.request_id}, {"error", "unknown exception"}});
+                reply = error_reply(500, "internal", lang);
+            }
+            wipe(req->body().data(), req->body().size());
+            auto executor = self->stream_.get_executor();
+            boost::asio::post(executor, [self = std::move(self), reply = std::move(reply),
+                                         guard = std::move(guard)]() mutable {
+                self->send(std::move(reply), self->keep_alive_, true);
+                guard.reset();
+            });
+        });
+        if (admitted) {
+            ++shared_.in_flight;
+        } else {
+            wipe(req->body().data(), req->body().size());
+            auto reply = error_reply(503, "overloaded", lang_);
+            reply.headers.emplace_back("Retry-After", "1");
+            log::warning("http.overloaded", {{"request_id", request_id_}});
+            send(std::move(reply), keep_alive_, false);
+        }
+    }
+
+    // An error decided from the headers alone: answer, then drain and close.
+    void send_early(api_response reply) {
+        draining_ = true;
+        send(std::move(reply), false, false);
+    }
+
+    void send(api_response reply, bool keep_alive, bool counted) {
+        namespace http = boost::beast::http;
+        auto res = std::make_shared<response>(static_cast<http::status>(reply.status), 11);
+        res->set(http::field::server, "pwresetd");
+        res->set(http::field::content_type, "application/json");
+        res->set(http::field::cache_control, "no-store");
+        res->set("X-Request-Id", request_id_);
+        res->set("X-Content-Type-Options", "nosniff");
+        for (const auto& [name, value] : reply.headers) {
+            res->set(name, value);
+        }
+        res->body() = boost::json::serialize(reply.body);
+        res->keep_alive(keep_alive);
+        res->prepare_payload();
+        log::debug("http.reply", {{"request_id", request_id_},
+                                  {"status", reply.status},
+                                  {"client", client_ != nullptr ? client_->name : "-"}});
+        session_detail::arm_timeout(stream_, timeout());
+        http::async_write(stream_, *res, [self = self(), res, counted](error_code ec, std::size_t) {
+            wipe(res->body().data(), res->body().size());
+            if (counted) {
+                --self->shared_.in_flight;
+            }
+            self->on_write(ec, res->keep_alive());
+        });
+    }
+
+    void on_write(error_code ec, bool keep_alive) {
+        if (ec) {
+            return;
+        }
+        if (draining_) {
+            return do_drain();
+        }
+        if (!keep_alive) {
+            return do_shutdown();
+        }
+        // Nothing pipelined: wipe the read buffer, which held the last body.
+        if (buffer_.size() == 0) {
+            auto space = buffer_.prepare(buffer_.capacity());
+            wipe(space.data(), space.size());
+        }
+        do_read_header();
+    }
+
+    void do_drain() {
+        session_detail::arm_timeout(stream_, drain_time);
+        stream_.async_read_some(boost::asio::buffer(scratch_),
+                                boost::beast::bind_front_handler(&self_type::on_drain, self()));
+    }
+
+    void on_drain(error_code ec, std::size_t bytes) {
+        drained_ += bytes;
+        if (ec || drained_ > drain_limit_bytes) {
+            return do_shutdown();
+        }
+        do_drain();
+    }
+
+    void do_shutdown() {
+        if constexpr (session_detail::is_tls<Stream>) {
+            session_detail::arm_timeout(stream_, std::chrono::seconds(1));
+            stream_.async_shutdown(
+                [self = self()](error_code) { session_detail::close_transport(self->stream_); });
+        } else {
+            session_detail::close_transport(stream_);
+        }
+    }
+
+    // After an early error reply, read and discard at most this much of an unwanted body,
+    // for at most drain_time, so the client sees the reply instead of a connection reset.
+    static constexpr std::size_t drain_limit_bytes = 1024 * 1024;
+    static constexpr auto drain_time = std::chrono::seconds(2);
+
+    Stream stream_;
+    server_shared& shared_;
+    boost::beast::flat_buffer buffer_;
+    std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
+    std::optional<boost::beast::http::response<boost::beast::http::empty_body>> continue_;
+    const client_settings* client_ = nullptr;
+    route route_;
+    language lang_ = default_language;
+    std::string request_id_;
+    std::string socket_ip_;
+    std::string remote_ip_;
+    bool keep_alive_ = false;
+    bool draining_ = false;
+    std::size_t drained_ = 0;
+    std::array<char, 16384> scratch_{};
+};
+
+}  // namespace pwresetd::daemon
