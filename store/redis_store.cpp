@@ -634,7 +634,7 @@ redis_store::redis_store(const std::string& url, secret sealing_key, secret pass
 }
 
 void redis_store::fail(std::string_view what) const {
-    throw std::runtime_error("redis store " + endpoint_.shown + ": " + std::string(what));
+    throw store_error("redis store " + endpoint_.shown + ": " + std::string(what));
 }
 
 context_ptr redis_store::connect() const {

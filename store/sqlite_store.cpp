@@ -308,8 +308,8 @@ sqlite_store::sqlite_store(const std::filesystem::path& path, secret sealing_key
 sqlite_store::~sqlite_store() = default;
 
 void sqlite_store::fail(std::string_view what) const {
-    throw std::runtime_error(describe(path_) + ": " + std::string(what) + ": " +
-                             sqlite3_errmsg(db_.get()));
+    throw store_error(describe(path_) + ": " + std::string(what) + ": " +
+                      sqlite3_errmsg(db_.get()));
 }
 
 void sqlite_store::exec(const char* sql, std::string_view what) {

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,6 +19,14 @@
 #include "common/secret.hpp"
 
 namespace pwresetd::store {
+
+// The store itself failed at run time: the connection was lost or timed out, the database
+// stayed busy beyond its retries, an I/O error, an answer that makes no sense. The daemon
+// answers 503 state_unavailable; the operation may or may not have taken effect.
+class store_error : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
 
 // The user a flow or enrollment belongs to. `key` is stable for the person: the
 // directory's entryUUID/objectGUID for real users, "decoy:<lowercased name>" otherwise.

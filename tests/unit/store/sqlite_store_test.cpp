@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
@@ -430,6 +431,32 @@ TEST_CASE("sqlite store: several processes creating one new file all succeed", "
     for (int i = 0; i < 4; ++i) {
         CHECK(s->get_open_flow(id_hash("reset-" + std::to_string(i)), t0).has_value());
     }
+}
+
+TEST_CASE("sqlite store: a database locked beyond the busy timeout throws store_error",
+          "[store][sqlite]") {
+    sqlite_backend backend;
+    auto s = backend.open();
+    const auto flow = contract::make_flow("reset-1", "guid-alice");
+    s->put_flow(flow);
+    // Another process holds the write lock for longer than the store waits (5 s).
+    auto raw = open_raw(backend.db);
+    exec_raw(raw.get(), "BEGIN IMMEDIATE");
+    const auto start = std::chrono::steady_clock::now();
+    try {
+        s->close_flow(flow.id_hash, t0);
+        FAIL("close_flow did not throw");
+    } catch (const store::store_error& e) {
+        CHECK_THAT(e.what(), Catch::Contains(backend.db.string()));
+    }
+    const double waited =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    CHECK(waited >= 4.5);
+    CHECK(waited < 15.0);
+    // Reads are not blocked by a writer in WAL mode; once the lock is gone, writes work.
+    CHECK(s->get_open_flow(flow.id_hash, t0).has_value());
+    exec_raw(raw.get(), "ROLLBACK");
+    CHECK(s->close_flow(flow.id_hash, t0));
 }
 
 TEST_CASE("sqlite store refuses a newer schema version", "[store][sqlite]") {
