@@ -62,6 +62,7 @@ enum class script : std::size_t {
     confirm_totp,
     accept_step,
     record_failure,
+    reserve_failure,
     put_code,
     consume_code,
     hit_window,
@@ -76,7 +77,7 @@ struct script_text {
 };
 
 // clang-format off
-constexpr std::array<script_text, 15> scripts{{
+constexpr std::array<script_text, 16> scripts{{
     // KEYS: flow, methods, user_flows. ARGV: id_hash, user_key, username, user_dn, directory,
     // decoy, created_at, expires_at, ttl, required_methods, totp_required, methods...
     {"put_flow", R"lua(
@@ -171,6 +172,21 @@ if f[1] and tonumber(f[2]) > tonumber(ARGV[1]) then count = tonumber(f[1]) + 1 e
 redis.call('HSET', KEYS[1], 'count', tostring(count), 'expires_at', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return count
+)lua"},
+    // KEYS: fail. ARGV: now, expires_at, limit, ttl. Returns reserved (1/0), the live count
+    // and its expires_at (as stored; '0' when there is none). A refusal writes nothing.
+    {"reserve_failure", R"lua(
+local f = redis.call('HMGET', KEYS[1], 'count', 'expires_at')
+local count = 0
+local expires_at = '0'
+if f[1] and tonumber(f[2]) > tonumber(ARGV[1]) then
+  count = tonumber(f[1])
+  expires_at = f[2]
+end
+if count >= tonumber(ARGV[3]) then return {0, count, expires_at} end
+redis.call('HSET', KEYS[1], 'count', tostring(count + 1), 'expires_at', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return {1, count + 1, ARGV[2]}
 )lua"},
     // KEYS: code. ARGV: code_hash, expires_at, ttl. Replaces the live code.
     {"put_code", R"lua(
@@ -555,6 +571,8 @@ public:
 
     failure_state record_failure(std::string_view key, std::int64_t now,
                                  std::int64_t ttl_s) override;
+    failure_reservation reserve_failure(std::string_view key, std::int64_t now, std::int64_t ttl_s,
+                                        int limit) override;
     failure_state get_failures(std::string_view key, std::int64_t now) override;
     void clear_failures(std::string_view key) override;
 
@@ -1031,6 +1049,27 @@ failure_state redis_store::record_failure(std::string_view counter_key, std::int
         .add_int(redis_ttl_s(expires_at));
     const auto count = integer_of(*eval(script::record_failure, call), "record_failure");
     return {clamp_count(count), expires_at};
+}
+
+failure_reservation redis_store::reserve_failure(std::string_view counter_key, std::int64_t now,
+                                                 std::int64_t ttl_s, int limit) {
+    const std::int64_t expires_at = saturating_add(now, ttl_s);
+    auto call = script_call(script::reserve_failure, 1);
+    call.add_owned(key("fail", counter_key))
+        .add_int(now)
+        .add_int(expires_at)
+        .add_int(limit)
+        .add_int(redis_ttl_s(expires_at));
+    const auto reply = eval(script::reserve_failure, call);
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+        fail("reserve_failure: unexpected answer");
+    }
+    const auto live_until = stored_int(*reply->element[2], "reserve_failure");
+    if (!live_until) {
+        fail("reserve_failure: unexpected answer");
+    }
+    return {integer_of(*reply->element[0], "reserve_failure") == 1,
+            clamp_count(integer_of(*reply->element[1], "reserve_failure")), *live_until};
 }
 
 failure_state redis_store::get_failures(std::string_view counter_key, std::int64_t now) {

@@ -651,6 +651,40 @@ failure_state sqlite_store::record_failure(std::string_view key, std::int64_t no
     return state;
 }
 
+// A read and a conditional write in one BEGIN IMMEDIATE transaction: no other connection
+// can count a failure in between.
+failure_reservation sqlite_store::reserve_failure(std::string_view key, std::int64_t now,
+                                                  std::int64_t ttl_s, int limit) {
+    std::lock_guard lock(mutex_);
+    transaction tx(*this, transaction::kind::write);
+    failure_reservation reservation;
+    {
+        auto st = prepare(
+            "SELECT count, expires_at FROM failures WHERE counter_key = ?1 AND expires_at > ?2");
+        st.bind_text(1, key).bind_int(2, now);
+        if (st.step()) {
+            reservation.count = clamp_count(st.int_at(0));
+            reservation.expires_at = st.int_at(1);
+        }
+    }
+    if (reservation.count >= limit) {
+        return reservation;  // counts nothing, extends nothing; the transaction rolls back
+    }
+    reservation.reserved = true;
+    ++reservation.count;
+    reservation.expires_at = saturating_add(now, ttl_s);
+    prepare(
+        "INSERT INTO failures (counter_key, count, expires_at) VALUES (?1, ?2, ?3) "
+        "ON CONFLICT (counter_key) DO UPDATE SET "
+        "count = excluded.count, expires_at = excluded.expires_at")
+        .bind_text(1, key)
+        .bind_int(2, reservation.count)
+        .bind_int(3, reservation.expires_at)
+        .run();
+    tx.commit();
+    return reservation;
+}
+
 failure_state sqlite_store::get_failures(std::string_view key, std::int64_t now) {
     std::lock_guard lock(mutex_);
     auto st = prepare(

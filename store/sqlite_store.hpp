@@ -50,6 +50,8 @@ public:
 
     failure_state record_failure(std::string_view key, std::int64_t now,
                                  std::int64_t ttl_s) override;
+    failure_reservation reserve_failure(std::string_view key, std::int64_t now, std::int64_t ttl_s,
+                                        int limit) override;
     failure_state get_failures(std::string_view key, std::int64_t now) override;
     void clear_failures(std::string_view key) override;
 

@@ -65,6 +65,12 @@ struct failure_state {
     std::int64_t expires_at = 0;  // when the counter resets; 0 when count == 0
 };
 
+struct failure_reservation {
+    bool reserved = false;        // a failure slot was counted: the caller may evaluate the attempt
+    int count = 0;                // live failures at `now`, this one included when reserved
+    std::int64_t expires_at = 0;  // when the counter resets; 0 when count == 0
+};
+
 class state_store {
 public:
     virtual ~state_store() = default;
@@ -104,6 +110,13 @@ public:
     // Adds one failure; the counter expires `ttl_s` after this failure.
     virtual failure_state record_failure(std::string_view key, std::int64_t now,
                                          std::int64_t ttl_s) = 0;
+    // Atomically counts one failure when fewer than `limit` are live at `now` (the counter
+    // then expires ttl_s after now); otherwise counts nothing, extends nothing, and returns
+    // reserved = false. The caller evaluates the attempt only when reserved, and calls
+    // clear_failures() if it succeeded: of many concurrent attempts, at most `limit` are
+    // evaluated per counter lifetime. Shares the counter with record_failure.
+    virtual failure_reservation reserve_failure(std::string_view key, std::int64_t now,
+                                                std::int64_t ttl_s, int limit) = 0;
     // The live counter at `now` (count 0 when none or expired).
     virtual failure_state get_failures(std::string_view key, std::int64_t now) = 0;
     virtual void clear_failures(std::string_view key) = 0;

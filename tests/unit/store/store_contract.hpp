@@ -484,6 +484,65 @@ void run_store_contract() {
             CHECK(state.count == 1);
             CHECK(state.expires_at == t0 + 90);
         }
+        SECTION("reserve_failure counts up to the limit; then counts and extends nothing") {
+            auto r = store->reserve_failure("verify:alice", t0, 60, 3);
+            CHECK(r.reserved);
+            CHECK(r.count == 1);
+            CHECK(r.expires_at == t0 + 60);
+            r = store->reserve_failure("verify:alice", t0 + 1, 60, 3);
+            CHECK(r.reserved);
+            CHECK(r.count == 2);
+            CHECK(r.expires_at == t0 + 61);
+            r = store->reserve_failure("verify:alice", t0 + 2, 60, 3);
+            CHECK(r.reserved);
+            CHECK(r.count == 3);
+            CHECK(r.expires_at == t0 + 62);
+            for (const std::int64_t at : {t0 + 3, t0 + 30, t0 + 61}) {
+                INFO("at t0 + " << at - t0);
+                r = store->reserve_failure("verify:alice", at, 60, 3);
+                CHECK_FALSE(r.reserved);
+                CHECK(r.count == 3);
+                CHECK(r.expires_at == t0 + 62);  // a refusal does not extend the counter
+            }
+            const auto state = store->get_failures("verify:alice", t0 + 61);
+            CHECK(state.count == 3);
+            CHECK(state.expires_at == t0 + 62);
+            CHECK(store->get_failures("verify:alice", t0 + 62).count == 0);
+            CHECK(store->get_failures("verify:bob", t0).count == 0);
+        }
+        SECTION("reserve_failure on an expired counter starts again at one") {
+            REQUIRE(store->reserve_failure("verify:alice", t0, 60, 2).reserved);
+            REQUIRE(store->reserve_failure("verify:alice", t0, 60, 2).reserved);
+            REQUIRE_FALSE(store->reserve_failure("verify:alice", t0 + 59, 60, 2).reserved);
+            const auto r = store->reserve_failure("verify:alice", t0 + 60, 30, 2);
+            CHECK(r.reserved);
+            CHECK(r.count == 1);
+            CHECK(r.expires_at == t0 + 90);
+            CHECK(store->get_failures("verify:alice", t0 + 60).count == 1);
+        }
+        SECTION("reserve_failure and record_failure share one counter; clear resets it") {
+            store->record_failure("verify:alice", t0, 60);
+            store->record_failure("verify:alice", t0, 60);
+            auto r = store->reserve_failure("verify:alice", t0 + 1, 60, 3);
+            CHECK(r.reserved);
+            CHECK(r.count == 3);
+            r = store->reserve_failure("verify:alice", t0 + 2, 60, 3);
+            CHECK_FALSE(r.reserved);
+            CHECK(r.count == 3);
+            CHECK(r.expires_at == t0 + 61);
+            store->clear_failures("verify:alice");
+            r = store->reserve_failure("verify:alice", t0 + 3, 60, 3);
+            CHECK(r.reserved);
+            CHECK(r.count == 1);
+        }
+        SECTION("reserve_failure with a limit of zero reserves and stores nothing") {
+            const auto r = store->reserve_failure("verify:alice", t0, 60, 0);
+            CHECK_FALSE(r.reserved);
+            CHECK(r.count == 0);
+            CHECK(r.expires_at == 0);
+            CHECK(store->get_failures("verify:alice", t0).count == 0);
+            CHECK(store->reserve_failure("verify:alice", t0, 60, 1).count == 1);
+        }
         SECTION("clear_failures resets one counter") {
             store->record_failure("verify:alice", t0, 60);
             store->record_failure("verify:bob", t0, 60);
@@ -608,6 +667,30 @@ void run_store_contract() {
                 CHECK(wins == 1);
             }
             CHECK(other->recovery_codes_left("guid-alice") == 0);
+        }
+        SECTION("40 threads racing reserve_failure with limit 5: exactly 5 reserved") {
+            for (int i = 0; i < 5; ++i) {
+                const auto key = "verify:race-" + std::to_string(i);
+                const int wins = count_winners(
+                    40, [&](int) { return store->reserve_failure(key, t0, 60, 5).reserved; });
+                CHECK(wins == 5);
+                const auto state = store->get_failures(key, t0);
+                CHECK(state.count == 5);
+                CHECK(state.expires_at == t0 + 60);
+            }
+        }
+        SECTION("40 threads on two instances racing reserve_failure with limit 5: exactly 5") {
+            auto other = backend.open();
+            state_store* instances[] = {store.get(), other.get()};
+            for (int i = 0; i < 5; ++i) {
+                const auto key = "verify:race-" + std::to_string(i);
+                const int wins = count_winners(40, [&](int thread) {
+                    return instances[thread % 2]->reserve_failure(key, t0, 60, 5).reserved;
+                });
+                CHECK(wins == 5);
+                CHECK(other->get_failures(key, t0).count == 5);
+                CHECK_FALSE(store->reserve_failure(key, t0, 60, 5).reserved);
+            }
         }
         SECTION("two instances racing record_failure lose no increment") {
             auto other = backend.open();
