@@ -56,6 +56,8 @@ enum class script : std::size_t {
     put_flow,
     get_flow,
     add_method,
+    claim_flow,
+    release_flow,
     close_flow,
     close_user_flows,
     put_pending,
@@ -77,14 +79,15 @@ struct script_text {
 };
 
 // clang-format off
-constexpr std::array<script_text, 16> scripts{{
+constexpr std::array<script_text, 18> scripts{{
     // KEYS: flow, methods, user_flows. ARGV: id_hash, user_key, username, user_dn, directory,
     // decoy, created_at, expires_at, ttl, required_methods, totp_required, methods...
     {"put_flow", R"lua(
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('HSET', KEYS[1], 'user_key', ARGV[2], 'username', ARGV[3], 'user_dn', ARGV[4],
            'directory', ARGV[5], 'decoy', ARGV[6], 'state', 'open', 'created_at', ARGV[7],
-           'expires_at', ARGV[8], 'required_methods', ARGV[10], 'totp_required', ARGV[11])
+           'expires_at', ARGV[8], 'required_methods', ARGV[10], 'totp_required', ARGV[11],
+           'claimed_until', '0')
 local ttl = tonumber(ARGV[9])
 redis.call('EXPIRE', KEYS[1], ttl)
 local seen = {}
@@ -100,12 +103,12 @@ if redis.call('TTL', KEYS[3]) < ttl then redis.call('EXPIRE', KEYS[3], ttl) end
 return 1
 )lua"},
     // KEYS: flow, methods. Returns nil, or state, expires_at, user_key, username, user_dn,
-    // directory, decoy, created_at, required_methods, totp_required, methods... The last two
-    // fields are nil in a flow written before they existed.
+    // directory, decoy, created_at, required_methods, totp_required, claimed_until,
+    // methods... The last three fields are nil in a flow written before they existed.
     {"get_flow", R"lua(
 local f = redis.call('HMGET', KEYS[1], 'state', 'expires_at', 'user_key', 'username',
                       'user_dn', 'directory', 'decoy', 'created_at', 'required_methods',
-                      'totp_required')
+                      'totp_required', 'claimed_until')
 if not f[1] then return false end
 local m = redis.call('LRANGE', KEYS[2], 0, -1)
 for i = 1, #m do f[#f + 1] = m[i] end
@@ -121,6 +124,22 @@ end
 redis.call('RPUSH', KEYS[2], ARGV[1])
 local ttl = redis.call('TTL', KEYS[1])
 if ttl > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
+return 1
+)lua"},
+    // KEYS: flow. ARGV: now, claim_until. Open, unexpired and not held by a live claim ->
+    // claimed until claim_until.
+    {"claim_flow", R"lua(
+local f = redis.call('HMGET', KEYS[1], 'state', 'expires_at', 'claimed_until')
+local now = tonumber(ARGV[1])
+if f[1] ~= 'open' or tonumber(f[2]) <= now then return 0 end
+if f[3] and tonumber(f[3]) > now then return 0 end
+redis.call('HSET', KEYS[1], 'claimed_until', ARGV[2])
+return 1
+)lua"},
+    // KEYS: flow. An open flow's claim is dropped.
+    {"release_flow", R"lua(
+if redis.call('HGET', KEYS[1], 'state') ~= 'open' then return 0 end
+redis.call('HSET', KEYS[1], 'claimed_until', '0')
 return 1
 )lua"},
     // KEYS: flow. ARGV: now. open and unexpired -> closed.
@@ -554,6 +573,8 @@ public:
     void put_flow(const reset_flow& flow) override;
     std::optional<reset_flow> get_open_flow(std::string_view id_hash, std::int64_t now) override;
     void add_verified_method(std::string_view id_hash, std::string_view method) override;
+    bool claim_flow(std::string_view id_hash, std::int64_t now, std::int64_t claim_until) override;
+    void release_flow(std::string_view id_hash) override;
     bool close_flow(std::string_view id_hash, std::int64_t now) override;
     void close_user_flows(std::string_view user_key) override;
 
@@ -838,15 +859,17 @@ std::optional<reset_flow> redis_store::get_open_flow(std::string_view id_hash, s
     if (reply->type == REDIS_REPLY_NIL) {
         return std::nullopt;
     }
-    constexpr std::size_t fields = 10;
+    constexpr std::size_t fields = 11;
     constexpr std::size_t required_methods_field = 8;
     constexpr std::size_t totp_required_field = 9;
+    constexpr std::size_t claimed_until_field = 10;
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < fields) {
         fail("get_open_flow: unexpected answer");
     }
     const auto field = [&](std::size_t i) -> const redisReply& { return *reply->element[i]; };
     for (std::size_t i = 0; i < reply->elements; ++i) {
-        const bool may_be_absent = i == required_methods_field || i == totp_required_field;
+        const bool may_be_absent =
+            i == required_methods_field || i == totp_required_field || i == claimed_until_field;
         if (field(i).type != REDIS_REPLY_STRING &&
             !(may_be_absent && field(i).type == REDIS_REPLY_NIL)) {
             fail("get_open_flow: a flow record is incomplete");
@@ -869,6 +892,7 @@ std::optional<reset_flow> redis_store::get_open_flow(std::string_view id_hash, s
     flow.required_methods =
         clamp_count(stored_int(field(required_methods_field), "get_open_flow").value_or(1));
     flow.totp_required = text_of(field(totp_required_field)) == "1";
+    flow.claimed_until = stored_int(field(claimed_until_field), "get_open_flow").value_or(0);
     for (std::size_t i = fields; i < reply->elements; ++i) {
         flow.verified_methods.emplace_back(text_of(field(i)));
     }
@@ -879,6 +903,21 @@ void redis_store::add_verified_method(std::string_view id_hash, std::string_view
     auto call = script_call(script::add_method, 2);
     call.add_owned(key("flow", id_hash)).add_owned(key("flow_methods", id_hash)).add(method);
     eval(script::add_method, call);
+}
+
+bool redis_store::claim_flow(std::string_view id_hash, std::int64_t now, std::int64_t claim_until) {
+    if (claim_until <= now) {
+        throw std::invalid_argument("redis store: claim_flow needs claim_until after now");
+    }
+    auto call = script_call(script::claim_flow, 1);
+    call.add_owned(key("flow", id_hash)).add_int(now).add_int(claim_until);
+    return integer_of(*eval(script::claim_flow, call), "claim_flow") == 1;
+}
+
+void redis_store::release_flow(std::string_view id_hash) {
+    auto call = script_call(script::release_flow, 1);
+    call.add_owned(key("flow", id_hash));
+    eval(script::release_flow, call);
 }
 
 bool redis_store::close_flow(std::string_view id_hash, std::int64_t now) {
