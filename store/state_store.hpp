@@ -14,7 +14,8 @@
 // - Times are Unix seconds passed in by the caller (tests control the clock); expiry is
 //   checked against that `now`, never against the store's clock.
 // - Expected misses are values (nullopt, false, reserved/allowed = false). A record the
-//   store cannot trust (a sealed key that does not open) reads as absent.
+//   store cannot trust (a sealed key that does not open, a Redis flow whose MAC does not
+//   verify) reads as absent.
 // - store_error means the store itself failed at run time (answer 503); the operation may
 //   or may not have taken effect. std::invalid_argument means a caller's mistake (an id
 //   that is not a hex SHA-256, a claim that ends before it starts).
