@@ -13,6 +13,7 @@
 #include <climits>
 #include <cstddef>
 #include <deque>
+#include <functional>
 #include <limits>
 #include <mutex>
 #include <optional>
@@ -20,6 +21,8 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -32,7 +35,6 @@ namespace {
 constexpr std::size_t sealing_key_size = 32;
 constexpr timeval io_timeout{2, 0};  // connect, and each command's send and receive
 constexpr std::size_t max_idle_connections = 8;
-constexpr std::size_t close_batch = 100;  // flows closed per close_user_flows script run
 constexpr std::size_t scan_batch = 1000;  // SCAN COUNT hint in purge_expired
 constexpr int confirm_attempts = 3;
 
@@ -55,13 +57,12 @@ constexpr std::string_view key_prefix = "pwresetd:";
 enum class script : std::size_t {
     put_flow,
     get_flow,
-    add_method,
-    close_flow,
-    close_user_flows,
+    update_flow,
     put_pending,
     confirm_totp,
     accept_step,
     record_failure,
+    reserve_failure,
     put_code,
     consume_code,
     hit_window,
@@ -76,66 +77,53 @@ struct script_text {
 };
 
 // clang-format off
-constexpr std::array<script_text, 15> scripts{{
-    // KEYS: flow, methods, user_flows. ARGV: id_hash, user_key, username, user_dn, directory,
-    // decoy, created_at, expires_at, ttl, required_methods, totp_required, methods...
+constexpr std::array<script_text, 14> scripts{{
+    // Flows: the C++ side computes each version of a flow and its MAC (see flow_record);
+    // these scripts only store a version whole, read it whole, or replace it whole when
+    // the stored MAC is still the one that was read (compare-and-set).
+    //
+    // KEYS: flow, methods, user_flows. ARGV: id_hash, ttl, n, n field/value pairs (mac
+    // included), methods... Replaces any flow with that id.
     {"put_flow", R"lua(
 redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('HSET', KEYS[1], 'user_key', ARGV[2], 'username', ARGV[3], 'user_dn', ARGV[4],
-           'directory', ARGV[5], 'decoy', ARGV[6], 'state', 'open', 'created_at', ARGV[7],
-           'expires_at', ARGV[8], 'required_methods', ARGV[10], 'totp_required', ARGV[11])
-local ttl = tonumber(ARGV[9])
+local n = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + 2 * n))
+local ttl = tonumber(ARGV[2])
 redis.call('EXPIRE', KEYS[1], ttl)
-local seen = {}
-for i = 12, #ARGV do
-  if not seen[ARGV[i]] then
-    seen[ARGV[i]] = true
-    redis.call('RPUSH', KEYS[2], ARGV[i])
-  end
+if #ARGV >= 4 + 2 * n then
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, 4 + 2 * n))
+  redis.call('EXPIRE', KEYS[2], ttl)
 end
-if #ARGV >= 12 then redis.call('EXPIRE', KEYS[2], ttl) end
 redis.call('SADD', KEYS[3], ARGV[1])
 if redis.call('TTL', KEYS[3]) < ttl then redis.call('EXPIRE', KEYS[3], ttl) end
 return 1
 )lua"},
-    // KEYS: flow, methods. Returns nil, or state, expires_at, user_key, username, user_dn,
-    // directory, decoy, created_at, required_methods, totp_required, methods... The last two
-    // fields are nil in a flow written before they existed.
+    // KEYS: flow, methods. ARGV: field names. Returns nil when there is no flow hash, or
+    // the fields' values (nil when absent), then the methods.
     {"get_flow", R"lua(
-local f = redis.call('HMGET', KEYS[1], 'state', 'expires_at', 'user_key', 'username',
-                      'user_dn', 'directory', 'decoy', 'created_at', 'required_methods',
-                      'totp_required')
-if not f[1] then return false end
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local f = redis.call('HMGET', KEYS[1], unpack(ARGV))
 local m = redis.call('LRANGE', KEYS[2], 0, -1)
 for i = 1, #m do f[#f + 1] = m[i] end
 return f
 )lua"},
-    // KEYS: flow, methods. ARGV: method. Appends to an open flow, without duplicates.
-    {"add_method", R"lua(
-if redis.call('HGET', KEYS[1], 'state') ~= 'open' then return 0 end
-local m = redis.call('LRANGE', KEYS[2], 0, -1)
-for i = 1, #m do
-  if m[i] == ARGV[1] then return 0 end
+    // KEYS: flow, methods[, user_flows]. ARGV: the mac that was read ('' when none), 'write'
+    // or 'keep', an id to drop from user_flows ('' for none), then for 'write': n, n
+    // field/value pairs (mac included), methods... Returns 0, changing nothing, when the
+    // stored mac is no longer the one read; 1 once done. The methods list gets the hash's TTL.
+    {"update_flow", R"lua(
+if (redis.call('HGET', KEYS[1], 'mac') or '') ~= ARGV[1] then return 0 end
+if ARGV[2] == 'write' then
+  local n = tonumber(ARGV[4])
+  redis.call('HSET', KEYS[1], unpack(ARGV, 5, 4 + 2 * n))
+  redis.call('DEL', KEYS[2])
+  if #ARGV >= 5 + 2 * n then
+    redis.call('RPUSH', KEYS[2], unpack(ARGV, 5 + 2 * n))
+    local ttl = redis.call('TTL', KEYS[1])
+    if ttl > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
+  end
 end
-redis.call('RPUSH', KEYS[2], ARGV[1])
-local ttl = redis.call('TTL', KEYS[1])
-if ttl > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
-return 1
-)lua"},
-    // KEYS: flow. ARGV: now. open and unexpired -> closed.
-    {"close_flow", R"lua(
-local f = redis.call('HMGET', KEYS[1], 'state', 'expires_at')
-if f[1] ~= 'open' or tonumber(f[2]) <= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'closed')
-return 1
-)lua"},
-    // KEYS: user_flows, flow... ARGV: user_key, id_hash... (ARGV[i] names KEYS[i]).
-    {"close_user_flows", R"lua(
-for i = 2, #KEYS do
-  local f = redis.call('HMGET', KEYS[i], 'user_key', 'state')
-  if f[1] == ARGV[1] and f[2] == 'open' then redis.call('HSET', KEYS[i], 'state', 'closed') end
-  redis.call('SREM', KEYS[1], ARGV[i])
-end
+if ARGV[3] ~= '' then redis.call('SREM', KEYS[3], ARGV[3]) end
 return 1
 )lua"},
     // KEYS: pending. ARGV: user_key, username, user_dn, sealed_key, expires_at, ttl.
@@ -171,6 +159,21 @@ if f[1] and tonumber(f[2]) > tonumber(ARGV[1]) then count = tonumber(f[1]) + 1 e
 redis.call('HSET', KEYS[1], 'count', tostring(count), 'expires_at', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return count
+)lua"},
+    // KEYS: fail. ARGV: now, expires_at, limit, ttl. Returns reserved (1/0), the live count
+    // and its expires_at (as stored; '0' when there is none). A refusal writes nothing.
+    {"reserve_failure", R"lua(
+local f = redis.call('HMGET', KEYS[1], 'count', 'expires_at')
+local count = 0
+local expires_at = '0'
+if f[1] and tonumber(f[2]) > tonumber(ARGV[1]) then
+  count = tonumber(f[1])
+  expires_at = f[2]
+end
+if count >= tonumber(ARGV[3]) then return {0, count, expires_at} end
+redis.call('HSET', KEYS[1], 'count', tostring(count + 1), 'expires_at', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return {1, count + 1, ARGV[2]}
 )lua"},
     // KEYS: code. ARGV: code_hash, expires_at, ttl. Replaces the live code.
     {"put_code", R"lua(
@@ -527,6 +530,108 @@ std::string_view error_code(const redisReply& r) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Flow records and their MAC
+//
+// Anyone who can write to Redis could otherwise mark a flow verified, flip decoy, point it
+// at another user or extend it. Each flow hash therefore carries `mac`, an HMAC-SHA-256
+// under a key derived from the sealing key, over the flow's id hash, every field and the
+// verified methods. A flow whose MAC does not verify (tampered with, written by a version
+// without MACs, or under another sealing key) reads as absent. Every change is computed
+// here and written with a compare-and-set on the MAC that was read (script update_flow).
+// The MAC cannot stop someone with write access from deleting a flow or putting back an
+// earlier version of the same flow that they copied.
+
+constexpr std::string_view flow_mac_key_label = "pwresetd redis flow MAC key v1";
+constexpr std::string_view flow_mac_context = "pwresetd flow v1";
+constexpr int flow_update_attempts = 10;
+
+// A flow hash as Redis holds it: each field as its stored text, so the MAC covers exactly
+// the bytes that are written and read back.
+struct flow_record {
+    std::string user_key;
+    std::string username;
+    std::string user_dn;
+    std::string directory;
+    std::string decoy;  // "1" or "0"
+    std::string state;  // "open" or "closed"
+    std::string created_at;
+    std::string expires_at;
+    std::string required_methods;
+    std::string totp_required;         // "1" or "0"
+    std::string claimed_until;         // "0" when unclaimed
+    std::vector<std::string> methods;  // the flow_methods list, in order, no duplicates
+
+    static constexpr std::size_t field_count = 11;
+    // The hash fields but mac, by name, in the one order the MAC and the scripts use.
+    template <class Self>
+    static auto fields_of(Self& r) {
+        using text = std::conditional_t<std::is_const_v<Self>, const std::string, std::string>;
+        return std::array<std::pair<std::string_view, text*>, field_count>{{
+            {"user_key", &r.user_key},
+            {"username", &r.username},
+            {"user_dn", &r.user_dn},
+            {"directory", &r.directory},
+            {"decoy", &r.decoy},
+            {"state", &r.state},
+            {"created_at", &r.created_at},
+            {"expires_at", &r.expires_at},
+            {"required_methods", &r.required_methods},
+            {"totp_required", &r.totp_required},
+            {"claimed_until", &r.claimed_until},
+        }};
+    }
+};
+
+// Length-prefixed ("<size>:<bytes>") items: no two different flows give the same input.
+std::string flow_mac(const secret& key, std::string_view id_hash, const flow_record& r) {
+    std::string input;
+    const auto item = [&input](std::string_view v) {
+        input.append(std::to_string(v.size())).append(":").append(v);
+    };
+    item(flow_mac_context);
+    item(id_hash);
+    for (const auto& [name, value] : flow_record::fields_of(r)) {
+        item(name);
+        item(*value);
+    }
+    item(std::to_string(r.methods.size()));
+    for (const auto& method : r.methods) {
+        item(method);
+    }
+    const auto digest = crypto::hmac_sha256(key, input);
+    return crypto::hex_encode(digest);
+}
+
+flow_record record_of(const reset_flow& flow) {
+    flow_record r;
+    r.user_key = flow.user_key;
+    r.username = flow.username;
+    r.user_dn = flow.user_dn;
+    r.directory = flow.directory;
+    r.decoy = flow.decoy ? "1" : "0";
+    r.state = "open";
+    r.created_at = std::to_string(flow.created_at);
+    r.expires_at = std::to_string(flow.expires_at);
+    r.required_methods = std::to_string(flow.required_methods);
+    r.totp_required = flow.totp_required ? "1" : "0";
+    r.claimed_until = "0";
+    for (const auto& method : flow.verified_methods) {
+        if (std::find(r.methods.begin(), r.methods.end(), method) == r.methods.end()) {
+            r.methods.push_back(method);
+        }
+    }
+    return r;
+}
+
+enum class flow_trust { absent, untrusted, trusted };
+
+struct flow_read {
+    flow_trust trust = flow_trust::absent;
+    std::string stored_mac;  // as stored; empty when absent or missing
+    flow_record record;      // filled when trusted
+};
+
+// ---------------------------------------------------------------------------------------
 
 class redis_store final : public state_store {
 public:
@@ -538,6 +643,8 @@ public:
     void put_flow(const reset_flow& flow) override;
     std::optional<reset_flow> get_open_flow(std::string_view id_hash, std::int64_t now) override;
     void add_verified_method(std::string_view id_hash, std::string_view method) override;
+    bool claim_flow(std::string_view id_hash, std::int64_t now, std::int64_t claim_until) override;
+    void release_flow(std::string_view id_hash) override;
     bool close_flow(std::string_view id_hash, std::int64_t now) override;
     void close_user_flows(std::string_view user_key) override;
 
@@ -555,6 +662,8 @@ public:
 
     failure_state record_failure(std::string_view key, std::int64_t now,
                                  std::int64_t ttl_s) override;
+    failure_reservation reserve_failure(std::string_view key, std::int64_t now, std::int64_t ttl_s,
+                                        int limit) override;
     failure_state get_failures(std::string_view key, std::int64_t now) override;
     void clear_failures(std::string_view key) override;
 
@@ -586,13 +695,30 @@ private:
     reply_ptr eval(script s, command& call);
     std::int64_t integer_of(const redisReply& r, std::string_view what) const;
     std::optional<std::int64_t> stored_int(const redisReply& r, std::string_view what) const;
+    // A number in a flow whose MAC verified (so this store wrote it).
+    std::int64_t flow_int(const std::string& text) const;
+
+    flow_read read_flow(std::string_view id_hash);
+    // Reads the flow; when it is trusted, change(record) may edit it and returns true to
+    // store the edit, which replaces the stored version only if that is still the one
+    // read (else it reads again). With `forget_from` (a user_flows key), the id is dropped
+    // from that set in the same step, whatever the flow. Returns whether an edit was stored.
+    bool update_flow(std::string_view id_hash, const std::function<bool(flow_record&)>& change,
+                     std::string_view forget_from = {});
+    void report_untrusted_flow(std::string_view id_hash, std::string_view reason,
+                               const flow_read& read);
 
     endpoint endpoint_;
     secret sealing_key_;
+    secret flow_mac_key_;  // derived from sealing_key_; only for flow MACs
     secret password_;
     std::array<std::string, scripts.size()> shas_;  // set in the constructor, then read-only
     std::mutex mutex_;
     std::vector<context_ptr> idle_;  // guarded by mutex_
+    // Untrusted flow versions already logged (id hash and MACs), so a tampered flow that is
+    // asked for again and again is logged once; cleared when it grows large.
+    std::mutex reported_mutex_;
+    std::unordered_set<std::string> reported_;  // guarded by reported_mutex_
 };
 
 redis_store::redis_store(const std::string& url, secret sealing_key, secret password)
@@ -602,6 +728,11 @@ redis_store::redis_store(const std::string& url, secret sealing_key, secret pass
     if (sealing_key_.size() != sealing_key_size) {
         fail("the sealing key must be 32 bytes");
     }
+    // HMAC as a PRF with a fixed label: a key of its own, so a MAC never doubles as
+    // anything made with the sealing key.
+    auto derived = crypto::hmac_sha256(sealing_key_, flow_mac_key_label);
+    flow_mac_key_ = secret(std::span<const unsigned char>(derived));
+    wipe(derived.data(), derived.size());
     const sigpipe_guard guard;
     auto ctx = connect();
     const auto pong = run_on(ctx.get(), command("PING"), "PING");
@@ -634,7 +765,7 @@ redis_store::redis_store(const std::string& url, secret sealing_key, secret pass
 }
 
 void redis_store::fail(std::string_view what) const {
-    throw std::runtime_error("redis store " + endpoint_.shown + ": " + std::string(what));
+    throw store_error("redis store " + endpoint_.shown + ": " + std::string(what));
 }
 
 context_ptr redis_store::connect() const {
@@ -790,88 +921,218 @@ std::optional<std::int64_t> redis_store::stored_int(const redisReply& r,
 
 // --- reset flows ---
 
+std::int64_t redis_store::flow_int(const std::string& text) const {
+    const auto value = parse_int<std::int64_t>(text);
+    if (!value) {
+        fail("a flow record holds a malformed number");
+    }
+    return *value;
+}
+
+flow_read redis_store::read_flow(std::string_view id_hash) {
+    auto call = script_call(script::get_flow, 2);
+    call.add_owned(key("flow", id_hash)).add_owned(key("flow_methods", id_hash)).add("mac");
+    flow_read read;
+    for (const auto& [name, value] : flow_record::fields_of(read.record)) {
+        call.add(name);
+    }
+    const auto reply = eval(script::get_flow, call);
+    if (reply->type == REDIS_REPLY_NIL) {
+        return read;
+    }
+    constexpr std::size_t fields = 1 + flow_record::field_count;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < fields) {
+        fail("get_flow: unexpected answer");
+    }
+    for (std::size_t i = 0; i < reply->elements; ++i) {
+        const int type = reply->element[i]->type;
+        if (type != REDIS_REPLY_STRING && !(i < fields && type == REDIS_REPLY_NIL)) {
+            fail("get_flow: unexpected answer");
+        }
+    }
+    read.stored_mac = text_of(*reply->element[0]);
+    read.trust = flow_trust::untrusted;
+    std::size_t i = 1;
+    for (const auto& [name, value] : flow_record::fields_of(read.record)) {
+        if (reply->element[i]->type == REDIS_REPLY_NIL) {
+            report_untrusted_flow(id_hash, "incomplete", read);
+            return read;
+        }
+        *value = text_of(*reply->element[i++]);
+    }
+    for (; i < reply->elements; ++i) {
+        read.record.methods.emplace_back(text_of(*reply->element[i]));
+    }
+    if (read.stored_mac.empty()) {
+        report_untrusted_flow(id_hash, "no_mac", read);
+        return read;
+    }
+    const auto expected = flow_mac(flow_mac_key_, id_hash, read.record);
+    const auto bytes = [](std::string_view text) {
+        return std::span(reinterpret_cast<const unsigned char*>(text.data()), text.size());
+    };
+    if (!crypto::constant_time_equal(bytes(read.stored_mac), bytes(expected))) {
+        report_untrusted_flow(id_hash, "mac_mismatch", read);
+        return read;
+    }
+    read.trust = flow_trust::trusted;
+    return read;
+}
+
+// One error line per untrusted version of a flow, not one per request that meets it. The
+// line names the flow by its id hash (as the Redis key does) and holds no field values.
+void redis_store::report_untrusted_flow(std::string_view id_hash, std::string_view reason,
+                                        const flow_read& read) {
+    constexpr std::size_t max_reported = 1024;
+    std::string seen(id_hash);
+    seen.append(":")
+        .append(read.stored_mac)
+        .append(":")
+        .append(flow_mac(flow_mac_key_, id_hash, read.record));
+    {
+        std::lock_guard lock(reported_mutex_);
+        if (reported_.size() >= max_reported) {
+            reported_.clear();
+        }
+        if (!reported_.insert(std::move(seen)).second) {
+            return;
+        }
+    }
+    log::error("store.flow_tampered",
+               {{"store", endpoint_.shown}, {"id_hash", id_hash}, {"reason", reason}});
+}
+
+bool redis_store::update_flow(std::string_view id_hash,
+                              const std::function<bool(flow_record&)>& change,
+                              std::string_view forget_from) {
+    const bool forget = !forget_from.empty();
+    for (int attempt = 0; attempt < flow_update_attempts; ++attempt) {
+        auto read = read_flow(id_hash);
+        const bool write = read.trust == flow_trust::trusted && change(read.record);
+        if (!write && !forget) {
+            return false;
+        }
+        auto call = script_call(script::update_flow, forget ? 3 : 2);
+        call.add_owned(key("flow", id_hash)).add_owned(key("flow_methods", id_hash));
+        if (forget) {
+            call.add(forget_from);
+        }
+        call.add(read.stored_mac).add(write ? "write" : "keep").add(forget ? id_hash : "");
+        if (write) {
+            call.add_int(static_cast<std::int64_t>(1 + flow_record::field_count))
+                .add("mac")
+                .add_owned(flow_mac(flow_mac_key_, id_hash, read.record));
+            for (const auto& [name, value] : flow_record::fields_of(read.record)) {
+                call.add(name).add(*value);
+            }
+            for (const auto& method : read.record.methods) {
+                call.add(method);
+            }
+        }
+        if (integer_of(*eval(script::update_flow, call), "update_flow") == 1) {
+            return write;
+        }
+        // Another caller changed the flow since it was read: decide again on what is there.
+    }
+    fail("update_flow: the flow kept changing");
+}
+
 void redis_store::put_flow(const reset_flow& flow) {
     require_id_hash(flow.id_hash, "put_flow");
+    const auto record = record_of(flow);
     auto call = script_call(script::put_flow, 3);
     call.add_owned(key("flow", flow.id_hash))
         .add_owned(key("flow_methods", flow.id_hash))
         .add_owned(key("user_flows", flow.user_key))
         .add(flow.id_hash)
-        .add(flow.user_key)
-        .add(flow.username)
-        .add(flow.user_dn)
-        .add(flow.directory)
-        .add(flow.decoy ? "1" : "0")
-        .add_int(flow.created_at)
-        .add_int(flow.expires_at)
         .add_int(redis_ttl_s(flow.expires_at))
-        .add_int(flow.required_methods)
-        .add(flow.totp_required ? "1" : "0");
-    for (const auto& method : flow.verified_methods) {
+        .add_int(static_cast<std::int64_t>(1 + flow_record::field_count))
+        .add("mac")
+        .add_owned(flow_mac(flow_mac_key_, flow.id_hash, record));
+    for (const auto& [name, value] : flow_record::fields_of(record)) {
+        call.add(name).add(*value);
+    }
+    for (const auto& method : record.methods) {
         call.add(method);
     }
     eval(script::put_flow, call);
 }
 
 std::optional<reset_flow> redis_store::get_open_flow(std::string_view id_hash, std::int64_t now) {
-    auto call = script_call(script::get_flow, 2);
-    call.add_owned(key("flow", id_hash)).add_owned(key("flow_methods", id_hash));
-    const auto reply = eval(script::get_flow, call);
-    if (reply->type == REDIS_REPLY_NIL) {
+    const auto read = read_flow(id_hash);
+    if (read.trust != flow_trust::trusted) {
         return std::nullopt;
     }
-    constexpr std::size_t fields = 10;
-    constexpr std::size_t required_methods_field = 8;
-    constexpr std::size_t totp_required_field = 9;
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < fields) {
-        fail("get_open_flow: unexpected answer");
-    }
-    const auto field = [&](std::size_t i) -> const redisReply& { return *reply->element[i]; };
-    for (std::size_t i = 0; i < reply->elements; ++i) {
-        const bool may_be_absent = i == required_methods_field || i == totp_required_field;
-        if (field(i).type != REDIS_REPLY_STRING &&
-            !(may_be_absent && field(i).type == REDIS_REPLY_NIL)) {
-            fail("get_open_flow: a flow record is incomplete");
-        }
-    }
-    const auto expires_at = stored_int(field(1), "get_open_flow");
-    if (text_of(field(0)) != "open" || !expires_at || *expires_at <= now) {
+    const auto& r = read.record;
+    const auto expires_at = flow_int(r.expires_at);
+    if (r.state != "open" || expires_at <= now) {
         return std::nullopt;
     }
     reset_flow flow;
     flow.id_hash = id_hash;
-    flow.expires_at = *expires_at;
-    flow.user_key = text_of(field(2));
-    flow.username = text_of(field(3));
-    flow.user_dn = text_of(field(4));
-    flow.directory = text_of(field(5));
-    flow.decoy = text_of(field(6)) == "1";
-    flow.created_at = stored_int(field(7), "get_open_flow").value_or(0);
-    // Absent in a flow written before these fields existed: the rule of that time.
-    flow.required_methods =
-        clamp_count(stored_int(field(required_methods_field), "get_open_flow").value_or(1));
-    flow.totp_required = text_of(field(totp_required_field)) == "1";
-    for (std::size_t i = fields; i < reply->elements; ++i) {
-        flow.verified_methods.emplace_back(text_of(field(i)));
-    }
+    flow.user_key = r.user_key;
+    flow.username = r.username;
+    flow.user_dn = r.user_dn;
+    flow.directory = r.directory;
+    flow.decoy = r.decoy == "1";
+    flow.created_at = flow_int(r.created_at);
+    flow.expires_at = expires_at;
+    flow.verified_methods = r.methods;
+    flow.required_methods = clamp_count(flow_int(r.required_methods));
+    flow.totp_required = r.totp_required == "1";
+    flow.claimed_until = flow_int(r.claimed_until);
     return flow;
 }
 
 void redis_store::add_verified_method(std::string_view id_hash, std::string_view method) {
-    auto call = script_call(script::add_method, 2);
-    call.add_owned(key("flow", id_hash)).add_owned(key("flow_methods", id_hash)).add(method);
-    eval(script::add_method, call);
+    update_flow(id_hash, [&](flow_record& r) {
+        if (r.state != "open" ||
+            std::find(r.methods.begin(), r.methods.end(), method) != r.methods.end()) {
+            return false;
+        }
+        r.methods.emplace_back(method);
+        return true;
+    });
+}
+
+// Of concurrent claimers, each reads the same version; the first compare-and-set replaces
+// it, the others find the MAC changed, read again and see a live claim.
+bool redis_store::claim_flow(std::string_view id_hash, std::int64_t now, std::int64_t claim_until) {
+    if (claim_until <= now) {
+        throw std::invalid_argument("redis store: claim_flow needs claim_until after now");
+    }
+    return update_flow(id_hash, [&](flow_record& r) {
+        if (r.state != "open" || flow_int(r.expires_at) <= now || flow_int(r.claimed_until) > now) {
+            return false;
+        }
+        r.claimed_until = std::to_string(claim_until);
+        return true;
+    });
+}
+
+void redis_store::release_flow(std::string_view id_hash) {
+    update_flow(id_hash, [&](flow_record& r) {
+        if (r.state != "open" || r.claimed_until == "0") {
+            return false;
+        }
+        r.claimed_until = "0";
+        return true;
+    });
 }
 
 bool redis_store::close_flow(std::string_view id_hash, std::int64_t now) {
-    auto call = script_call(script::close_flow, 1);
-    call.add_owned(key("flow", id_hash)).add_int(now);
-    return integer_of(*eval(script::close_flow, call), "close_flow") == 1;
+    return update_flow(id_hash, [&](flow_record& r) {
+        if (r.state != "open" || flow_int(r.expires_at) <= now) {
+            return false;
+        }
+        r.state = "closed";
+        return true;
+    });
 }
 
-// The user's set lists flows that may be open; each is checked (and dropped from the set)
-// inside the script, so a flow stored meanwhile is either closed or left for the next call,
-// and a flow replaced under another user is not touched.
+// The user's set lists flows that may be open; each is checked and dropped from the set in
+// one compare-and-set, so a flow stored meanwhile is either closed or left for the next
+// call, and a flow replaced under another user is not touched.
 void redis_store::close_user_flows(std::string_view user_key) {
     const auto set_key = key("user_flows", user_key);
     command members("SMEMBERS");
@@ -880,18 +1141,20 @@ void redis_store::close_user_flows(std::string_view user_key) {
     if (reply->type != REDIS_REPLY_ARRAY) {
         fail("close_user_flows: unexpected answer");
     }
-    for (std::size_t start = 0; start < reply->elements; start += close_batch) {
-        const std::size_t end = std::min(reply->elements, start + close_batch);
-        auto call = script_call(script::close_user_flows, 1 + end - start);
-        call.add(set_key);
-        for (std::size_t i = start; i < end; ++i) {
-            call.add_owned(key("flow", text_of(*reply->element[i])));
+    for (std::size_t i = 0; i < reply->elements; ++i) {
+        if (reply->element[i]->type != REDIS_REPLY_STRING) {
+            fail("close_user_flows: unexpected answer");
         }
-        call.add(user_key);
-        for (std::size_t i = start; i < end; ++i) {
-            call.add(text_of(*reply->element[i]));
-        }
-        eval(script::close_user_flows, call);
+        update_flow(
+            text_of(*reply->element[i]),
+            [&](flow_record& r) {
+                if (r.user_key != user_key || r.state != "open") {
+                    return false;
+                }
+                r.state = "closed";
+                return true;
+            },
+            set_key);
     }
 }
 
@@ -1031,6 +1294,27 @@ failure_state redis_store::record_failure(std::string_view counter_key, std::int
         .add_int(redis_ttl_s(expires_at));
     const auto count = integer_of(*eval(script::record_failure, call), "record_failure");
     return {clamp_count(count), expires_at};
+}
+
+failure_reservation redis_store::reserve_failure(std::string_view counter_key, std::int64_t now,
+                                                 std::int64_t ttl_s, int limit) {
+    const std::int64_t expires_at = saturating_add(now, ttl_s);
+    auto call = script_call(script::reserve_failure, 1);
+    call.add_owned(key("fail", counter_key))
+        .add_int(now)
+        .add_int(expires_at)
+        .add_int(limit)
+        .add_int(redis_ttl_s(expires_at));
+    const auto reply = eval(script::reserve_failure, call);
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+        fail("reserve_failure: unexpected answer");
+    }
+    const auto live_until = stored_int(*reply->element[2], "reserve_failure");
+    if (!live_until) {
+        fail("reserve_failure: unexpected answer");
+    }
+    return {integer_of(*reply->element[0], "reserve_failure") == 1,
+            clamp_count(integer_of(*reply->element[1], "reserve_failure")), *live_until};
 }
 
 failure_state redis_store::get_failures(std::string_view counter_key, std::int64_t now) {

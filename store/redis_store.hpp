@@ -5,7 +5,10 @@
 // code, or lose a failure count or a window hit. Expiry is data, checked against the
 // caller's `now` exactly like the SQLite store; Redis TTLs (the remaining lifetime by this
 // machine's clock, plus a day of slack) only make sure abandoned keys go away. TOTP keys
-// are sealed (AES-256-GCM, context user_key) before they reach Redis.
+// are sealed (AES-256-GCM, context user_key) before they reach Redis. Each flow carries an
+// HMAC-SHA-256 (key derived from the sealing key, bound to the id hash) over all its fields
+// and verified methods: a flow edited by anyone who can write to Redis reads as absent and
+// is logged as store.flow_tampered. Flow changes are compare-and-sets on that MAC.
 //
 // hiredis 0.14 has no TLS: keep Redis on loopback or a private network, or tunnel it.
 #include <memory>
@@ -23,7 +26,8 @@ namespace pwresetd::store {
 // Credentials never go in the URL: `password`, when not empty, is sent with AUTH.
 // `sealing_key` is the 32-byte secrets.key_file, the same on every node. Connect and
 // command timeouts are 2 s each. Throws std::runtime_error naming the URL and what failed;
-// the messages never contain the password.
+// the messages never contain the password. Once open, a failing server makes calls throw
+// store_error.
 std::unique_ptr<state_store> open_redis_store(const std::string& url, secret sealing_key,
                                               secret password = {});
 

@@ -109,7 +109,17 @@ CREATE TABLE recovery_codes (
 PRAGMA user_version = 2;
 )sql";
 
-constexpr std::array<const char*, 2> migrations{schema_v1, schema_v2};
+// Version 3: a flow can be claimed by the one caller completing it until claimed_until (0:
+// unclaimed). "Completing" is an open flow whose claim is live, not a new state value:
+// widening the CHECK on `state` would mean rebuilding `flows`, and dropping it inside the
+// migration transaction (foreign_keys is on and cannot change there) would cascade-delete
+// every flow_methods row.
+constexpr const char* schema_v3 = R"sql(
+ALTER TABLE flows ADD COLUMN claimed_until INTEGER NOT NULL DEFAULT 0;
+PRAGMA user_version = 3;
+)sql";
+
+constexpr std::array<const char*, 3> migrations{schema_v1, schema_v2, schema_v3};
 static_assert(static_cast<int>(migrations.size()) == sqlite_store::schema_version);
 
 std::string describe(const std::filesystem::path& path) {
@@ -128,6 +138,12 @@ void require_id_hash(std::string_view id_hash, const char* operation) {
     if (!is_hex_sha256(id_hash)) {
         throw std::invalid_argument(std::string("sqlite store: ") + operation +
                                     " needs the lowercase hex SHA-256 of the id");
+    }
+}
+
+void require_claim_after(std::int64_t now, std::int64_t claim_until) {
+    if (claim_until <= now) {
+        throw std::invalid_argument("sqlite store: claim_flow needs claim_until after now");
     }
 }
 
@@ -308,8 +324,8 @@ sqlite_store::sqlite_store(const std::filesystem::path& path, secret sealing_key
 sqlite_store::~sqlite_store() = default;
 
 void sqlite_store::fail(std::string_view what) const {
-    throw std::runtime_error(describe(path_) + ": " + std::string(what) + ": " +
-                             sqlite3_errmsg(db_.get()));
+    throw store_error(describe(path_) + ": " + std::string(what) + ": " +
+                      sqlite3_errmsg(db_.get()));
 }
 
 void sqlite_store::exec(const char* sql, std::string_view what) {
@@ -440,7 +456,7 @@ std::optional<reset_flow> sqlite_store::get_open_flow(std::string_view id_hash, 
     {
         auto st = prepare(
             "SELECT user_key, username, user_dn, directory, decoy, created_at, expires_at, "
-            "required_methods, totp_required "
+            "required_methods, totp_required, claimed_until "
             "FROM flows WHERE id_hash = ?1 AND state = 'open' AND expires_at > ?2");
         st.bind_text(1, id_hash).bind_int(2, now);
         if (!st.step()) {
@@ -456,6 +472,7 @@ std::optional<reset_flow> sqlite_store::get_open_flow(std::string_view id_hash, 
         flow.expires_at = st.int_at(6);
         flow.required_methods = clamp_count(st.int_at(7));
         flow.totp_required = st.int_at(8) != 0;
+        flow.claimed_until = st.int_at(9);
     }
     {
         auto st = prepare("SELECT method FROM flow_methods WHERE id_hash = ?1 ORDER BY position");
@@ -476,6 +493,29 @@ void sqlite_store::add_verified_method(std::string_view id_hash, std::string_vie
         "WHERE id_hash = ?1), ?2 FROM flows WHERE id_hash = ?1 AND state = 'open'")
         .bind_text(1, id_hash)
         .bind_text(2, method)
+        .run();
+}
+
+// One UPDATE: whichever connection runs it first takes the claim; for the others the
+// WHERE no longer matches.
+bool sqlite_store::claim_flow(std::string_view id_hash, std::int64_t now,
+                              std::int64_t claim_until) {
+    require_claim_after(now, claim_until);
+    std::lock_guard lock(mutex_);
+    prepare(
+        "UPDATE flows SET claimed_until = ?3 "
+        "WHERE id_hash = ?1 AND state = 'open' AND expires_at > ?2 AND claimed_until <= ?2")
+        .bind_text(1, id_hash)
+        .bind_int(2, now)
+        .bind_int(3, claim_until)
+        .run();
+    return sqlite3_changes64(db_.get()) == 1;
+}
+
+void sqlite_store::release_flow(std::string_view id_hash) {
+    std::lock_guard lock(mutex_);
+    prepare("UPDATE flows SET claimed_until = 0 WHERE id_hash = ?1 AND state = 'open'")
+        .bind_text(1, id_hash)
         .run();
 }
 
@@ -649,6 +689,40 @@ failure_state sqlite_store::record_failure(std::string_view key, std::int64_t no
     const failure_state state{clamp_count(st.int_at(0)), st.int_at(1)};
     st.run();
     return state;
+}
+
+// A read and a conditional write in one BEGIN IMMEDIATE transaction: no other connection
+// can count a failure in between.
+failure_reservation sqlite_store::reserve_failure(std::string_view key, std::int64_t now,
+                                                  std::int64_t ttl_s, int limit) {
+    std::lock_guard lock(mutex_);
+    transaction tx(*this, transaction::kind::write);
+    failure_reservation reservation;
+    {
+        auto st = prepare(
+            "SELECT count, expires_at FROM failures WHERE counter_key = ?1 AND expires_at > ?2");
+        st.bind_text(1, key).bind_int(2, now);
+        if (st.step()) {
+            reservation.count = clamp_count(st.int_at(0));
+            reservation.expires_at = st.int_at(1);
+        }
+    }
+    if (reservation.count >= limit) {
+        return reservation;  // counts nothing, extends nothing; the transaction rolls back
+    }
+    reservation.reserved = true;
+    ++reservation.count;
+    reservation.expires_at = saturating_add(now, ttl_s);
+    prepare(
+        "INSERT INTO failures (counter_key, count, expires_at) VALUES (?1, ?2, ?3) "
+        "ON CONFLICT (counter_key) DO UPDATE SET "
+        "count = excluded.count, expires_at = excluded.expires_at")
+        .bind_text(1, key)
+        .bind_int(2, reservation.count)
+        .bind_int(3, reservation.expires_at)
+        .run();
+    tx.commit();
+    return reservation;
 }
 
 failure_state sqlite_store::get_failures(std::string_view key, std::int64_t now) {

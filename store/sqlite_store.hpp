@@ -22,7 +22,7 @@ namespace pwresetd::store {
 class sqlite_store final : public state_store {
 public:
     // The schema version this code writes (PRAGMA user_version); newer files are refused.
-    static constexpr int schema_version = 2;
+    static constexpr int schema_version = 3;
 
     // See open_sqlite_store.
     sqlite_store(const std::filesystem::path& path, secret sealing_key);
@@ -33,6 +33,8 @@ public:
     void put_flow(const reset_flow& flow) override;
     std::optional<reset_flow> get_open_flow(std::string_view id_hash, std::int64_t now) override;
     void add_verified_method(std::string_view id_hash, std::string_view method) override;
+    bool claim_flow(std::string_view id_hash, std::int64_t now, std::int64_t claim_until) override;
+    void release_flow(std::string_view id_hash) override;
     bool close_flow(std::string_view id_hash, std::int64_t now) override;
     void close_user_flows(std::string_view user_key) override;
 
@@ -50,6 +52,8 @@ public:
 
     failure_state record_failure(std::string_view key, std::int64_t now,
                                  std::int64_t ttl_s) override;
+    failure_reservation reserve_failure(std::string_view key, std::int64_t now, std::int64_t ttl_s,
+                                        int limit) override;
     failure_state get_failures(std::string_view key, std::int64_t now) override;
     void clear_failures(std::string_view key) override;
 

@@ -2,11 +2,23 @@
 // The daemon's state, behind one interface: reset flows, TOTP enrollments, the last
 // accepted TOTP step per user (replay protection), failure counters with expiry, one-time
 // code hashes (email/SMS), rate windows and recovery-code hashes. SQLite is the embedded
-// default; Redis (several nodes) implements the same interface. Every method is safe to call from
-// several worker threads at once, and every check-and-set the caller relies on (close_flow,
-// accept_totp_step, record_failure) is atomic. Times are Unix seconds passed in by the caller, so
-// tests control the clock. Expected misses are values (nullopt/false); exceptions mean the store
-// itself failed.
+// default; Redis (several nodes) implements the same interface.
+//
+// What callers can rely on, with either backend:
+// - Every method is safe to call from several worker threads at once, and on several store
+//   instances (daemons) sharing one database or Redis server.
+// - Every check-and-set is atomic across all of them: of concurrent callers exactly one
+//   claims a flow (claim_flow), closes it (close_flow), confirms an enrollment, accepts a
+//   TOTP step, consumes a code or a recovery code; reserve_failure and hit_window never
+//   let more than `limit` through; record_failure loses no increment.
+// - Times are Unix seconds passed in by the caller (tests control the clock); expiry is
+//   checked against that `now`, never against the store's clock.
+// - Expected misses are values (nullopt, false, reserved/allowed = false). A record the
+//   store cannot trust (a sealed key that does not open, a Redis flow whose MAC does not
+//   verify) reads as absent.
+// - store_error means the store itself failed at run time (answer 503); the operation may
+//   or may not have taken effect. std::invalid_argument means a caller's mistake (an id
+//   that is not a hex SHA-256, a claim that ends before it starts).
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -20,8 +32,9 @@
 
 namespace pwresetd::store {
 
-// The store itself failed at run time (connection lost, I/O error, busy beyond retries):
-// the daemon answers 503 state_unavailable and changes nothing.
+// The store itself failed at run time: the connection was lost or timed out, the database
+// stayed busy beyond its retries, an I/O error, an answer that makes no sense. The daemon
+// answers 503 state_unavailable; the operation may or may not have taken effect.
 class store_error : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;
@@ -43,6 +56,9 @@ struct reset_flow {
     int required_methods = 1;    // distinct methods (factors.required, 2 for two_methods_groups)
     bool totp_required = false;  // the user has an authenticator (factors.totp_when_enrolled):
                                  // "totp" or "recovery_code" must be among the verified
+    // The flow is being completed by whoever claimed it, until this time (see claim_flow);
+    // 0 when nobody holds it. A claim at or before `now` has lapsed.
+    std::int64_t claimed_until = 0;
 };
 
 struct window_hit {
@@ -64,18 +80,38 @@ struct failure_state {
     std::int64_t expires_at = 0;  // when the counter resets; 0 when count == 0
 };
 
+struct failure_reservation {
+    bool reserved = false;        // a failure slot was counted: the caller may evaluate the attempt
+    int count = 0;                // live failures at `now`, this one included when reserved
+    std::int64_t expires_at = 0;  // when the counter resets; 0 when count == 0
+};
+
 class state_store {
 public:
     virtual ~state_store() = default;
 
     // --- reset flows ---
+    // Stores the flow open and unclaimed, replacing any flow with the same id_hash
+    // (flow.claimed_until is ignored).
     virtual void put_flow(const reset_flow& flow) = 0;
-    // The flow if it exists, is open and has not expired at `now`.
+    // The flow if it exists, is open and has not expired at `now`; a claimed flow is still
+    // open (see claimed_until) until it is closed.
     virtual std::optional<reset_flow> get_open_flow(std::string_view id_hash, std::int64_t now) = 0;
     // Appends `method` to the open flow's verified methods (no duplicates).
     virtual void add_verified_method(std::string_view id_hash, std::string_view method) = 0;
-    // Atomically closes an open, unexpired flow; false when it was not open (already
-    // completed, superseded, expired or unknown).
+    // Atomically moves an open, unexpired flow that nobody holds (or whose claim expired at
+    // `now`) to "completing" until `claim_until`; false when it is closed, expired, unknown or
+    // held by a live claim. Exactly one of several concurrent callers (threads or store
+    // instances) wins. The flow stays open (get_open_flow, add_verified_method, close_flow
+    // work as before); the claim only keeps other claimers out. Throws std::invalid_argument
+    // unless claim_until > now.
+    virtual bool claim_flow(std::string_view id_hash, std::int64_t now,
+                            std::int64_t claim_until) = 0;
+    // Gives a claimed flow back (the write was refused or failed): it is open again and
+    // claimable at once. Does nothing to a closed, unknown or unclaimed flow.
+    virtual void release_flow(std::string_view id_hash) = 0;
+    // Atomically closes an open, unexpired flow, claimed or not; false when it was not open
+    // (already completed, superseded, expired or unknown).
     virtual bool close_flow(std::string_view id_hash, std::int64_t now) = 0;
     // Closes every open flow of the user (a completed reset invalidates the others).
     virtual void close_user_flows(std::string_view user_key) = 0;
@@ -103,6 +139,13 @@ public:
     // Adds one failure; the counter expires `ttl_s` after this failure.
     virtual failure_state record_failure(std::string_view key, std::int64_t now,
                                          std::int64_t ttl_s) = 0;
+    // Atomically counts one failure when fewer than `limit` are live at `now` (the counter
+    // then expires ttl_s after now); otherwise counts nothing, extends nothing, and returns
+    // reserved = false. The caller evaluates the attempt only when reserved, and calls
+    // clear_failures() if it succeeded: of many concurrent attempts, at most `limit` are
+    // evaluated per counter lifetime. Shares the counter with record_failure.
+    virtual failure_reservation reserve_failure(std::string_view key, std::int64_t now,
+                                                std::int64_t ttl_s, int limit) = 0;
     // The live counter at `now` (count 0 when none or expired).
     virtual failure_state get_failures(std::string_view key, std::int64_t now) = 0;
     virtual void clear_failures(std::string_view key) = 0;

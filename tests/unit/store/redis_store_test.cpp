@@ -19,13 +19,17 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <initializer_list>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "unit/store/store_contract.hpp"
@@ -310,16 +314,58 @@ std::string open_error(const std::string& url, std::string_view key = key_a,
     return {};
 }
 
+// The message of the store_error that call() throws; any other outcome fails the test.
 template <class Call>
 std::string call_error(Call call) {
     try {
         call();
-    } catch (const std::runtime_error& e) {
+    } catch (const store::store_error& e) {
         return e.what();
     }
     FAIL("the call did not throw");
     return {};
 }
+
+// Everything written to fd 2 while it lives (the log writes there).
+class stderr_capture {
+public:
+    stderr_capture() {
+        path_ = (std::filesystem::temp_directory_path() /
+                 ("pwresetd-redis-log-" + std::to_string(::getpid()) + ".log"))
+                    .string();
+        std::fflush(stderr);
+        saved_ = ::dup(STDERR_FILENO);
+        std::FILE* f = std::fopen(path_.c_str(), "w");
+        REQUIRE(f != nullptr);
+        ::dup2(::fileno(f), STDERR_FILENO);
+        std::fclose(f);
+    }
+    stderr_capture(const stderr_capture&) = delete;
+    stderr_capture& operator=(const stderr_capture&) = delete;
+    ~stderr_capture() {
+        restore();
+        std::filesystem::remove(path_);
+    }
+    std::string text() {
+        restore();
+        std::ifstream in(path_);
+        std::ostringstream s;
+        s << in.rdbuf();
+        return s.str();
+    }
+
+private:
+    void restore() {
+        if (saved_ >= 0) {
+            std::fflush(stderr);
+            ::dup2(saved_, STDERR_FILENO);
+            ::close(saved_);
+            saved_ = -1;
+        }
+    }
+    std::string path_;
+    int saved_ = -1;
+};
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -453,24 +499,262 @@ TEST_CASE("redis store keys carry a TTL; enrollments and replay marks do not", "
     CHECK_FALSE(s->get_open_flow(live.id_hash, now + 3600).has_value());
 }
 
-TEST_CASE("redis store: a flow written before required_methods existed reads with defaults",
+namespace {
+
+// Every flow field, each different from its default, so a change to any of them shows.
+store::reset_flow full_flow(std::string_view id) {
+    auto flow = contract::make_flow(id, "guid-alice");
+    flow.username = "Alice";
+    flow.directory = "corp";
+    flow.decoy = true;
+    flow.required_methods = 2;
+    flow.totp_required = true;
+    flow.verified_methods = {"email"};
+    return flow;
+}
+
+std::string flow_key(const store::reset_flow& flow) {
+    return "pwresetd:flow:" + flow.id_hash;
+}
+std::string methods_key(const store::reset_flow& flow) {
+    return "pwresetd:flow_methods:" + flow.id_hash;
+}
+
+std::size_t count_of(std::string_view text, std::string_view what) {
+    std::size_t n = 0;
+    for (auto pos = text.find(what); pos != std::string_view::npos;
+         pos = text.find(what, pos + what.size())) {
+        ++n;
+    }
+    return n;
+}
+
+// Every way of using a flow a caller has, on a flow that must read as absent: none of
+// them finds it, and none of them makes it readable.
+void check_flow_is_refused(store::state_store& s, const store::reset_flow& flow) {
+    CHECK_FALSE(s.get_open_flow(flow.id_hash, t0).has_value());
+    CHECK_FALSE(s.claim_flow(flow.id_hash, t0, t0 + 30));
+    s.add_verified_method(flow.id_hash, "sms");
+    s.release_flow(flow.id_hash);
+    CHECK_FALSE(s.close_flow(flow.id_hash, t0));
+    CHECK_FALSE(s.get_open_flow(flow.id_hash, t0).has_value());
+    CHECK_FALSE(s.claim_flow(flow.id_hash, t0, t0 + 30));
+}
+
+}  // namespace
+
+TEST_CASE("redis store: a flow edited in Redis reads as absent and is logged once",
+          "[store][redis]") {
+    struct tampering {
+        const char* name;
+        std::function<void(raw_connection&, const store::reset_flow&)> apply;
+    };
+    const std::vector<tampering> tamperings = {
+        {"a verified method added",
+         [](raw_connection& raw, const store::reset_flow& f) {
+             raw.command({"RPUSH", methods_key(f), "totp"});
+         }},
+        {"a verified method replaced",
+         [](raw_connection& raw, const store::reset_flow& f) {
+             raw.command({"LSET", methods_key(f), "0", "totp"});
+         }},
+        {"the verified methods removed",
+         [](raw_connection& raw, const store::reset_flow& f) {
+             raw.command({"DEL", methods_key(f)});
+         }},
+        {"decoy flipped",
+         [](raw_connection& raw, const store::reset_flow& f) {
+             raw.command({"HSET", flow_key(f), "decoy", "0"});
+         }},
+        {"user_key changed",
+         [](raw_connection& raw, const store::reset_flow& f) {
+             raw.command({"HSET", flow_key(f), "user_key", "guid-mallory"});
+         }},
+        {"user_dn changed",
+         [](raw_connection& raw, const store::reset_flow& f) {
+             raw.command({"HSET", flow_key(f), "user_dn", "CN=Administrator,DC=example,DC=org"});
+         }},
+        {"required_methods lowered",
+         [](raw_connection& raw, const store::reset_flow& f) {
+             raw.command({"HSET", flow_key(f), "required_methods", "1"});
+         }},
+        {"totp_required cleared",
+         [](raw_connection& raw, const store::reset_flow& f) {
+             raw.command({"HSET", flow_key(f), "totp_required", "0"});
+         }},
+        {"expires_at extended",
+         [](raw_connection& raw, const store::reset_flow& f) {
+             raw.command({"HSET", flow_key(f), "expires_at", std::to_string(t0 + 999'999)});
+         }},
+        {"the MAC removed",
+         [](raw_connection& raw, const store::reset_flow& f) {
+             raw.command({"HDEL", flow_key(f), "mac"});
+         }},
+        {"the MAC of another flow copied in",
+         [](raw_connection& raw, const store::reset_flow& f) {
+             const auto other = raw.command({"HGET", "pwresetd:flow:" + id_hash("other"), "mac"});
+             REQUIRE(other->type == REDIS_REPLY_STRING);
+             raw.command({"HSET", flow_key(f), "mac", std::string(other->str, other->len)});
+         }},
+    };
+
+    redis_backend backend;
+    auto s = backend.open();
+    auto other_node = backend.open();
+    raw_connection raw(shared_server().port());
+    auto other = full_flow("other");
+    other.verified_methods = {"email", "totp"};
+    s->put_flow(other);
+    for (std::size_t i = 0; i < tamperings.size(); ++i) {
+        const auto& t = tamperings[i];
+        INFO(t.name);
+        const auto flow = full_flow("reset-" + std::to_string(i));
+        s->put_flow(flow);
+        REQUIRE(s->get_open_flow(flow.id_hash, t0).has_value());
+        const auto mac_before = raw.command({"HGET", flow_key(flow), "mac"});
+        REQUIRE(mac_before->type == REDIS_REPLY_STRING);
+        t.apply(raw, flow);
+        {
+            stderr_capture log;
+            check_flow_is_refused(*s, flow);
+            check_flow_is_refused(*s, flow);
+            const auto text = log.text();
+            CHECK(count_of(text, "event=store.flow_tampered") == 1);
+            CHECK(count_of(text, "id_hash=" + flow.id_hash) == 1);
+            CHECK_THAT(text, Catch::Contains("level=error"));
+            CHECK_THAT(text, !Catch::Contains("guid-") && !Catch::Contains("Alice"));
+        }
+        check_flow_is_refused(*other_node, flow);
+        // Storing the flow again makes it valid again; the other flow was never touched.
+        s->put_flow(flow);
+        const auto got = other_node->get_open_flow(flow.id_hash, t0);
+        REQUIRE(got.has_value());
+        CHECK(got->verified_methods == std::vector<std::string>{"email"});
+        CHECK(got->decoy);
+        CHECK(other_node->claim_flow(flow.id_hash, t0, t0 + 30));
+        CHECK(s->get_open_flow(other.id_hash, t0).has_value());
+    }
+}
+
+TEST_CASE("redis store: changed state cannot be undone by editing Redis", "[store][redis]") {
+    redis_backend backend;
+    auto s = backend.open();
+    raw_connection raw(shared_server().port());
+    SECTION("a closed flow is not reopened") {
+        const auto flow = full_flow("reset-1");
+        s->put_flow(flow);
+        REQUIRE(s->close_flow(flow.id_hash, t0));
+        raw.command({"HSET", flow_key(flow), "state", "open"});
+        check_flow_is_refused(*s, flow);
+    }
+    SECTION("a live claim is not dropped") {
+        const auto flow = full_flow("reset-1");
+        s->put_flow(flow);
+        REQUIRE(s->claim_flow(flow.id_hash, t0, t0 + 30));
+        raw.command({"HSET", flow_key(flow), "claimed_until", "0"});
+        check_flow_is_refused(*s, flow);
+    }
+    SECTION("a flow moved to another id does not verify there") {
+        const auto flow = full_flow("reset-1");
+        const auto target = full_flow("reset-2");
+        s->put_flow(flow);
+        raw.command({"RENAME", flow_key(flow), flow_key(target)});
+        raw.command({"RENAME", methods_key(flow), methods_key(target)});
+        check_flow_is_refused(*s, target);
+        CHECK_FALSE(s->get_open_flow(flow.id_hash, t0).has_value());
+    }
+}
+
+TEST_CASE("redis store: normal updates keep a flow's MAC valid", "[store][redis]") {
+    redis_backend backend;
+    auto a = backend.open();
+    auto b = backend.open();
+    raw_connection raw(shared_server().port());
+    const auto flow = full_flow("reset-1");
+    std::vector<std::string> macs;
+    const auto record_mac = [&] {
+        const auto mac = raw.command({"HGET", flow_key(flow), "mac"});
+        REQUIRE(mac->type == REDIS_REPLY_STRING);
+        macs.emplace_back(mac->str, mac->len);
+        CHECK(macs.back().size() == 64);  // hex HMAC-SHA-256
+    };
+    stderr_capture log;
+    a->put_flow(flow);
+    record_mac();
+    b->add_verified_method(flow.id_hash, "totp");
+    record_mac();
+    a->add_verified_method(flow.id_hash, "sms");
+    record_mac();
+    REQUIRE(b->claim_flow(flow.id_hash, t0, t0 + 30));
+    record_mac();
+    a->release_flow(flow.id_hash);
+    record_mac();
+    REQUIRE(a->claim_flow(flow.id_hash, t0 + 1, t0 + 31));
+    record_mac();
+    for (auto* s : {a.get(), b.get()}) {
+        const auto got = s->get_open_flow(flow.id_hash, t0 + 2);
+        REQUIRE(got.has_value());
+        CHECK(got->user_key == "guid-alice");
+        CHECK(got->username == "Alice");
+        CHECK(got->directory == "corp");
+        CHECK(got->decoy);
+        CHECK(got->required_methods == 2);
+        CHECK(got->totp_required);
+        CHECK(got->expires_at == flow.expires_at);
+        CHECK(got->claimed_until == t0 + 31);
+        CHECK(got->verified_methods == std::vector<std::string>{"email", "totp", "sms"});
+    }
+    // A store with another sealing key derives another MAC key: the flow is not its own.
+    auto foreign = backend.open(key_b);
+    CHECK_FALSE(foreign->get_open_flow(flow.id_hash, t0 + 2).has_value());
+    CHECK(b->close_flow(flow.id_hash, t0 + 2));
+    record_mac();
+    // Each version has its own MAC; only the foreign store logged anything.
+    for (std::size_t i = 1; i < macs.size(); ++i) {
+        CHECK(macs[i] != macs[i - 1]);
+    }
+    const auto text = log.text();
+    CHECK(count_of(text, "event=store.flow_tampered") == 1);
+    CHECK_THAT(text, Catch::Contains("reason=mac_mismatch"));
+}
+
+TEST_CASE("redis store: a flow without a MAC (from a version before MACs) reads as absent",
           "[store][redis]") {
     redis_backend backend;
     auto s = backend.open();
     const auto flow = contract::make_flow("reset-1", "guid-alice");
     raw_connection raw(shared_server().port());
-    // The hash as the previous version's put_flow wrote it.
-    const auto reply = raw.command(
-        {"HSET", "pwresetd:flow:" + flow.id_hash, "user_key", "guid-alice", "username", "Alice",
-         "user_dn", "", "directory", "", "decoy", "0", "state", "open", "created_at",
-         std::to_string(t0), "expires_at", std::to_string(flow.expires_at)});
+    // The hash as the version before MACs wrote it, every field present.
+    const auto reply = raw.command({"HSET",
+                                    flow_key(flow),
+                                    "user_key",
+                                    "guid-alice",
+                                    "username",
+                                    "Alice",
+                                    "user_dn",
+                                    "",
+                                    "directory",
+                                    "",
+                                    "decoy",
+                                    "0",
+                                    "state",
+                                    "open",
+                                    "created_at",
+                                    std::to_string(t0),
+                                    "expires_at",
+                                    std::to_string(flow.expires_at),
+                                    "required_methods",
+                                    "1",
+                                    "totp_required",
+                                    "0",
+                                    "claimed_until",
+                                    "0"});
     REQUIRE(reply->type == REDIS_REPLY_INTEGER);
-    const auto got = s->get_open_flow(flow.id_hash, t0);
-    REQUIRE(got.has_value());
-    CHECK(got->username == "Alice");
-    CHECK(got->required_methods == 1);
-    CHECK_FALSE(got->totp_required);
-    CHECK(s->close_flow(flow.id_hash, t0));
+    stderr_capture log;
+    check_flow_is_refused(*s, flow);
+    const auto text = log.text();
+    CHECK(count_of(text, "event=store.flow_tampered") == 1);
+    CHECK_THAT(text, Catch::Contains("reason=no_mac"));
 }
 
 TEST_CASE("redis store: hostile user keys work and do not collide", "[store][redis]") {
@@ -620,17 +904,50 @@ TEST_CASE("redis store reconnects after the server restarts", "[store][redis]") 
         server.stop();
         // The pooled connection is dead: writing to it raises SIGPIPE (at once on a unix
         // socket), which must not kill the process; the retry finds nothing listening.
-        CHECK_THROWS_AS(s->accept_totp_step(std::string(4 << 20, 'x'), 1), std::runtime_error);
+        CHECK_THROWS_AS(s->accept_totp_step(std::string(4 << 20, 'x'), 1), store::store_error);
         const auto start = std::chrono::steady_clock::now();
         const auto message = call_error([&] { s->get_open_flow(flow.id_hash, t0); });
         CHECK(seconds_since(start) < 3.0);
         CHECK_THAT(message, Catch::Contains(url));
         CHECK_THAT(message, Catch::Contains("cannot connect"));
-        CHECK_THROWS_AS(s->record_failure("verify:alice", t0, 60), std::runtime_error);
+        CHECK_THROWS_AS(s->record_failure("verify:alice", t0, 60), store::store_error);
         server.start();
         CHECK(s->accept_totp_step("guid-alice", 1));
         s->put_flow(flow);
         CHECK(s->close_flow(flow.id_hash, t0));
+    }
+}
+
+TEST_CASE("redis store: every call on a stopped server throws store_error at once",
+          "[store][redis]") {
+    redis_server server;
+    auto s = store::open_redis_store(server.url(), secret(key_a));
+    const auto flow = contract::make_flow("reset-1", "guid-alice");
+    s->put_flow(flow);
+    server.stop();
+    // The first call finds the pooled connection dead and retries once on a new one; every
+    // call finds nothing listening: a typed error, no crash, no wait for the 2 s timeout.
+    const std::vector<std::pair<const char*, std::function<void()>>> calls = {
+        {"put_flow", [&] { s->put_flow(flow); }},
+        {"get_open_flow", [&] { s->get_open_flow(flow.id_hash, t0); }},
+        {"add_verified_method", [&] { s->add_verified_method(flow.id_hash, "email"); }},
+        {"close_flow", [&] { s->close_flow(flow.id_hash, t0); }},
+        {"close_user_flows", [&] { s->close_user_flows("guid-alice"); }},
+        {"get_totp", [&] { s->get_totp("guid-alice"); }},
+        {"accept_totp_step", [&] { s->accept_totp_step("guid-alice", 1); }},
+        {"record_failure", [&] { s->record_failure("verify:alice", t0, 60); }},
+        {"get_failures", [&] { s->get_failures("verify:alice", t0); }},
+        {"consume_code", [&] { s->consume_code(flow.id_hash, "email", "h", t0); }},
+        {"hit_window", [&] { s->hit_window("dest:a", t0, 60, 5); }},
+        {"consume_recovery_code", [&] { s->consume_recovery_code("guid-alice", "h"); }},
+        {"purge_expired", [&] { s->purge_expired(t0); }},
+    };
+    for (const auto& [name, call] : calls) {
+        INFO(name);
+        const auto start = std::chrono::steady_clock::now();
+        const auto message = call_error(call);
+        CHECK(seconds_since(start) < 1.0);
+        CHECK_THAT(message, Catch::Contains(server.url()));
     }
 }
 

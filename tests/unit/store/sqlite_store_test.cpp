@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
@@ -102,6 +103,34 @@ CREATE TABLE failures (
 ) WITHOUT ROWID;
 CREATE INDEX failures_by_expiry ON failures (expires_at);
 PRAGMA user_version = 1;
+)sql";
+
+// What schema version 2 added to version 1 (frozen: never edit). A version 2 file is
+// v1_schema followed by this.
+constexpr const char* v2_upgrade = R"sql(
+ALTER TABLE flows ADD COLUMN required_methods INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE flows ADD COLUMN totp_required INTEGER NOT NULL DEFAULT 0
+    CHECK (totp_required IN (0, 1));
+CREATE TABLE codes (
+    flow_id_hash TEXT NOT NULL,
+    method       TEXT NOT NULL,
+    code_hash    TEXT NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    PRIMARY KEY (flow_id_hash, method)
+) WITHOUT ROWID;
+CREATE INDEX codes_by_expiry ON codes (expires_at);
+CREATE TABLE windows (
+    window_key TEXT PRIMARY KEY,
+    count      INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX windows_by_expiry ON windows (expires_at);
+CREATE TABLE recovery_codes (
+    user_key  TEXT NOT NULL,
+    code_hash TEXT NOT NULL,
+    PRIMARY KEY (user_key, code_hash)
+) WITHOUT ROWID;
+PRAGMA user_version = 2;
 )sql";
 
 struct raw_db_deleter {
@@ -432,6 +461,32 @@ TEST_CASE("sqlite store: several processes creating one new file all succeed", "
     }
 }
 
+TEST_CASE("sqlite store: a database locked beyond the busy timeout throws store_error",
+          "[store][sqlite]") {
+    sqlite_backend backend;
+    auto s = backend.open();
+    const auto flow = contract::make_flow("reset-1", "guid-alice");
+    s->put_flow(flow);
+    // Another process holds the write lock for longer than the store waits (5 s).
+    auto raw = open_raw(backend.db);
+    exec_raw(raw.get(), "BEGIN IMMEDIATE");
+    const auto start = std::chrono::steady_clock::now();
+    try {
+        s->close_flow(flow.id_hash, t0);
+        FAIL("close_flow did not throw");
+    } catch (const store::store_error& e) {
+        CHECK_THAT(e.what(), Catch::Contains(backend.db.string()));
+    }
+    const double waited =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    CHECK(waited >= 4.5);
+    CHECK(waited < 15.0);
+    // Reads are not blocked by a writer in WAL mode; once the lock is gone, writes work.
+    CHECK(s->get_open_flow(flow.id_hash, t0).has_value());
+    exec_raw(raw.get(), "ROLLBACK");
+    CHECK(s->close_flow(flow.id_hash, t0));
+}
+
 TEST_CASE("sqlite store refuses a newer schema version", "[store][sqlite]") {
     sqlite_backend backend;
     backend.open().reset();
@@ -512,6 +567,8 @@ TEST_CASE("sqlite store upgrades a version 1 file and keeps its data", "[store][
         CHECK(s->consume_code(flow.id_hash, "email", contract::code_hash("1"), t0));
         CHECK(s->hit_window("dest:a", t0, 60, 2).count == 2);
         CHECK(s->consume_recovery_code("guid-alice", contract::code_hash("r1")));
+        CHECK(s->claim_flow(flow.id_hash, t0, t0 + 30));
+        CHECK(s->reserve_failure("verify:alice", t0, 60, 5).count == 3);
         s->purge_expired(t0 + 1000);
         CHECK_FALSE(s->get_open_flow(flow.id_hash, t0).has_value());
     }
@@ -530,6 +587,71 @@ TEST_CASE("sqlite store upgrades a version 1 file and keeps its data", "[store][
                                   t0));
         }
     }
+}
+
+TEST_CASE("sqlite store upgrades a version 2 file and keeps its data", "[store][sqlite]") {
+    sqlite_backend backend;
+    const auto open_flow = contract::make_flow("reset-1", "guid-alice");
+    const auto closed_flow = contract::make_flow("reset-2", "guid-alice");
+    { std::ofstream created(backend.db); }
+    {
+        // What pwresetd with schema version 2 wrote, and some data in it.
+        auto raw = open_raw(backend.db);
+        exec_raw(raw.get(), "PRAGMA journal_mode = WAL");
+        exec_raw(raw.get(), v1_schema);
+        exec_raw(raw.get(), v2_upgrade);
+        for (const auto* flow : {&open_flow, &closed_flow}) {
+            const std::string insert =
+                "INSERT INTO flows (id_hash, user_key, username, user_dn, directory, decoy, "
+                "state, created_at, expires_at, required_methods, totp_required) VALUES ('" +
+                flow->id_hash + "', 'guid-alice', 'Alice', 'CN=Alice', 'corp', 0, '" +
+                (flow == &open_flow ? "open" : "closed") + "', " + std::to_string(t0) + ", " +
+                std::to_string(flow->expires_at) + ", 2, 1)";
+            exec_raw(raw.get(), insert.c_str());
+        }
+        exec_raw(
+            raw.get(),
+            ("INSERT INTO flow_methods VALUES ('" + open_flow.id_hash + "', 0, 'email')").c_str());
+        exec_raw(raw.get(), ("INSERT INTO codes VALUES ('" + open_flow.id_hash + "', 'sms', '" +
+                             contract::code_hash("1") + "', " + std::to_string(t0 + 300) + ")")
+                                .c_str());
+        exec_raw(raw.get(), ("INSERT INTO failures VALUES ('verify:alice', 4, " +
+                             std::to_string(t0 + 60) + ")")
+                                .c_str());
+    }
+
+    auto s = backend.open();
+    {
+        auto raw = open_raw(backend.db);
+        sqlite3_stmt* st = nullptr;
+        REQUIRE(sqlite3_prepare_v2(raw.get(), "PRAGMA user_version", -1, &st, nullptr) ==
+                SQLITE_OK);
+        REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+        CHECK(sqlite3_column_int(st, 0) == store::sqlite_store::schema_version);
+        sqlite3_finalize(st);
+    }
+    auto got = s->get_open_flow(open_flow.id_hash, t0);
+    REQUIRE(got.has_value());
+    CHECK(got->directory == "corp");
+    CHECK(got->required_methods == 2);
+    CHECK(got->totp_required);
+    CHECK(got->verified_methods == std::vector<std::string>{"email"});
+    CHECK(got->claimed_until == 0);  // flows of version 2 are unclaimed
+    CHECK_FALSE(s->get_open_flow(closed_flow.id_hash, t0).has_value());
+
+    // The new operations work on the old rows.
+    CHECK_FALSE(s->claim_flow(closed_flow.id_hash, t0, t0 + 30));
+    CHECK(s->claim_flow(open_flow.id_hash, t0, t0 + 30));
+    CHECK_FALSE(s->claim_flow(open_flow.id_hash, t0, t0 + 30));
+    got = s->get_open_flow(open_flow.id_hash, t0);
+    REQUIRE(got.has_value());
+    CHECK(got->claimed_until == t0 + 30);
+    const auto r = s->reserve_failure("verify:alice", t0, 60, 5);
+    CHECK(r.reserved);
+    CHECK(r.count == 5);
+    CHECK_FALSE(s->reserve_failure("verify:alice", t0, 60, 5).reserved);
+    CHECK(s->consume_code(open_flow.id_hash, "sms", contract::code_hash("1"), t0));
+    CHECK(s->close_flow(open_flow.id_hash, t0));
 }
 
 TEST_CASE("sqlite store open errors name the file", "[store][sqlite]") {

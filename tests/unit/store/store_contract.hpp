@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <latch>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -126,6 +127,7 @@ void run_store_contract() {
             CHECK(got->created_at == t0);
             CHECK(got->expires_at == t0 + 900);
             CHECK(got->verified_methods == std::vector<std::string>{"email", "totp"});
+            CHECK(got->claimed_until == 0);
         }
         SECTION("what a flow requires reads back") {
             auto flow = make_flow("reset-1", "guid-alice");
@@ -207,6 +209,113 @@ void run_store_contract() {
             CHECK_FALSE(store->close_flow(id_hash("nobody"), t0));
             // The refusal left it open: with an earlier clock it can still be closed.
             CHECK(store->close_flow(flow.id_hash, t0 + 9));
+        }
+        SECTION("claim_flow holds a flow until claim_until; a second claim is refused") {
+            const auto flow = make_flow("reset-1", "guid-alice");
+            store->put_flow(flow);
+            CHECK(store->claim_flow(flow.id_hash, t0 + 1, t0 + 31));
+            CHECK_FALSE(store->claim_flow(flow.id_hash, t0 + 1, t0 + 31));
+            CHECK_FALSE(store->claim_flow(flow.id_hash, t0 + 30, t0 + 60));
+            CHECK_FALSE(backend.open()->claim_flow(flow.id_hash, t0 + 2, t0 + 32));
+            // Still open, and the claim shows.
+            const auto got = store->get_open_flow(flow.id_hash, t0 + 2);
+            REQUIRE(got.has_value());
+            CHECK(got->claimed_until == t0 + 31);
+            CHECK(got->user_key == "guid-alice");
+        }
+        SECTION("a claim that expired can be taken again") {
+            const auto flow = make_flow("reset-1", "guid-alice");
+            store->put_flow(flow);
+            REQUIRE(store->claim_flow(flow.id_hash, t0, t0 + 30));
+            CHECK_FALSE(store->claim_flow(flow.id_hash, t0 + 29, t0 + 59));
+            CHECK(store->claim_flow(flow.id_hash, t0 + 30, t0 + 60));
+            CHECK_FALSE(store->claim_flow(flow.id_hash, t0 + 31, t0 + 61));
+            const auto got = store->get_open_flow(flow.id_hash, t0 + 31);
+            REQUIRE(got.has_value());
+            CHECK(got->claimed_until == t0 + 60);
+        }
+        SECTION("release_flow makes a claimed flow claimable at once") {
+            const auto flow = make_flow("reset-1", "guid-alice");
+            store->put_flow(flow);
+            REQUIRE(store->claim_flow(flow.id_hash, t0, t0 + 30));
+            store->release_flow(flow.id_hash);
+            auto got = store->get_open_flow(flow.id_hash, t0 + 1);
+            REQUIRE(got.has_value());
+            CHECK(got->claimed_until == 0);
+            CHECK(backend.open()->claim_flow(flow.id_hash, t0 + 1, t0 + 31));
+            CHECK_FALSE(store->claim_flow(flow.id_hash, t0 + 1, t0 + 31));
+            // Releasing an unclaimed or unknown flow changes nothing.
+            store->release_flow(flow.id_hash);
+            store->release_flow(flow.id_hash);
+            store->release_flow(id_hash("nobody"));
+            CHECK_FALSE(store->get_open_flow(id_hash("nobody"), t0).has_value());
+            CHECK(store->claim_flow(flow.id_hash, t0 + 2, t0 + 32));
+        }
+        SECTION("a claimed flow takes verified methods and keeps its claim") {
+            const auto flow = make_flow("reset-1", "guid-alice");
+            store->put_flow(flow);
+            REQUIRE(store->claim_flow(flow.id_hash, t0, t0 + 30));
+            store->add_verified_method(flow.id_hash, "email");
+            const auto got = store->get_open_flow(flow.id_hash, t0 + 1);
+            REQUIRE(got.has_value());
+            CHECK(got->verified_methods == std::vector<std::string>{"email"});
+            CHECK(got->claimed_until == t0 + 30);
+            CHECK_FALSE(store->claim_flow(flow.id_hash, t0 + 1, t0 + 31));
+        }
+        SECTION("close_flow closes a claimed flow; then it cannot be claimed or released") {
+            const auto flow = make_flow("reset-1", "guid-alice");
+            store->put_flow(flow);
+            REQUIRE(store->claim_flow(flow.id_hash, t0, t0 + 30));
+            CHECK(store->close_flow(flow.id_hash, t0 + 1));
+            CHECK_FALSE(store->get_open_flow(flow.id_hash, t0 + 1).has_value());
+            CHECK_FALSE(store->claim_flow(flow.id_hash, t0 + 1, t0 + 31));
+            CHECK_FALSE(store->claim_flow(flow.id_hash, t0 + 40, t0 + 70));
+            store->release_flow(flow.id_hash);
+            CHECK_FALSE(store->get_open_flow(flow.id_hash, t0 + 1).has_value());
+            CHECK_FALSE(store->claim_flow(flow.id_hash, t0 + 1, t0 + 31));
+            CHECK_FALSE(store->close_flow(flow.id_hash, t0 + 1));
+        }
+        SECTION("close_user_flows closes claimed flows too") {
+            const auto flow = make_flow("reset-1", "guid-alice");
+            store->put_flow(flow);
+            REQUIRE(store->claim_flow(flow.id_hash, t0, t0 + 30));
+            store->close_user_flows("guid-alice");
+            CHECK_FALSE(store->get_open_flow(flow.id_hash, t0).has_value());
+            CHECK_FALSE(store->claim_flow(flow.id_hash, t0 + 40, t0 + 70));
+        }
+        SECTION("claim_flow refuses a closed, expired or unknown flow") {
+            CHECK_FALSE(store->claim_flow(id_hash("nobody"), t0, t0 + 30));
+            CHECK_FALSE(store->get_open_flow(id_hash("nobody"), t0).has_value());
+
+            const auto closed = make_flow("reset-closed", "guid-alice");
+            store->put_flow(closed);
+            REQUIRE(store->close_flow(closed.id_hash, t0));
+            CHECK_FALSE(store->claim_flow(closed.id_hash, t0, t0 + 30));
+
+            const auto expiring = make_flow("reset-expiring", "guid-alice", t0 + 10);
+            store->put_flow(expiring);
+            CHECK_FALSE(store->claim_flow(expiring.id_hash, t0 + 10, t0 + 40));
+            CHECK_FALSE(store->claim_flow(expiring.id_hash, t0 + 100, t0 + 130));
+            // The refusals left it unclaimed: with an earlier clock it can still be claimed.
+            CHECK(store->claim_flow(expiring.id_hash, t0 + 9, t0 + 39));
+        }
+        SECTION("put_flow replaces a claimed flow with an unclaimed one") {
+            auto flow = make_flow("reset-1", "guid-alice");
+            store->put_flow(flow);
+            REQUIRE(store->claim_flow(flow.id_hash, t0, t0 + 30));
+            flow.claimed_until = t0 + 1000;  // ignored
+            store->put_flow(flow);
+            const auto got = store->get_open_flow(flow.id_hash, t0 + 1);
+            REQUIRE(got.has_value());
+            CHECK(got->claimed_until == 0);
+            CHECK(store->claim_flow(flow.id_hash, t0 + 1, t0 + 31));
+        }
+        SECTION("claim_flow needs claim_until after now") {
+            const auto flow = make_flow("reset-1", "guid-alice");
+            store->put_flow(flow);
+            CHECK_THROWS_AS(store->claim_flow(flow.id_hash, t0 + 5, t0 + 5), std::invalid_argument);
+            CHECK_THROWS_AS(store->claim_flow(flow.id_hash, t0 + 5, t0), std::invalid_argument);
+            CHECK(store->claim_flow(flow.id_hash, t0 + 5, t0 + 6));
         }
         SECTION("close_user_flows closes only that user's flows") {
             const auto a1 = make_flow("reset-a1", "guid-alice");
@@ -484,6 +593,65 @@ void run_store_contract() {
             CHECK(state.count == 1);
             CHECK(state.expires_at == t0 + 90);
         }
+        SECTION("reserve_failure counts up to the limit; then counts and extends nothing") {
+            auto r = store->reserve_failure("verify:alice", t0, 60, 3);
+            CHECK(r.reserved);
+            CHECK(r.count == 1);
+            CHECK(r.expires_at == t0 + 60);
+            r = store->reserve_failure("verify:alice", t0 + 1, 60, 3);
+            CHECK(r.reserved);
+            CHECK(r.count == 2);
+            CHECK(r.expires_at == t0 + 61);
+            r = store->reserve_failure("verify:alice", t0 + 2, 60, 3);
+            CHECK(r.reserved);
+            CHECK(r.count == 3);
+            CHECK(r.expires_at == t0 + 62);
+            for (const std::int64_t at : {t0 + 3, t0 + 30, t0 + 61}) {
+                INFO("at t0 + " << at - t0);
+                r = store->reserve_failure("verify:alice", at, 60, 3);
+                CHECK_FALSE(r.reserved);
+                CHECK(r.count == 3);
+                CHECK(r.expires_at == t0 + 62);  // a refusal does not extend the counter
+            }
+            const auto state = store->get_failures("verify:alice", t0 + 61);
+            CHECK(state.count == 3);
+            CHECK(state.expires_at == t0 + 62);
+            CHECK(store->get_failures("verify:alice", t0 + 62).count == 0);
+            CHECK(store->get_failures("verify:bob", t0).count == 0);
+        }
+        SECTION("reserve_failure on an expired counter starts again at one") {
+            REQUIRE(store->reserve_failure("verify:alice", t0, 60, 2).reserved);
+            REQUIRE(store->reserve_failure("verify:alice", t0, 60, 2).reserved);
+            REQUIRE_FALSE(store->reserve_failure("verify:alice", t0 + 59, 60, 2).reserved);
+            const auto r = store->reserve_failure("verify:alice", t0 + 60, 30, 2);
+            CHECK(r.reserved);
+            CHECK(r.count == 1);
+            CHECK(r.expires_at == t0 + 90);
+            CHECK(store->get_failures("verify:alice", t0 + 60).count == 1);
+        }
+        SECTION("reserve_failure and record_failure share one counter; clear resets it") {
+            store->record_failure("verify:alice", t0, 60);
+            store->record_failure("verify:alice", t0, 60);
+            auto r = store->reserve_failure("verify:alice", t0 + 1, 60, 3);
+            CHECK(r.reserved);
+            CHECK(r.count == 3);
+            r = store->reserve_failure("verify:alice", t0 + 2, 60, 3);
+            CHECK_FALSE(r.reserved);
+            CHECK(r.count == 3);
+            CHECK(r.expires_at == t0 + 61);
+            store->clear_failures("verify:alice");
+            r = store->reserve_failure("verify:alice", t0 + 3, 60, 3);
+            CHECK(r.reserved);
+            CHECK(r.count == 1);
+        }
+        SECTION("reserve_failure with a limit of zero reserves and stores nothing") {
+            const auto r = store->reserve_failure("verify:alice", t0, 60, 0);
+            CHECK_FALSE(r.reserved);
+            CHECK(r.count == 0);
+            CHECK(r.expires_at == 0);
+            CHECK(store->get_failures("verify:alice", t0).count == 0);
+            CHECK(store->reserve_failure("verify:alice", t0, 60, 1).count == 1);
+        }
         SECTION("clear_failures resets one counter") {
             store->record_failure("verify:alice", t0, 60);
             store->record_failure("verify:bob", t0, 60);
@@ -554,6 +722,67 @@ void run_store_contract() {
                 CHECK(wins == 1);
             }
         }
+        SECTION("8 threads racing claim_flow: exactly one wins each flow") {
+            for (int i = 0; i < 20; ++i) {
+                const auto flow = make_flow("race-" + std::to_string(i), "guid-alice");
+                store->put_flow(flow);
+                const int wins = count_winners(
+                    8, [&](int) { return store->claim_flow(flow.id_hash, t0, t0 + 30); });
+                CHECK(wins == 1);
+                const auto got = store->get_open_flow(flow.id_hash, t0);
+                REQUIRE(got.has_value());
+                CHECK(got->claimed_until == t0 + 30);
+            }
+        }
+        SECTION("8 threads on two instances racing claim_flow: exactly one wins each flow") {
+            auto other = backend.open();
+            state_store* instances[] = {store.get(), other.get()};
+            for (int i = 0; i < 20; ++i) {
+                const auto flow = make_flow("race-" + std::to_string(i), "guid-alice");
+                store->put_flow(flow);
+                // Each thread asks for a claim of its own length: the winner's shows.
+                std::atomic<int> winner{-1};
+                const int wins = count_winners(8, [&](int thread) {
+                    const bool won =
+                        instances[thread % 2]->claim_flow(flow.id_hash, t0, t0 + 30 + thread);
+                    if (won) {
+                        winner = thread;
+                    }
+                    return won;
+                });
+                CHECK(wins == 1);
+                const auto got = other->get_open_flow(flow.id_hash, t0);
+                REQUIRE(got.has_value());
+                CHECK(got->claimed_until == t0 + 30 + winner.load());
+            }
+        }
+        SECTION("8 threads on two instances racing claim and release: one holder at a time") {
+            // Each thread claims, checks that nobody else holds the flow, and releases.
+            auto other = backend.open();
+            state_store* instances[] = {store.get(), other.get()};
+            const auto flow = make_flow("race", "guid-alice");
+            store->put_flow(flow);
+            std::atomic<int> holders{0};
+            std::atomic<int> overlaps{0};
+            std::atomic<int> claims{0};
+            count_winners(8, [&](int thread) {
+                auto* s = instances[thread % 2];
+                for (int i = 0; i < 25; ++i) {
+                    if (s->claim_flow(flow.id_hash, t0, t0 + 30)) {
+                        ++claims;
+                        if (++holders != 1) {
+                            ++overlaps;
+                        }
+                        --holders;
+                        s->release_flow(flow.id_hash);
+                    }
+                }
+                return true;
+            });
+            CHECK(overlaps.load() == 0);
+            CHECK(claims.load() >= 1);
+            CHECK(store->claim_flow(flow.id_hash, t0, t0 + 30));
+        }
         SECTION("two instances racing confirm_totp: exactly one wins") {
             auto other = backend.open();
             state_store* instances[] = {store.get(), other.get()};
@@ -608,6 +837,30 @@ void run_store_contract() {
                 CHECK(wins == 1);
             }
             CHECK(other->recovery_codes_left("guid-alice") == 0);
+        }
+        SECTION("40 threads racing reserve_failure with limit 5: exactly 5 reserved") {
+            for (int i = 0; i < 5; ++i) {
+                const auto key = "verify:race-" + std::to_string(i);
+                const int wins = count_winners(
+                    40, [&](int) { return store->reserve_failure(key, t0, 60, 5).reserved; });
+                CHECK(wins == 5);
+                const auto state = store->get_failures(key, t0);
+                CHECK(state.count == 5);
+                CHECK(state.expires_at == t0 + 60);
+            }
+        }
+        SECTION("40 threads on two instances racing reserve_failure with limit 5: exactly 5") {
+            auto other = backend.open();
+            state_store* instances[] = {store.get(), other.get()};
+            for (int i = 0; i < 5; ++i) {
+                const auto key = "verify:race-" + std::to_string(i);
+                const int wins = count_winners(40, [&](int thread) {
+                    return instances[thread % 2]->reserve_failure(key, t0, 60, 5).reserved;
+                });
+                CHECK(wins == 5);
+                CHECK(other->get_failures(key, t0).count == 5);
+                CHECK_FALSE(store->reserve_failure(key, t0, 60, 5).reserved);
+            }
         }
         SECTION("two instances racing record_failure lose no increment") {
             auto other = backend.open();
