@@ -17,6 +17,7 @@ for the other kind with a reason; everything else runs unchanged against both.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import json
@@ -27,6 +28,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +78,12 @@ LAB = LAB_KINDS.get(KIND)
 LAB_SCRIPT = SOURCE_DIR / "tests" / "lab" / (LAB.script if LAB else "openldap.sh")
 OPENLDAP_PROTECTED_GROUP = "cn=admins,ou=groups,dc=example,dc=test"
 DIRECTORY_LOCKOUT_BINDS = 3  # both labs lock an account after 3 bad binds
+
+
+# test_16_timing.py compares real users whom the directory never locks (a ppolicy of their
+# own) with unknown ones; the Samba lab has one domain-wide lockout policy, so that module is
+# collected for the OpenLDAP lab only (its docstring says more).
+collect_ignore = [] if KIND == "openldap" else ["test_16_timing.py"]
 
 
 def pytest_configure(config):
@@ -284,6 +292,33 @@ def directory_unlock(lab, name: str):
     assert m.returncode == 0, f"admin unlock of {name} failed (exit {m.returncode}): {m.stderr}"
 
 
+def ensure_directory_unlocked(lab, world: World, name: str):
+    """After a test that may have made the directory lock `name` (bad binds): unlock it if
+    needed and prove the known password binds (which also clears the bad-bind count)."""
+    if not ldap_binds(lab, name, world.passwords[name]):
+        directory_unlock(lab, name)
+        assert ldap_binds(lab, name, world.passwords[name]), f"{name} does not bind after an unlock"
+
+
+def admin_set_password(lab, world: World, name: str, password: str):
+    """The lab administrator sets `name`'s password (no policy, no history: OpenLDAP's rootdn,
+    Samba's Administrator) and unlocks the account; world.passwords follows. For putting the
+    lab back in a known state after a test found the daemon wrote something unexpected."""
+    world.secret(password)
+    if KIND == "samba":
+        value = base64.b64encode(f'"{password}"'.encode("utf-16-le")).decode()
+        ldif = (f"dn: {user_dn(name)}\nchangetype: modify\nreplace: unicodePwd\nunicodePwd:: {value}\n-\n"
+                f"replace: lockoutTime\nlockoutTime: 0\n")
+        m = ldap_admin_modify(lab, ldif)
+    else:
+        m = run(["ldappasswd", "-x", "-H", lab["LAB_LDAPS_URI"], "-D", lab["LAB_ADMIN_DN"],
+                 "-w", read_secret_file(lab["LAB_ADMIN_PASSWORD_FILE"]), "-s", password, user_dn(name)],
+                env=ldap_env(lab), timeout=20)
+    assert m.returncode == 0, f"admin password set for {name} failed (exit {m.returncode}): {m.stderr}"
+    world.passwords[name] = password
+    ensure_directory_unlocked(lab, world, name)
+
+
 # --------------------------------------------------------------------------- certificates
 @dataclass
 class Pki:
@@ -358,12 +393,20 @@ state:
 """
 
 
+# limits.per_ip_per_minute of every daemon the suite starts, unless a test sets its own: the
+# maximum the daemon accepts, so the suite's own traffic (all from 127.0.0.1) is never throttled.
+PER_IP_PER_MINUTE = 100000
+
+
 def config_text(port: int, lab: dict, keys: Keys, uris: list[str] | None = None,
                 factors: str = DEFAULT_FACTORS, state: str = DEFAULT_STATE, extra: str = "",
-                verify_failures: int | None = None) -> str:
+                verify_failures: int | None = None, per_ip_per_minute: int = PER_IP_PER_MINUTE,
+                max_connections: int | None = None, pool_size: int = 2) -> str:
     """The daemon's YAML, in block style so line:column of every key is predictable.
-    `factors` and `state` replace those blocks; `extra` adds top-level blocks (mail:)."""
+    `factors` and `state` replace those blocks; `extra` adds top-level blocks (mail:);
+    `max_connections` is written only when given."""
     uris = uris or [lab["LAB_LDAPS_URI"]]
+    more_limits = f"  max_connections: {max_connections}\n" if max_connections is not None else ""
     return f"""\
 listen:
   - "https://127.0.0.1:{port}"
@@ -389,7 +432,7 @@ directory:
   user_base: "{lab.get("LAB_USER_BASE", LAB.people)}"
   user_filter: "{LAB.user_filter}"
   timeout_ms: 2000
-  pool_size: 2
+  pool_size: {pool_size}
   unlock_on_reset: true
   protected_groups: ["{lab.get("LAB_PROTECTED_GROUP", OPENLDAP_PROTECTED_GROUP)}"]
 policy:
@@ -403,7 +446,8 @@ policy:
   reset_ttl_s: {RESET_TTL_S}
   max_body_bytes: {MAX_BODY_BYTES}
   header_timeout_s: 5
-{state}secrets:
+  per_ip_per_minute: {per_ip_per_minute}
+{more_limits}{state}secrets:
   key_file: secret.key
 audit:
   file: audit.jsonl
@@ -441,7 +485,7 @@ class Reply:
 
 class Api:
     def __init__(self, port: int, ca: Path, key: str | None, world: World):
-        self.port, self.key, self.world = port, key, world
+        self.port, self.key, self.world, self.ca = port, key, world, ca
         self.ctx = ssl.create_default_context(cafile=str(ca))  # verifies chain + IP SAN
         assert self.ctx.verify_mode == ssl.CERT_REQUIRED and self.ctx.check_hostname
 
@@ -496,6 +540,157 @@ def assert_error(r: Reply, status: int, code: str):
     assert isinstance(r.json, dict) and r.json.get("error") == code, f"expected error {code!r}:{r}"
 
 
+# --------------------------------------------------------------------------- raw HTTP over TLS
+@dataclass
+class RawReply:
+    status: int
+    headers: dict  # lower-case names
+    body: bytes
+
+    @property
+    def json(self):
+        try:
+            return json.loads(self.body.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            return None
+
+    def __repr__(self):
+        return f"{self.status} {self.headers} {self.body[:300]!r}"
+
+
+class RawConnection:
+    """One verified TLS connection to the daemon that sends bytes exactly as given (no
+    http.client normalizing them) and reads responses as they come."""
+
+    def __init__(self, port: int, ca: Path, timeout: float = 5.0):
+        ctx = ssl.create_default_context(cafile=str(ca))
+        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        try:
+            self.sock = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        except BaseException:
+            raw.close()
+            raise
+        self.buf = b""
+        self.eof = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send(self, data: bytes):
+        self.sock.sendall(data)
+
+    def _fill(self, deadline: float) -> bool:
+        """Reads more into buf; False on EOF (or a reset), raises TimeoutError at deadline."""
+        if self.eof:
+            return False
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no more bytes from the daemon")
+        self.sock.settimeout(left)
+        try:
+            chunk = self.sock.recv(65536)
+        except (socket.timeout, TimeoutError):
+            raise TimeoutError("no more bytes from the daemon") from None
+        except (ConnectionError, ssl.SSLError, OSError):
+            chunk = b""
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf += chunk
+        return True
+
+    def read_response(self, timeout: float = 5.0) -> RawReply | None:
+        """The next response, or None when the connection ends first; TimeoutError when
+        neither happens within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while b"\r\n\r\n" not in self.buf:
+            if not self._fill(deadline):
+                return None
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        length = int(headers.get("content-length", "0"))
+        while len(self.buf) < length:
+            if not self._fill(deadline):
+                break
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return RawReply(status, headers, body)
+
+    def closed_within(self, timeout: float) -> bool:
+        """True when the daemon ends the connection within `timeout` without sending anything
+        more; False when more bytes come (kept in buf) or it stays open."""
+        deadline = time.monotonic() + timeout
+        try:
+            while not self.buf:
+                if not self._fill(deadline):
+                    return True
+        except TimeoutError:
+            return False
+        return False
+
+
+def raw_request(method: str, path: str, headers: list[tuple[str, str]] | None = None, body: bytes = b"",
+                host: str = "127.0.0.1") -> bytes:
+    """An HTTP/1.1 request as bytes; `headers` go out in order, exactly as given (no
+    Content-Length is added)."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"] + [f"{k}: {v}" for k, v in headers or []]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def raw_json_request(method: str, path: str, body, key: str | None = None) -> bytes:
+    """A request with a JSON body (Content-Type and Content-Length set), as bytes."""
+    data = json.dumps(body).encode()
+    headers = [("Authorization", f"Bearer {key}")] if key else []
+    headers += [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+    return raw_request(method, path, headers, data)
+
+
+def send_together(port: int, ca: Path, requests: list[bytes], timeout: float = 30.0) -> list[RawReply | None]:
+    """Each request on its own connection, all arriving at once: every connection first gets
+    all but the last byte of its request, then the last bytes go out together (so the daemon
+    sees the requests complete within a millisecond or so, not one TLS handshake apart)."""
+    conns = [RawConnection(port, ca, timeout) for _ in requests]
+    try:
+        for c, req in zip(conns, requests):
+            c.send(req[:-1])
+        time.sleep(0.1)  # the daemon has read the heads and is waiting for the last byte
+        barrier = threading.Barrier(len(conns))
+        replies: list = [None] * len(conns)
+
+        def one(i):
+            barrier.wait()
+            conns[i].send(requests[i][-1:])
+            try:
+                replies[i] = conns[i].read_response(timeout)
+            except TimeoutError as e:
+                replies[i] = e
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(conns))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout + 10)
+    finally:
+        for c in conns:
+            c.close()
+    missing = [r for r in replies if not isinstance(r, RawReply)]
+    assert not missing, f"{len(missing)} of {len(replies)} requests got no reply: {missing[:3]}"
+    return replies
+
+
 # --------------------------------------------------------------------------- the daemon
 class Daemon:
     def __init__(self, binary: Path, directory: Path, port: int, world: World, pki: Pki):
@@ -505,6 +700,7 @@ class Daemon:
         self.audit_path = directory / "audit.jsonl"
         self.proc: subprocess.Popen | None = None
         self.exit_code: int | None = None
+        self.preexec_fn = None  # run in the child before exec (e.g. resource.setrlimit)
 
     def write(self, text: str):
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -520,7 +716,8 @@ class Daemon:
         err = open(self.stderr_path, "ab")
         try:
             self.proc = subprocess.Popen([str(self.binary), "-c", str(self.config)], cwd=self.dir,
-                                         stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+                                         stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                         preexec_fn=self.preexec_fn)
         finally:
             err.close()
         deadline = time.monotonic() + HEALTH_WAIT_S
@@ -556,6 +753,21 @@ class Daemon:
             self.proc.kill()
             self.proc.wait(timeout=10)
 
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def audit(self, event: str | None = None) -> list[dict]:
+        """The audit records so far (only `event`'s, if given), oldest first."""
+        if not self.audit_path.exists():
+            return []
+        records = [json.loads(l) for l in self.audit_path.read_text().splitlines() if l.strip()]
+        return [r for r in records if event is None or r.get("event") == event]
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used so far (/proc/PID/stat)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
 
 # The password policy's lists (tests/e2e/test_11_policy.py): Microsoft's worked example terms,
 # and a breached set compiled by the real `pwresetctl breached compile` from HIBP-style lines.
@@ -575,9 +787,11 @@ def write_policy_lists(binary: Path, directory: Path) -> None:
         input="\n".join(lines) + "\n", check=True)
 
 
-def start_daemon(binary, directory, world, pki, keys, lab, uris=None, **config) -> tuple[Daemon, Api]:
+def start_daemon(binary, directory, world, pki, keys, lab, uris=None, preexec_fn=None,
+                 **config) -> tuple[Daemon, Api]:
     port = free_port()
     d = Daemon(binary, directory, port, world, pki)
+    d.preexec_fn = preexec_fn
     write_policy_lists(binary, directory)
     d.write(config_text(port, lab, keys, uris, **config))
     api = Api(port, pki.ca, keys.portal, world)
@@ -774,18 +988,24 @@ def code_in_text(world: World, text: str) -> str:
 
 class SmtpSink:
     """tests/lab/smtp_sink.py offering STARTTLS with the e2e certificate; pwresetd is
-    configured with require_tls and the e2e CA, so every mail proves verified TLS."""
+    configured with require_tls and the e2e CA, so every mail proves verified TLS.
+    With tls=False the sink speaks plain SMTP only (no STARTTLS offered)."""
     sender = "pwreset@example.test"
 
-    def __init__(self, directory: Path, pki: Pki):
-        self.dir, self.pki = directory / "mail", pki
-        self.proc, self.port = start_lab_server(
-            "smtp_sink.py", ["--dir", str(self.dir), "--tls-cert", str(pki.cert), "--tls-key", str(pki.key),
-                             "--require-starttls"], directory)
+    def __init__(self, directory: Path, pki: Pki, tls: bool = True):
+        self.dir, self.pki, self.tls = directory / "mail", pki, tls
+        args = ["--dir", str(self.dir)]
+        if tls:
+            args += ["--tls-cert", str(pki.cert), "--tls-key", str(pki.key), "--require-starttls"]
+        self.proc, self.port = start_lab_server("smtp_sink.py", args, directory)
 
-    def mail_block(self) -> str:
-        return (f'mail:\n  smtp_url: "smtp://127.0.0.1:{self.port}"\n  from: "{self.sender}"\n'
-                f"  ca_file: {self.pki.ca}\n  require_tls: true\n  timeout_ms: 5000\n")
+    def mail_block(self, require_tls: bool | None = True) -> str:
+        """The daemon's `mail:` block for this sink; require_tls None leaves the key out."""
+        text = (f'mail:\n  smtp_url: "smtp://127.0.0.1:{self.port}"\n  from: "{self.sender}"\n'
+                f"  ca_file: {self.pki.ca}\n  timeout_ms: 5000\n")
+        if require_tls is not None:
+            text += f"  require_tls: {'true' if require_tls else 'false'}\n"
+        return text
 
     def _emls(self) -> list[Path]:
         return sorted(self.dir.glob("*.eml"))
@@ -810,7 +1030,8 @@ class SmtpSink:
             for eml in self._emls()[after:]:
                 meta = json.loads(eml.with_suffix(".json").read_text())
                 if meta["rcpt_tos"] == [to]:
-                    assert meta["tls"] and meta["starttls"], f"mail came without TLS: {meta}"
+                    if self.tls:
+                        assert meta["tls"] and meta["starttls"], f"mail came without TLS: {meta}"
                     mail = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
                     assert mail["To"] == to, f"envelope to {to} but To: {mail['To']}"
                     return mail

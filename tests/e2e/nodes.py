@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TOTP_PERIOD, Api, Daemon, World, config_text, free_port, write_policy_lists
+from conftest import (TOTP_PERIOD, Api, Daemon, World, config_text, find_leaks, free_port, start_daemon,
+                      write_policy_lists)
 
 
 class RedisServer:
@@ -72,7 +73,8 @@ class RedisServer:
 
 
 def mail_factors(codes_per_hour: int = 5, required: int = 1, sms: str | None = None,
-                 two_methods_groups: str | None = None, totp_when_enrolled: bool = True) -> str:
+                 two_methods_groups: str | None = None, totp_when_enrolled: bool = True,
+                 skew_steps: int = 1) -> str:
     """A factors block with totp and email (and sms when given its block's body)."""
     text = f"""\
 factors:
@@ -87,7 +89,7 @@ factors:
     enabled: true
     issuer: "Example"
     period: {TOTP_PERIOD}
-    skew_steps: 1
+    skew_steps: {skew_steps}
   email:
     enabled: true
     code_ttl_s: 600
@@ -128,3 +130,19 @@ def start_node(binary, directory: Path, world: World, pki, keys, lab, key: bytes
     api = Api(port, pki.ca, keys.portal, world)
     d.start(api)
     return d, api
+
+
+@contextlib.contextmanager
+def own_daemon(binary, directory: Path, world: World, pki, keys, lab, **config):
+    """start_daemon for one module or test. On the way out it must exit 0 on SIGTERM (when it
+    was still running: a test that crashed it has already failed) and have no secret in its
+    log or audit trail."""
+    d, api = start_daemon(binary, directory, world, pki, keys, lab, **config)
+    try:
+        yield d, api
+    finally:
+        running = d.alive()
+        code = d.stop()
+    assert not running or code == 0, f"pwresetd exited with {code} after SIGTERM; stderr:\n{d.stderr()[-3000:]}"
+    leaks = find_leaks(world, [d.stderr_path, d.audit_path])
+    assert not leaks, "secrets in the log/audit:\n" + "\n".join(leaks)

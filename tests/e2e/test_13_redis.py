@@ -1,8 +1,10 @@
 """13. Two pwresetd processes sharing one real redis-server (state.backend: redis): a flow
 started on one node finishes on the other, a TOTP code or an email code accepted on one is
-refused on the other, failures split across both nodes reach the lockout, and the flood
-limit per destination counts both nodes' codes (Authelia CVE-2025-24806 was the opposite)."""
+refused on the other, failures split across both nodes reach the lockout, the flood limit
+per destination counts both nodes' codes (Authelia CVE-2025-24806 was the opposite), and so
+does the per-IP limit (limits.per_ip_per_minute)."""
 import os
+import time
 
 import pytest
 
@@ -138,3 +140,43 @@ def test_flood_limit_counts_codes_from_both_nodes(nodes, world: World, smtp_sink
     over_unknown = a.call("POST", f"/v1/resets/{unknown[0].json['reset_id']}/challenge", {"method": "email"})
     assert_error(over_unknown, 429, "rate_limited")
     assert set(over_unknown.json) == set(over.json), (over_unknown, over)
+
+
+PER_IP = 5
+
+
+@pytest.fixture(scope="module")
+def limited_nodes(binary, workdir, world, pki, keys, lab, redis):
+    """Two more nodes on the same Redis, with per_ip_per_minute: 5."""
+    key = os.urandom(32)
+    started = []
+    try:
+        for name in ("a", "b"):
+            started.append(start_node(binary, workdir / f"node-limited-{name}", world, pki, keys, lab, key,
+                                      state=f'state:\n  backend: redis\n  redis_url: "{redis.url}"\n',
+                                      per_ip_per_minute=PER_IP))
+        yield [api for _, api in started]
+    finally:
+        for d, _ in started:
+            code = d.stop()
+            assert code == 0, f"node exited with {code}; stderr:\n{d.stderr()[-3000:]}"
+
+
+def test_per_ip_limit_counts_requests_on_both_nodes(limited_nodes):
+    a, b = limited_nodes
+    left = 60 - time.time() % 60  # a limiter may count per wall-clock minute: one burst, one minute
+    if left < 10:
+        time.sleep(left + 0.5)
+    ip = "198.51.100.77"
+
+    def start(node, xff):
+        return node.call("POST", "/v1/resets", {"username": "nobody-per-ip"}, headers={"X-Forwarded-For": xff})
+
+    statuses = [start((a, b)[i % 2], ip).status for i in range(PER_IP)]
+    assert statuses == [201] * PER_IP, statuses
+    for node in (a, b):
+        over = start(node, ip)
+        assert_error(over, 429, "rate_limited")
+        ra = over.json.get("retry_after")
+        assert isinstance(ra, int) and 1 <= ra <= 60 and over.headers.get("retry-after") == str(ra), over
+    assert start(b, "198.51.100.78").status == 201  # another address is not affected
