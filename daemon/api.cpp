@@ -506,8 +506,15 @@ api_response api::route_request(const route& r, std::string_view body, const req
             if (!username || !password) {
                 return bad();
             }
+            std::optional<std::string_view> current_code;
+            if (in.obj.contains("current_code")) {
+                current_code = in.string("current_code");
+                if (!current_code) {
+                    return bad();
+                }
+            }
             const secret current(*password);
-            auto result = enrollments_.start_totp(ctx, *username, current);
+            auto result = enrollments_.start_totp(ctx, *username, current, current_code);
             if (auto* f = std::get_if<failure>(&result)) {
                 return failure_reply(*f, lang);
             }

@@ -16,20 +16,15 @@ change_service::change_service(const config& cfg, const policy::password_policy&
       audit_(audit),
       clock_(std::move(clock)) {}
 
-failure change_service::wrong_credentials(const std::string& failure_key, std::int64_t now) {
-    const auto after = store_.record_failure(failure_key, now, limits_.lockout_s);
-    if (after.count >= limits_.verify_failures) {
-        auto f = fail(failure_code::locked);
-        f.retry_after = std::max<std::int64_t>(1, after.expires_at - now);
-        return f;
-    }
-    return fail(failure_code::invalid_credentials);
-}
-
-outcome<bool> change_service::change(const request_context& ctx, std::string_view username,
+outcome<bool> change_service::change(const request_context& ctx, std::string_view given_username,
                                      const secret& current_password, const secret& new_password) {
-    if (auto problem = username_problem(username); !problem.empty()) {
+    if (auto problem = username_problem(given_username); !problem.empty()) {
         return fail(failure_code::bad_request, problem);
+    }
+    const auto started = decoy_timing::clock::now();
+    const std::string username = canonical_username(given_username);
+    if (username.empty()) {
+        return fail(failure_code::bad_request, "username must not be empty");
     }
     boost::json::object record{{"event", "password.change"},
                                {"request_id", ctx.request_id},
@@ -51,21 +46,28 @@ outcome<bool> change_service::change(const request_context& ctx, std::string_vie
     const bool real = found.status == ldap::lookup_status::found && found.user &&
                       !found.user->disabled && !found.user->is_protected;
     const std::string failure_key =
-        "change:" + (real ? user_key_for(*found.user) : decoy_key_for(username));
-
-    const auto before = store_.get_failures(failure_key, now);
-    if (before.count >= limits_.verify_failures) {
-        auto f = fail(failure_code::locked);
-        f.retry_after = std::max<std::int64_t>(1, before.expires_at - now);
-        return f;
+        password_failure_key(real ? user_key_for(*found.user) : decoy_key_for(username));
+    const int limit = limits_.verify_failures;
+    const auto slot = store_.reserve_failure(failure_key, now, limits_.lockout_s, limit);
+    if (!slot.reserved) {
+        return wrong_password_failure(slot, limit, now);
     }
-    if (!real) {
+    const auto wrong = [&](std::string_view reason) {
         record["outcome"] = "invalid_credentials";
-        record["reason"] = found.status != ldap::lookup_status::found ? "unknown_user"
-                           : found.user->disabled                     ? "disabled"
-                                                                      : "protected";
+        record["reason"] = reason;
+        record["failures"] = slot.count;
         audit_.record(std::move(record));
-        return wrong_credentials(failure_key, now);
+        if (real) {
+            wrong_password_timing_.record_real(started);
+        } else {
+            wrong_password_timing_.wait_as_real(started);
+        }
+        return wrong_password_failure(slot, limit, now);
+    };
+    if (!real) {
+        return wrong(found.status != ldap::lookup_status::found ? "unknown_user"
+                     : found.user->disabled                     ? "disabled"
+                                                                : "protected");
     }
     record["dn"] = found.user->dn;
     // The display name only comes from the directory: a refusal that depends on it is told
@@ -78,17 +80,13 @@ outcome<bool> change_service::change(const request_context& ctx, std::string_vie
                 break;
             case ldap::bind_status::unavailable:
                 return fail(failure_code::directory_unavailable);
-            case ldap::bind_status::locked: {
-                auto f = fail(failure_code::locked, "directory");
-                f.retry_after = limits_.lockout_s;
-                return f;
-            }
+            case ldap::bind_status::locked:
+                // AD (data 775) and ppolicy say "locked" whatever the password: not proof.
+                return wrong("locked_in_directory");
             case ldap::bind_status::invalid_credentials:
-                record["outcome"] = "invalid_credentials";
-                record["reason"] = "wrong_password";
-                audit_.record(std::move(record));
-                return wrong_credentials(failure_key, now);
+                return wrong("wrong_password");
         }
+        store_.clear_failures(failure_key);
         record["outcome"] = "password_rejected";
         record["rule"] = refused->violations.front().rule;
         audit_.record(std::move(record));
@@ -104,19 +102,12 @@ outcome<bool> change_service::change(const request_context& ctx, std::string_vie
             log::info("password.changed", {{"request_id", ctx.request_id}, {"user", username}});
             return true;
         case ldap::write_status::wrong_password:
-            record["outcome"] = "invalid_credentials";
-            record["reason"] = "wrong_password";
-            audit_.record(std::move(record));
-            return wrong_credentials(failure_key, now);
-        case ldap::write_status::locked: {
-            record["outcome"] = "locked";
-            record["reason"] = "locked_in_directory";
-            audit_.record(std::move(record));
-            auto f = fail(failure_code::locked, "directory");
-            f.retry_after = limits_.lockout_s;
-            return f;
-        }
+            return wrong("wrong_password");
+        case ldap::write_status::locked:
+            return wrong("locked_in_directory");
         case ldap::write_status::rejected: {
+            // Refused for its new password: the current one was accepted.
+            store_.clear_failures(failure_key);
             record["outcome"] = "password_rejected";
             record["rule"] = written.reason ? written.reason->rule : "directory_policy";
             audit_.record(std::move(record));

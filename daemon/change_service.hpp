@@ -1,8 +1,10 @@
 #pragma once
 // Self-service change (API.md "Change"): the user knows the current password and picks a
-// new one. Unknown, disabled and protected users get the same 401 as a wrong password.
-// Wrong passwords count per user toward limits.verify_failures (then 423 for
-// limits.lockout_s). The directory counts them too (a wrong old password is a bad password
+// new one. Unknown, disabled and protected users get the same 401 as a wrong password, in
+// the same time (decoy_timing), and so does an account the directory has locked: "locked"
+// is only said by the daemon's own limit. Wrong passwords count per user (shared with
+// enrollment) toward limits.verify_failures (then 423 for limits.lockout_s); the failure
+// slot is reserved before the directory is asked, so concurrent guesses cannot overrun it. The directory counts them too (a wrong old password is a bad password
 // for AD and ppolicy), so verify_failures must be below the directory's lockout threshold
 // for the daemon to stop before the account locks. Blocking; runs on a worker thread.
 #include <string_view>
@@ -27,7 +29,6 @@ public:
                          const secret& current_password, const secret& new_password);
 
 private:
-    failure wrong_credentials(const std::string& failure_key, std::int64_t now);
 
     const limit_settings& limits_;
     const policy::password_policy& policy_;
@@ -35,6 +36,7 @@ private:
     store::state_store& store_;
     audit_log& audit_;
     clock_fn clock_;
+    decoy_timing wrong_password_timing_;
 };
 
 }  // namespace pwresetd::daemon

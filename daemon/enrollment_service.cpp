@@ -1,5 +1,7 @@
 #include "daemon/enrollment_service.hpp"
 
+#include <algorithm>
+
 #include "common/log.hpp"
 #include "factors/codes.hpp"
 #include "factors/totp.hpp"
@@ -29,14 +31,19 @@ enrollment_service::enrollment_service(const config& cfg, ldap::directory& direc
       keys_(keys),
       clock_(std::move(clock)) {}
 
-outcome<totp_enrollment_started> enrollment_service::start_totp(const request_context& ctx,
-                                                                std::string_view username,
-                                                                const secret& current_password) {
-    if (auto problem = username_problem(username); !problem.empty()) {
+outcome<totp_enrollment_started> enrollment_service::start_totp(
+    const request_context& ctx, std::string_view given_username, const secret& current_password,
+    std::optional<std::string_view> current_code) {
+    if (auto problem = username_problem(given_username); !problem.empty()) {
         return fail(failure_code::bad_request, problem);
     }
     if (!factors_.totp.enabled) {
         return fail(failure_code::bad_request, "the totp method is not enabled");
+    }
+    const auto started = decoy_timing::clock::now();
+    const std::string username = canonical_username(given_username);
+    if (username.empty()) {
+        return fail(failure_code::bad_request, "username must not be empty");
     }
     auto record = audit_base(ctx, "enrollment.totp_start");
     record["username"] = username;
@@ -53,7 +60,17 @@ outcome<totp_enrollment_started> enrollment_service::start_totp(const request_co
         refusal = "disabled";
     } else if (found.user->is_protected) {
         refusal = "protected";
-    } else {
+    }
+    const bool real = refusal.empty();
+    const std::int64_t now = clock_();
+    const std::string failure_key =
+        password_failure_key(real ? user_key_for(*found.user) : decoy_key_for(username));
+    const int limit = limits_.verify_failures;
+    const auto slot = store_.reserve_failure(failure_key, now, limits_.lockout_s, limit);
+    if (!slot.reserved) {
+        return wrong_password_failure(slot, limit, now);
+    }
+    if (real) {
         switch (directory_.verify_password(*found.user, current_password)) {
             case ldap::bind_status::ok:
             case ldap::bind_status::must_change:  // the password is proven all the same
@@ -71,17 +88,59 @@ outcome<totp_enrollment_started> enrollment_service::start_totp(const request_co
     if (!refusal.empty()) {
         record["outcome"] = "invalid_credentials";
         record["reason"] = refusal;
+        record["failures"] = slot.count;
         audit_.record(std::move(record));
         log::info("enrollment.refused",
                   {{"request_id", ctx.request_id}, {"user", username}, {"reason", refusal}});
-        return fail(failure_code::invalid_credentials);
+        if (real) {
+            wrong_password_timing_.record_real(started);
+        } else {
+            wrong_password_timing_.wait_as_real(started);
+        }
+        return wrong_password_failure(slot, limit, now);
+    }
+    store_.clear_failures(failure_key);
+
+    // Replacing an authenticator needs proof of the one in use, or anyone who learns the
+    // password takes over the account's reset.
+    const std::string user_key = user_key_for(*found.user);
+    if (const auto existing = store_.get_totp(user_key)) {
+        if (!current_code || current_code->empty()) {
+            record["outcome"] = "factor_proof_required";
+            audit_.record(std::move(record));
+            return fail(failure_code::factor_proof_required);
+        }
+        const std::string proof_key = "verify:" + user_key;
+        const auto proof_slot = store_.reserve_failure(proof_key, now, limits_.lockout_s, limit);
+        if (!proof_slot.reserved) {
+            auto f = fail(failure_code::locked);
+            f.retry_after = std::max<std::int64_t>(1, proof_slot.expires_at - now);
+            return f;
+        }
+        const bool proven =
+            accept_totp_code(store_, factors_.totp.params, user_key, *existing, *current_code,
+                             now) ||
+            consume_recovery_code(store_, keys_, user_key, *current_code);
+        if (!proven) {
+            record["outcome"] = "factor_proof_required";
+            record["reason"] = "wrong_code";
+            record["failures"] = proof_slot.count;
+            audit_.record(std::move(record));
+            if (proof_slot.count >= limit) {
+                auto f = fail(failure_code::locked);
+                f.retry_after = std::max<std::int64_t>(1, proof_slot.expires_at - now);
+                return f;
+            }
+            return fail(failure_code::factor_proof_required);
+        }
+        store_.clear_failures(proof_key);
+        record["replaces"] = "totp";
     }
 
     const auto& user = *found.user;
-    const std::int64_t now = clock_();
     store::pending_enrollment pending;
     pending.user_key = user_key_for(user);
-    pending.username = std::string(username);
+    pending.username = username;
     pending.user_dn = user.dn;
     pending.key = factors::generate_totp_key(factors_.totp.params.algorithm);
     pending.expires_at = now + pending_ttl_s;
@@ -116,22 +175,29 @@ outcome<totp_enrollment_confirmed> enrollment_service::confirm_totp(const reques
     record["username"] = pending->username;
     record["dn"] = pending->user_dn;
 
-    const auto last_step = store_.last_totp_step(pending->user_key);
-    const auto step = factors::totp_match(pending->key, code, now, factors_.totp.params, last_step);
-    if (!step || !store_.accept_totp_step(pending->user_key, *step)) {
-        // Wrong codes burn the pending enrollment after limits.verify_failures tries.
-        const std::string failure_key = "enroll:" + hash;
-        const auto after = store_.record_failure(failure_key, now, pending_ttl_s);
+    // Wrong codes burn the pending enrollment after limits.verify_failures tries; the slot
+    // is taken before the code is looked at, so concurrent guesses cannot overrun it.
+    const std::string failure_key = "enroll:" + hash;
+    const auto slot =
+        store_.reserve_failure(failure_key, now, pending_ttl_s, limits_.verify_failures);
+    if (!slot.reserved) {
+        store_.delete_pending_totp(hash);
+        return fail(failure_code::enrollment_expired);
+    }
+    if (!accept_totp_code(store_, factors_.totp.params, pending->user_key, pending->key, code,
+                          now)) {
+        const auto& after = slot;
         record["outcome"] = "invalid_code";
         record["failures"] = after.count;
         if (after.count >= limits_.verify_failures) {
+            // The counter stays until it expires: a late concurrent attempt is refused too.
             store_.delete_pending_totp(hash);
-            store_.clear_failures(failure_key);
             record["outcome"] = "abandoned";
         }
         audit_.record(std::move(record));
         return fail(failure_code::invalid_code);
     }
+    store_.clear_failures(failure_key);
     if (!store_.confirm_totp(hash, now)) {
         return fail(failure_code::enrollment_expired);
     }

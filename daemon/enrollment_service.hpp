@@ -1,7 +1,16 @@
 #pragma once
 // TOTP enrollment (API.md "Enrollment"): the user proves the current password with a bind,
 // gets a fresh key, and confirms it with one code; only a confirmed key is ever used for a
-// reset. Blocking; runs on a worker thread.
+// reset, and an existing key stays in use until its replacement is confirmed. Blocking;
+// runs on a worker thread.
+//
+// The password check is no oracle: wrong passwords count in the account's password
+// counter (shared with change; decoy names the same way), the slot is reserved before the
+// bind, limits.verify_failures of them answer 423, and unknown, disabled and protected
+// accounts answer 401 in the time a real wrong password takes. Replacing an authenticator
+// also needs `current_code`, a code from it or a recovery code (counted like a reset's
+// verification); without it, 403 factor_proof_required, told only after the password.
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,7 +45,8 @@ public:
 
     outcome<totp_enrollment_started> start_totp(const request_context& ctx,
                                                 std::string_view username,
-                                                const secret& current_password);
+                                                const secret& current_password,
+                                                std::optional<std::string_view> current_code = {});
     // A confirmed enrollment replaces the user's recovery codes with fresh ones.
     outcome<totp_enrollment_confirmed> confirm_totp(const request_context& ctx,
                                                     std::string_view enrollment_id,
@@ -50,6 +60,7 @@ private:
     audit_log& audit_;
     const factor_keys& keys_;
     clock_fn clock_;
+    decoy_timing wrong_password_timing_;
 };
 
 }  // namespace pwresetd::daemon

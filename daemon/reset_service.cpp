@@ -1,7 +1,11 @@
 #include "daemon/reset_service.hpp"
 
+#include <clocale>
+#include <cwctype>
+
 #include <algorithm>
 #include <chrono>
+#include <optional>
 
 #include "common/crypto.hpp"
 #include "common/log.hpp"
@@ -92,6 +96,115 @@ std::string username_problem(std::string_view username) {
     return {};
 }
 
+namespace {
+
+// Decodes one UTF-8 sequence at `i`; nullopt (and i unchanged) when it is not well formed.
+std::optional<char32_t> next_code_point(std::string_view s, std::size_t& i) {
+    const auto b0 = static_cast<unsigned char>(s[i]);
+    std::size_t len = 0;
+    char32_t cp = 0;
+    if (b0 < 0x80) {
+        ++i;
+        return b0;
+    }
+    if ((b0 & 0xE0U) == 0xC0) {
+        len = 2;
+        cp = b0 & 0x1FU;
+    } else if ((b0 & 0xF0U) == 0xE0) {
+        len = 3;
+        cp = b0 & 0x0FU;
+    } else if ((b0 & 0xF8U) == 0xF0) {
+        len = 4;
+        cp = b0 & 0x07U;
+    } else {
+        return std::nullopt;
+    }
+    if (i + len > s.size()) {
+        return std::nullopt;
+    }
+    for (std::size_t k = 1; k < len; ++k) {
+        const auto b = static_cast<unsigned char>(s[i + k]);
+        if ((b & 0xC0U) != 0x80) {
+            return std::nullopt;
+        }
+        cp = (cp << 6U) | (b & 0x3FU);
+    }
+    i += len;
+    return cp;
+}
+
+void append_utf8(std::string& out, char32_t cp) {
+    if (cp < 0x80) {
+        out.push_back(static_cast<char>(cp));
+    } else if (cp < 0x800) {
+        out.push_back(static_cast<char>(0xC0U | (cp >> 6U)));
+        out.push_back(static_cast<char>(0x80U | (cp & 0x3FU)));
+    } else if (cp < 0x10000) {
+        out.push_back(static_cast<char>(0xE0U | (cp >> 12U)));
+        out.push_back(static_cast<char>(0x80U | ((cp >> 6U) & 0x3FU)));
+        out.push_back(static_cast<char>(0x80U | (cp & 0x3FU)));
+    } else {
+        out.push_back(static_cast<char>(0xF0U | (cp >> 18U)));
+        out.push_back(static_cast<char>(0x80U | ((cp >> 12U) & 0x3FU)));
+        out.push_back(static_cast<char>(0x80U | ((cp >> 6U) & 0x3FU)));
+        out.push_back(static_cast<char>(0x80U | (cp & 0x3FU)));
+    }
+}
+
+// RFC 4518 2.2 maps these to SPACE and these to nothing before a directory compares names.
+bool maps_to_space(char32_t cp) {
+    return cp == 0x20 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) ||
+           cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
+}
+bool maps_to_nothing(char32_t cp) {
+    return cp == 0xAD || cp == 0x034F || cp == 0x180E || (cp >= 0x200B && cp <= 0x200D) ||
+           cp == 0x2060 || cp == 0xFEFF || (cp >= 0xFE00 && cp <= 0xFE0F);
+}
+
+locale_t utf8_ctype() {
+    // glibc's C.UTF-8 carries Unicode case mappings; without it, ASCII only.
+    static const locale_t loc = ::newlocale(LC_CTYPE_MASK, "C.UTF-8", static_cast<locale_t>(nullptr));
+    return loc;
+}
+
+}  // namespace
+
+std::string canonical_username(std::string_view username) {
+    std::string out;
+    out.reserve(username.size());
+    bool pending_space = false;
+    const locale_t loc = utf8_ctype();
+    for (std::size_t i = 0; i < username.size();) {
+        const auto cp = next_code_point(username, i);
+        if (!cp) {  // not UTF-8: kept byte for byte
+            out.push_back(username[i]);
+            ++i;
+            continue;
+        }
+        if (maps_to_nothing(*cp)) {
+            continue;
+        }
+        if (maps_to_space(*cp)) {
+            pending_space = !out.empty();
+            continue;
+        }
+        if (pending_space) {
+            out.push_back(' ');
+            pending_space = false;
+        }
+        char32_t lower = *cp;
+        if (lower < 0x80) {
+            if (lower >= 'A' && lower <= 'Z') {
+                lower = lower - 'A' + 'a';
+            }
+        } else if (loc != static_cast<locale_t>(nullptr)) {
+            lower = static_cast<char32_t>(::towlower_l(static_cast<wint_t>(*cp), loc));
+        }
+        append_utf8(out, lower);
+    }
+    return out;
+}
+
 std::string id_hash(std::string_view id) {
     return crypto::sha256_hex(id);
 }
@@ -137,6 +250,37 @@ bool plausible_opaque_id(std::string_view id) {
         return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
                c == '-' || c == '_';
     });
+}
+
+std::string password_failure_key(std::string_view user_or_decoy_key) {
+    return "password:" + std::string(user_or_decoy_key);
+}
+
+failure wrong_password_failure(const store::failure_reservation& slot, int limit,
+                               std::int64_t now) {
+    if (!slot.reserved || slot.count >= limit) {
+        // One message whatever locked the account (API.md "Change"), pointing to the reset.
+        auto f = fail(failure_code::locked, "password");
+        f.retry_after = std::max<std::int64_t>(1, slot.expires_at - now);
+        return f;
+    }
+    return fail(failure_code::invalid_credentials);
+}
+
+bool accept_totp_code(store::state_store& store, const factors::totp_params& params,
+                      std::string_view user_key, const secret& key, std::string_view code,
+                      std::int64_t now) {
+    const auto last_step = store.last_totp_step(user_key);
+    const auto step = factors::totp_match(key, code, now, params, last_step);
+    return step.has_value() && store.accept_totp_step(user_key, *step);
+}
+
+bool consume_recovery_code(store::state_store& store, const factor_keys& keys,
+                           std::string_view user_key, std::string_view code) {
+    const auto normalized = factors::normalize_recovery_code(code);
+    const std::string hash = factors::code_hash(keys.recovery, "recovery:" + std::string(user_key),
+                                                normalized ? normalized->view() : code);
+    return store.consume_recovery_code(user_key, hash) && normalized.has_value();
 }
 
 std::string user_key_for(const ldap::directory_user& user) {
@@ -221,9 +365,15 @@ std::optional<store::reset_flow> reset_service::open_flow(std::string_view reset
     return store_.get_open_flow(id_hash(reset_id), now);
 }
 
-outcome<reset_started> reset_service::start(const request_context& ctx, std::string_view username) {
-    if (auto problem = username_problem(username); !problem.empty()) {
+outcome<reset_started> reset_service::start(const request_context& ctx,
+                                            std::string_view given_username) {
+    if (auto problem = username_problem(given_username); !problem.empty()) {
         return fail(failure_code::bad_request, problem);
+    }
+    const auto started = decoy_timing::clock::now();
+    const std::string username = canonical_username(given_username);
+    if (username.empty()) {
+        return fail(failure_code::bad_request, "username must not be empty");
     }
     const auto found = directory_.find_user(username);
     if (found.status == ldap::lookup_status::unavailable) {
@@ -252,6 +402,10 @@ outcome<reset_started> reset_service::start(const request_context& ctx, std::str
     bool has_totp = false;
     if (decoy_reason.empty()) {
         has_totp = factors_.totp.enabled && store_.get_totp(user_key_for(*found.user)).has_value();
+    } else {
+        (void)store_.get_totp(decoy_key_for(username));  // the same read as a real user's
+    }
+    if (decoy_reason.empty()) {
         const bool has_code_destination =
             !destination(*found.user, "email").empty() || !destination(*found.user, "sms").empty();
         if (!has_totp && !has_code_destination) {
@@ -296,6 +450,11 @@ outcome<reset_started> reset_service::start(const request_context& ctx, std::str
             {method, method == "totp" ? std::string() : hint(real, username, method)});
     }
     reply.required_methods = factors_.required;
+    if (flow.decoy) {
+        start_timing_.wait_as_real(started);
+    } else {
+        start_timing_.record_real(started);
+    }
     return reply;
 }
 
@@ -306,6 +465,7 @@ outcome<reset_challenged> reset_service::challenge(const request_context& ctx,
         return fail(failure_code::bad_request,
                     "method must be one that sends a code and is enabled (email, sms)");
     }
+    const auto started = decoy_timing::clock::now();
     const std::int64_t now = clock_();
     auto flow = open_flow(reset_id, now);
     if (!flow) {
@@ -385,6 +545,11 @@ outcome<reset_challenged> reset_service::challenge(const request_context& ctx,
                                   {"user", flow->username},
                                   {"method", method},
                                   {"outcome", outcome_text}});
+    if (flow->decoy) {
+        challenge_timing_.wait_as_real(started);
+    } else {
+        challenge_timing_.record_real(started);
+    }
     return reset_challenged{std::string(method), settings.code_ttl_s};
 }
 
@@ -393,22 +558,15 @@ bool reset_service::check_code(const store::reset_flow& flow, std::string_view m
     if (method == "totp") {
         // Decoys run the same computation against a random key, so timing says nothing.
         std::optional<secret> key;
-        std::optional<std::int64_t> last_step;
         if (!flow.decoy) {
             key = store_.get_totp(flow.user_key);
-            last_step = store_.last_totp_step(flow.user_key);
         }
-        const secret& effective_key = key ? *key : decoy_key_;
-        const auto step =
-            factors::totp_match(effective_key, code, now, factors_.totp.params, last_step);
-        return key.has_value() && step.has_value() && store_.accept_totp_step(flow.user_key, *step);
+        const bool matched = accept_totp_code(store_, factors_.totp.params, flow.user_key,
+                                              key ? *key : decoy_key_, code, now);
+        return key.has_value() && matched;
     }
     if (method == "recovery_code") {
-        const auto normalized = factors::normalize_recovery_code(code);
-        const std::string hash = factors::code_hash(keys_.recovery, "recovery:" + flow.user_key,
-                                                    normalized ? normalized->view() : code);
-        const bool consumed = store_.consume_recovery_code(flow.user_key, hash);
-        return consumed && normalized.has_value() && !flow.decoy;
+        return consume_recovery_code(store_, keys_, flow.user_key, code) && !flow.decoy;
     }
     const auto& settings = code_settings(method);
     const auto normalized = factors::normalize_numeric_code(code, settings.code_digits);
@@ -431,15 +589,22 @@ outcome<reset_verified> reset_service::verify(const request_context& ctx, std::s
                     "method is not enabled: use one of the methods "
                     "POST /v1/resets listed, or recovery_code");
     }
+    const auto started = decoy_timing::clock::now();
     const std::int64_t now = clock_();
     auto flow = open_flow(reset_id, now);
     if (!flow) {
         return fail(failure_code::reset_expired);
     }
-    if (auto locked = locked_failure(*flow, now)) {
-        return *locked;
-    }
+    // The failure slot is taken before the code is looked at, atomically: of many
+    // concurrent attempts, at most limits.verify_failures are ever evaluated.
     const std::string failure_key = "verify:" + flow->user_key;
+    const auto slot =
+        store_.reserve_failure(failure_key, now, limits_.lockout_s, limits_.verify_failures);
+    if (!slot.reserved) {
+        auto f = fail(failure_code::locked);
+        f.retry_after = std::max<std::int64_t>(1, slot.expires_at - now);
+        return f;
+    }
     const bool accepted = check_code(*flow, method, code, now);
 
     auto record = audit_base(ctx, "reset.verify");
@@ -447,7 +612,7 @@ outcome<reset_verified> reset_service::verify(const request_context& ctx, std::s
     record["dn"] = flow->user_dn;
     record["method"] = method;
     if (!accepted) {
-        const auto after = store_.record_failure(failure_key, now, limits_.lockout_s);
+        const auto& after = slot;
         const bool now_locked = after.count >= limits_.verify_failures;
         record["outcome"] = now_locked ? "locked" : "invalid_code";
         record["failures"] = after.count;
@@ -457,6 +622,11 @@ outcome<reset_verified> reset_service::verify(const request_context& ctx, std::s
                                           {"method", method},
                                           {"failures", after.count},
                                           {"locked", now_locked}});
+        if (flow->decoy) {
+            verify_timing_.wait_as_real(started);
+        } else {
+            verify_timing_.record_real(started);
+        }
         if (now_locked) {
             auto f = fail(failure_code::locked);
             f.retry_after = std::max<std::int64_t>(1, after.expires_at - now);
@@ -496,17 +666,27 @@ outcome<reset_completed> reset_service::complete(const request_context& ctx,
     const int remaining = remaining_methods(*flow);
     if (remaining > 0 || flow->decoy) {
         auto f = fail(failure_code::verification_required);
-        f.remaining_methods = std::max(1, remaining);
+        // Until a method is verified every flow needs what the start reply said, so group
+        // membership (two_methods_groups) and enrollment stay hidden.
+        f.remaining_methods = flow->verified_methods.empty() ? factors_.required
+                                                             : std::max(1, remaining);
         return f;
+    }
+    // Exactly one of several concurrent completes goes on to the directory; the others
+    // find the flow held (API.md: 410). A refusal below gives it back.
+    if (!store_.claim_flow(flow->id_hash, now, now + claim_s)) {
+        return fail(failure_code::reset_expired);
     }
     auto record = audit_base(ctx, "reset.complete");
     record["username"] = flow->username;
     record["dn"] = flow->user_dn;
+    const auto give_back = [&] { store_.release_flow(flow->id_hash); };
 
     // The account may have changed since the flow started: look again, and refuse if it is
     // now disabled, protected, or another entry than the one that was verified.
     const auto found = directory_.find_user(flow->username);
     if (found.status == ldap::lookup_status::unavailable) {
+        give_back();
         return fail(failure_code::directory_unavailable);
     }
     if (found.status != ldap::lookup_status::found || !found.user ||
@@ -521,6 +701,7 @@ outcome<reset_completed> reset_service::complete(const request_context& ctx,
 
     if (auto refused =
             policy_failure(policy_, new_password, flow->username, found.user->display_name)) {
+        give_back();
         record["outcome"] = "password_rejected";
         record["rule"] = refused->violations.front().rule;
         audit_.record(std::move(record));
@@ -532,6 +713,7 @@ outcome<reset_completed> reset_service::complete(const request_context& ctx,
         case ldap::write_status::ok:
             break;
         case ldap::write_status::rejected: {
+            give_back();
             record["outcome"] = "password_rejected";
             record["rule"] = written.reason ? written.reason->rule : "directory_policy";
             audit_.record(std::move(record));
@@ -543,6 +725,7 @@ outcome<reset_completed> reset_service::complete(const request_context& ctx,
             return f;
         }
         case ldap::write_status::unavailable:
+            give_back();
             record["outcome"] = "directory_unavailable";
             audit_.record(std::move(record));
             log::warning("reset.write_failed", {{"request_id", ctx.request_id},
@@ -552,6 +735,7 @@ outcome<reset_completed> reset_service::complete(const request_context& ctx,
         case ldap::write_status::wrong_password:  // not an outcome of an administrator reset
         case ldap::write_status::locked:
         case ldap::write_status::failed:
+            give_back();
             record["outcome"] = "directory_error";
             audit_.record(std::move(record));
             log::error("reset.write_failed", {{"request_id", ctx.request_id},
@@ -560,10 +744,20 @@ outcome<reset_completed> reset_service::complete(const request_context& ctx,
             return fail(failure_code::internal);
     }
 
-    store_.close_flow(flow->id_hash, now);
-    store_.close_user_flows(flow->user_key);
+    // The password is written: whatever the state store does now, the reset happened, is
+    // audited and is answered as done. A flow left open cannot be completed again before
+    // its claim lapses, and then only by someone who verified it.
     record["outcome"] = "password_reset";
     record["unlocked"] = written.unlocked;
+    try {
+        store_.close_flow(flow->id_hash, now);
+        store_.close_user_flows(flow->user_key);
+    } catch (const store::store_error& e) {
+        record["cleanup"] = "failed";
+        log::error("reset.cleanup_failed", {{"request_id", ctx.request_id},
+                                            {"user", flow->username},
+                                            {"error", e.what()}});
+    }
     audit_.record(std::move(record));
     log::info(
         "reset.completed",

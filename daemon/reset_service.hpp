@@ -21,8 +21,12 @@
 //   the enrollment, each accepted once). The start reply shows factors.required for every
 //   user, so group membership cannot be probed; remaining_methods tells the truth once a
 //   method is verified.
-// - complete() writes the password exactly as given, re-checks the account first, and closes
-//   every open flow of the user on success; a refused password leaves the flow usable.
+// - Failure slots are reserved atomically before a code is evaluated: of any number of
+//   concurrent attempts, at most limits.verify_failures are looked at.
+// - complete() claims the flow first (of concurrent completes one writes, the others get
+//   reset_expired), re-checks the account, writes the password exactly as given, and
+//   closes every open flow of the user on success; a refused password gives the flow back.
+// - Decoy flows answer start, challenge and verify in the time real ones take.
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -32,6 +36,7 @@
 #include "common/secret.hpp"
 #include "daemon/audit_log.hpp"
 #include "daemon/config.hpp"
+#include "daemon/decoy_timing.hpp"
 #include "daemon/outcome.hpp"
 #include "factors/delivery.hpp"
 #include "ldap/directory.hpp"
@@ -89,6 +94,12 @@ factor_keys derive_factor_keys(const secret& master);
 // Username rules of API.md: 1..256 bytes, no control characters. Empty when acceptable,
 // else the reason.
 std::string username_problem(std::string_view username);
+// The one form of a username that lookups, counters, decoy keys and hints use, so that
+// variants a directory treats as the same name ("carol", " Carol ", "CAROL") are the same
+// name here too, for real and made-up users alike: the characters RFC 4518 maps to a
+// space become one, those it maps to nothing are dropped, edge spaces are trimmed, runs
+// of spaces become one, and letters are lower-cased (Unicode, through glibc's C.UTF-8).
+std::string canonical_username(std::string_view username);
 
 class reset_service {
 public:
@@ -97,6 +108,9 @@ public:
                   code_outbox& outbox, const factor_keys& keys, clock_fn clock = unix_now);
 
     outcome<reset_started> start(const request_context& ctx, std::string_view username);
+    // A claim on a flow being completed lapses after this long (a daemon that died during
+    // the write); the flow can then be completed again.
+    static constexpr std::int64_t claim_s = 60;
     // `lang` picks the language of the message that carries the code.
     outcome<reset_challenged> challenge(const request_context& ctx, std::string_view reset_id,
                                         std::string_view method, std::string_view lang);
@@ -131,6 +145,9 @@ private:
     const factor_keys& keys_;
     clock_fn clock_;
     secret decoy_key_;  // a random TOTP key for decoys, so their verification costs the same
+    decoy_timing start_timing_;
+    decoy_timing challenge_timing_;
+    decoy_timing verify_timing_;  // wrong codes
 };
 
 // pwresetd's own policy, before the directory is asked: every violation at once, or nullopt
@@ -147,6 +164,20 @@ std::string new_opaque_id();
 bool plausible_opaque_id(std::string_view id);
 // The key counters and enrollments use for a directory user or a decoy.
 std::string user_key_for(const ldap::directory_user& user);
+// Wrong current passwords are counted per account (or decoy name) in one counter that
+// change and enrollment share: limits.verify_failures guesses in all, then 423.
+std::string password_failure_key(std::string_view user_or_decoy_key);
+// The answer for a wrong current password that took failure slot `slot` (401, or 423 for
+// the failure that reaches the limit), or for a slot that was refused (423).
+failure wrong_password_failure(const store::failure_reservation& slot, int limit,
+                               std::int64_t now);
+// A code from the user's authenticator: accepted once (its time step is recorded).
+bool accept_totp_code(store::state_store& store, const factors::totp_params& params,
+                      std::string_view user_key, const secret& key, std::string_view code,
+                      std::int64_t now);
+// One of the user's recovery codes, as typed: consumed when it matches.
+bool consume_recovery_code(store::state_store& store, const factor_keys& keys,
+                           std::string_view user_key, std::string_view code);
 std::string decoy_key_for(std::string_view username);
 
 }  // namespace pwresetd::daemon

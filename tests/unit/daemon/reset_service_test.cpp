@@ -109,8 +109,11 @@ struct harness {
     std::vector<secret> last_recovery_codes;
 
     // Enrolls the user through the service and returns the TOTP key.
-    secret enroll(const std::string& username, const std::string& password) {
-        auto started = enrollments->start_totp(ctx, username, secret(password));
+    secret enroll(const std::string& username, const std::string& password,
+                  std::optional<std::string> proof = std::nullopt) {
+        auto started = enrollments->start_totp(
+            ctx, username, secret(password),
+            proof ? std::optional<std::string_view>(*proof) : std::nullopt);
         REQUIRE(std::holds_alternative<totp_enrollment_started>(started));
         const auto& s = std::get<totp_enrollment_started>(started);
         auto key = factors::base32_decode(s.secret_base32);
@@ -645,10 +648,186 @@ TEST_CASE("recovery codes: ten, shown once, each accepted once in place of the a
     CHECK(remaining(verify(h, id3, "email", challenge(h, id3, "email"))) == 0);
     CHECK(h.audit_text().find(std::string(codes[0].view())) == std::string::npos);
 
-    // A new enrollment replaces them.
+    // A new enrollment (proven with one of them) replaces them.
     h.now += 60;
-    h.enroll("alice", "Alice-Old-Passw0rd!");
+    h.enroll("alice", "Alice-Old-Passw0rd!", std::string(codes[7].view()));
     const auto id4 = start_full(h, "alice").reset_id;
     CHECK(code_of(verify(h, id4, "recovery_code", std::string(codes[5].view()))) ==
           failure_code::invalid_code);
+}
+
+TEST_CASE("enrollment password failures count and lock, for real and made-up users alike",
+          "[enrollment_service][security]") {
+    harness h;  // verify_failures 3
+    for (const std::string name : {"alice", "nobody"}) {
+        INFO(name);
+        CHECK(code_of(h.enrollments->start_totp(h.ctx, name, secret("guess-1"))) ==
+              failure_code::invalid_credentials);
+        CHECK(code_of(h.enrollments->start_totp(h.ctx, name, secret("guess-2"))) ==
+              failure_code::invalid_credentials);
+        // The failure that reaches the limit, and every attempt after it, even a right one.
+        CHECK(code_of(h.enrollments->start_totp(h.ctx, name, secret("guess-3"))) ==
+              failure_code::locked);
+        CHECK(code_of(h.enrollments->start_totp(h.ctx, name, secret("Alice-Old-Passw0rd!"))) ==
+              failure_code::locked);
+    }
+    // The counter is the one change uses: the account has no guesses left there either.
+    CHECK(h.state->get_failures("password:user:id-alice", h.now).count == 3);
+    CHECK(h.state->get_failures("password:decoy:nobody", h.now).count == 3);
+    h.now += 901;
+    CHECK(std::holds_alternative<totp_enrollment_started>(
+        h.enrollments->start_totp(h.ctx, "alice", secret("Alice-Old-Passw0rd!"))));
+}
+
+TEST_CASE("replacing an authenticator needs a code from it or a recovery code",
+          "[enrollment_service][security]") {
+    harness h;
+    const auto old_key = h.enroll("alice", "Alice-Old-Passw0rd!");
+    const auto recovery = std::move(h.last_recovery_codes);
+    h.now += 60;
+
+    // A wrong password is still just that: the proof question is not even reached.
+    CHECK(code_of(h.enrollments->start_totp(h.ctx, "alice", secret("wrong"))) ==
+          failure_code::invalid_credentials);
+    // The password alone no longer hands over the account's reset.
+    CHECK(code_of(h.enrollments->start_totp(h.ctx, "alice", secret("Alice-Old-Passw0rd!"))) ==
+          failure_code::factor_proof_required);
+    CHECK(code_of(h.enrollments->start_totp(h.ctx, "alice", secret("Alice-Old-Passw0rd!"),
+                                            std::string_view("000000"))) ==
+          failure_code::factor_proof_required);
+
+    // With a code from the old authenticator: a new pending enrollment, and until it is
+    // confirmed the old key still works for a reset.
+    auto started = h.enrollments->start_totp(h.ctx, "alice", secret("Alice-Old-Passw0rd!"),
+                                             std::string_view(h.code(old_key, 0)));
+    REQUIRE(std::holds_alternative<totp_enrollment_started>(started));
+    h.now += 30;
+    const auto id = h.start("alice");
+    CHECK(std::holds_alternative<reset_verified>(
+        h.resets->verify(h.ctx, id, "totp", h.code(old_key, 0))));
+
+    // A recovery code proves it too, once.
+    h.now += 30;
+    const std::string proof(recovery[2].view());
+    CHECK(std::holds_alternative<totp_enrollment_started>(h.enrollments->start_totp(
+        h.ctx, "alice", secret("Alice-Old-Passw0rd!"), std::string_view(proof))));
+    CHECK(code_of(h.enrollments->start_totp(h.ctx, "alice", secret("Alice-Old-Passw0rd!"),
+                                            std::string_view(proof))) ==
+          failure_code::factor_proof_required);
+}
+
+TEST_CASE("wrong factor proofs count like wrong codes", "[enrollment_service][security]") {
+    harness h;  // verify_failures 3
+    (void)h.enroll("alice", "Alice-Old-Passw0rd!");
+    h.now += 60;
+    const auto attempt = [&] {
+        return h.enrollments->start_totp(h.ctx, "alice", secret("Alice-Old-Passw0rd!"),
+                                         std::string_view("123456"));
+    };
+    CHECK(code_of(attempt()) == failure_code::factor_proof_required);
+    CHECK(code_of(attempt()) == failure_code::factor_proof_required);
+    CHECK(code_of(attempt()) == failure_code::locked);
+    CHECK(code_of(attempt()) == failure_code::locked);
+    // The same counter guards the reset's verification.
+    const auto id = h.start("alice");
+    CHECK(code_of(h.resets->verify(h.ctx, id, "totp", "654321")) == failure_code::locked);
+}
+
+TEST_CASE("usernames have one canonical form", "[reset_service][security]") {
+    CHECK(canonical_username("carol") == "carol");
+    CHECK(canonical_username(" Carol ") == "carol");
+    CHECK(canonical_username("CAROL") == "carol");
+    CHECK(canonical_username("ca  rol") == "ca rol");
+    CHECK(canonical_username("carol\xC2\xA0") == "carol");         // no-break space
+    CHECK(canonical_username("ca\xE2\x80\x8Brol") == "carol");      // zero-width space
+    CHECK(canonical_username("\xC3\x84lice") == "\xC3\xA4lice");    // Ä -> ä
+    CHECK(canonical_username("\xCE\xA3\xCE\xA9") == "\xCF\x83\xCF\x89");  // ΣΩ -> σω
+    CHECK(canonical_username("EXAMPLE\\Alice") == "example\\alice");
+    CHECK(canonical_username("bad\xFFutf8") == "bad\xFFutf8");
+    CHECK(canonical_username("   ").empty());
+}
+
+TEST_CASE("variants of a name share its lockout, for real and made-up users alike",
+          "[reset_service][security]") {
+    harness h;  // verify_failures 3
+    h.directory.add("carol", "Carol-Old-Passw0rd!");
+    (void)h.enroll("carol", "Carol-Old-Passw0rd!");
+    for (const std::string name : {"carol", "nosuchuser17"}) {
+        INFO(name);
+        for (int i = 0; i < 3; ++i) {
+            const auto id = h.start(name);
+            (void)h.resets->verify(h.ctx, id, "totp", "000000");
+        }
+        for (const auto& variant : {name, name + " ", " " + name, "  " + name + "  "}) {
+            INFO("variant '" << variant << "'");
+            const auto id = h.start(variant);
+            CHECK(code_of(h.resets->verify(h.ctx, id, "totp", "000000")) == failure_code::locked);
+        }
+        std::string upper = name;
+        std::transform(upper.begin(), upper.end(), upper.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+        const auto id = h.start(upper);
+        CHECK(code_of(h.resets->verify(h.ctx, id, "totp", "000000")) == failure_code::locked);
+    }
+}
+
+TEST_CASE("an unverified flow needs factors.required, whoever the user is",
+          "[reset_service][security]") {
+    harness h(true);
+    h.directory.user_of("alice").needs_two_methods = true;
+    for (const std::string name : {"alice", "bob", "nobody"}) {
+        INFO(name);
+        const auto id = h.start(name);
+        const auto done = h.resets->complete(h.ctx, id, secret("Quiet-River-Stone-41"));
+        REQUIRE(code_of(done) == failure_code::verification_required);
+        CHECK(std::get<failure>(done).remaining_methods == 1);
+    }
+    // Once a method is verified the truth shows.
+    const auto id = h.start("alice");
+    CHECK(remaining(verify(h, id, "email", challenge(h, id, "email"))) == 1);
+    const auto done = h.resets->complete(h.ctx, id, secret("Quiet-River-Stone-41"));
+    REQUIRE(code_of(done) == failure_code::verification_required);
+    CHECK(std::get<failure>(done).remaining_methods == 1);
+}
+
+TEST_CASE("complete claims the flow: a held flow is not written twice",
+          "[reset_service][security]") {
+    harness h;
+    const auto key = h.enroll("alice", "Alice-Old-Passw0rd!");
+    h.now += 30;
+    const auto id = h.start("alice");
+    REQUIRE(std::holds_alternative<reset_verified>(
+        h.resets->verify(h.ctx, id, "totp", h.code(key, 0))));
+    // Another worker holds the flow (its directory write is under way).
+    REQUIRE(h.state->claim_flow(id_hash(id), h.now, h.now + 60));
+    const int writes = h.directory.writes;
+    CHECK(code_of(h.resets->complete(h.ctx, id, secret("Quiet-River-Stone-41"))) ==
+          failure_code::reset_expired);
+    CHECK(h.directory.writes == writes);
+    // A refused password gives the flow back; the next try writes once.
+    h.state->release_flow(id_hash(id));
+    CHECK(code_of(h.resets->complete(h.ctx, id, secret("short"))) ==
+          failure_code::password_rejected);
+    CHECK(std::holds_alternative<reset_completed>(
+        h.resets->complete(h.ctx, id, secret("Quiet-River-Stone-41"))));
+    CHECK(h.directory.writes == writes + 1);
+    CHECK(code_of(h.resets->complete(h.ctx, id, secret("Quiet-River-Stone-42"))) ==
+          failure_code::reset_expired);
+    CHECK(h.directory.password_of("alice") == "Quiet-River-Stone-41");
+}
+
+TEST_CASE("a decoy answers no faster than the real path it imitates", "[decoy_timing]") {
+    decoy_timing timing;
+    const auto t0 = decoy_timing::clock::now();
+    timing.wait_as_real(t0);  // nothing recorded: no wait
+    CHECK(decoy_timing::clock::now() - t0 < std::chrono::milliseconds(5));
+    for (int i = 0; i < 5; ++i) {
+        timing.record_real(decoy_timing::clock::now() - std::chrono::milliseconds(20));
+    }
+    CHECK(timing.samples() == 5);
+    const auto t1 = decoy_timing::clock::now();
+    timing.wait_as_real(t1);
+    const auto waited = decoy_timing::clock::now() - t1;
+    CHECK(waited >= std::chrono::milliseconds(20));
+    CHECK(waited < std::chrono::milliseconds(200));
 }
