@@ -562,7 +562,7 @@ struct flow_record {
     std::vector<std::string> methods;  // the flow_methods list, in order, no duplicates
 
     static constexpr std::size_t field_count = 11;
-    // The hash fields but mac, by name, in the one order the MAC and the scripts use.
+    // The hash fields other than mac, by name, in the one order the MAC and scripts use.
     template <class Self>
     static auto fields_of(Self& r) {
         using text = std::conditional_t<std::is_const_v<Self>, const std::string, std::string>;
@@ -628,7 +628,7 @@ enum class flow_trust { absent, untrusted, trusted };
 struct flow_read {
     flow_trust trust = flow_trust::absent;
     std::string stored_mac;  // as stored; empty when absent or missing
-    flow_record record;      // filled when trusted
+    flow_record record;      // as read; to be relied on only when trusted
 };
 
 // ---------------------------------------------------------------------------------------
