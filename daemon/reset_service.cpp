@@ -752,6 +752,9 @@ outcome<reset_completed> reset_service::complete(const request_context& ctx,
     try {
         store_.close_flow(flow->id_hash, now);
         store_.close_user_flows(flow->user_key);
+        // The user proved a factor and chose this password: wrong guesses at the old one
+        // (change, enrollment) no longer stand between them and their account.
+        store_.clear_failures(password_failure_key(flow->user_key));
     } catch (const store::store_error& e) {
         record["cleanup"] = "failed";
         log::error("reset.cleanup_failed", {{"request_id", ctx.request_id},
