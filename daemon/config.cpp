@@ -28,8 +28,6 @@ namespace pwresetd::daemon {
 
 namespace {
 
-constexpr bool allow_unix_listeners = false;
-
 namespace fs = std::filesystem;
 
 std::string join_lines(const std::vector<std::string>& lines) {
