@@ -53,6 +53,9 @@ std::string masked_domain(std::string_view domain) {
         return "e***.com";
     }
     std::string out(1, static_cast<char>(std::tolower(static_cast<unsigned char>(domain[0]))));
+    if (static_cast<unsigned char>(out[0]) >= 0x80) {
+        out = "*";  // never cut a UTF-8 sequence in half (an IDN such as "ärlig.se")
+    }
     out += "***";
     const auto dot = domain.rfind('.');
     if (dot != std::string_view::npos && dot + 1 < domain.size() && dot > 0) {

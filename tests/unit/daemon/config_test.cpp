@@ -434,6 +434,21 @@ TEST_CASE("the shape of the document", "[config]") {
         CHECK(errors_of(file) ==
               std::vector<std::string>{file.string() + ":27:1: only one YAML document is allowed"});
     }
+    // Found by tests/fuzz/fuzz_config: yaml-cpp 0.7's LoadAll never returned on these (one
+    // more empty document at the same place each turn, in ever more memory).
+    SECTION("a stray comma at the top") {
+        const auto file = copy.write("comma.yaml", ",\n");
+        CHECK(errors_of(file) == std::vector<std::string>{file.string() + ":1:1: unexpected ','"});
+        const auto later = copy.write("comma2.yaml", "# the DN, cut\n,dc=example,dc=test\"\n");
+        CHECK(errors_of(later) ==
+              std::vector<std::string>{later.string() + ":2:1: unexpected ','"});
+    }
+    SECTION("an empty second document") {
+        const auto file =
+            copy.variant("empty2.yaml", "file: audit.jsonl\n", "file: audit.jsonl\n---\n");
+        CHECK(errors_of(file) ==
+              std::vector<std::string>{file.string() + ":26:1: only one YAML document is allowed"});
+    }
     SECTION("a key given twice") {
         const auto file = copy.variant("twice.yaml", "  kind: openldap\n",
                                        "  kind: openldap\n  kind: active_directory\n");

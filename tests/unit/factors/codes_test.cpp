@@ -94,6 +94,11 @@ TEST_CASE("destination hints hide all but a few characters", "[codes]") {
     CHECK(mask_email("@example.test").empty());
     CHECK(mask_email("a@b@c").empty());
     CHECK(mask_email("åsa@example.test") == "****@e***.test");
+    // Found by fuzz_totp: the domain's first character was cut out of its UTF-8 sequence,
+    // and the hint (JSON in the API) was no longer valid UTF-8.
+    CHECK(mask_email("asa@ärlig.se") == "a***@****.se");
+    CHECK(mask_email("åsa@ärlig.se") == "****@****.se");
+    CHECK(mask_email("x@ü.example") == "x***@****.example");
 
     CHECK(normalize_phone("+46 70 123 45 67", "") == "+46701234567");
     CHECK(normalize_phone("0046701234567", "") == "+46701234567");
@@ -117,6 +122,7 @@ TEST_CASE("decoy hints are stable per username, keyed, and shaped like real ones
     CHECK(decoy_email_hint(key, "nobody", "example.test") == "n***@e***.test");
     CHECK(decoy_email_hint(key, "Nobody", "example.test") == "n***@e***.test");
     CHECK(decoy_email_hint(key, "_x", "example.test") == "x***@e***.test");
+    CHECK(decoy_email_hint(key, "nobody", "ärlig.se") == "n***@****.se");
     const auto symbolic = decoy_email_hint(key, "***", "example.test");
     CHECK(symbolic.size() == std::string("a***@e***.test").size());
 
