@@ -540,6 +540,22 @@ def assert_error(r: Reply, status: int, code: str):
     assert isinstance(r.json, dict) and r.json.get("error") == code, f"expected error {code!r}:{r}"
 
 
+def assert_rate_limited(r: Reply, longest: int = 60):
+    """429 rate_limited with retry_after seconds (1..longest) and the same Retry-After header."""
+    assert_error(r, 429, "rate_limited")
+    ra = r.json.get("retry_after")
+    assert isinstance(ra, int) and 1 <= ra <= longest, f"retry_after {ra!r}:{r}"
+    assert r.headers.get("retry-after") == str(ra), f"Retry-After header {r.headers.get('retry-after')!r}:{r}"
+
+
+def same_minute(margin_s: float = 10.0):
+    """A limiter may count per wall-clock minute: waits for the next minute when fewer than
+    `margin_s` seconds are left of this one, so a short burst is counted in one window."""
+    left = 60 - time.time() % 60
+    if left < margin_s:
+        time.sleep(left + 0.5)
+
+
 # --------------------------------------------------------------------------- raw HTTP over TLS
 @dataclass
 class RawReply:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import pytest
 
 from conftest import (DEFAULT, KIND, LAB, LOCKOUT_S, Api, Daemon, RawConnection, SmtpSink, World, admin_set_password,
-                      raw_json_request, send_together,
+                      assert_rate_limited, raw_json_request, same_minute, send_together,
                       assert_error, code_for_step, config_text, directory_lock, email_of, enroll,
                       ensure_directory_unlocked, free_port, fresh_code, ldap_binds, now_step, raw_request, run,
                       start_reset, write_policy_lists, wrong_code)
@@ -141,23 +141,9 @@ def limited(binary, workdir, world, pki, keys, lab):
         yield d, api
 
 
-def same_minute():
-    """A limiter may count per wall-clock minute: keep a burst inside one."""
-    left = 60 - time.time() % 60
-    if left < 10:
-        time.sleep(left + 0.5)
-
-
 def start_from(api: Api, xff: str | None, key=DEFAULT, name: str = "nobody-per-ip"):
     return api.call("POST", "/v1/resets", {"username": name}, key=key,
                     headers={"X-Forwarded-For": xff} if xff is not None else None)
-
-
-def assert_rate_limited(r):
-    assert_error(r, 429, "rate_limited")
-    ra = r.json.get("retry_after")
-    assert isinstance(ra, int) and 1 <= ra <= 60, f"retry_after {ra!r}:{r}"
-    assert r.headers.get("retry-after") == str(ra), f"Retry-After header {r.headers.get('retry-after')!r}:{r}"
 
 
 def test_per_ip_limit_answers_429_from_the_sixth_request_of_one_forwarded_ip(limited):
