@@ -96,27 +96,6 @@ private:
     std::string key_;
 };
 
-// The per-IP counter's key: IPv6 addresses count per /64 (one host usually holds a whole
-// /64), everything else per address. Hashed, so the state holds no addresses.
-std::string ip_window_key(std::string_view ip) {
-    boost::system::error_code ec;
-    auto address = boost::asio::ip::make_address(std::string(ip), ec);
-    std::string canonical(ip);
-    if (!ec) {
-        if (address.is_v6() && address.to_v6().is_v4_mapped()) {
-            address = boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, address.to_v6());
-        }
-        if (address.is_v6()) {
-            auto bytes = address.to_v6().to_bytes();
-            std::fill(bytes.begin() + 8, bytes.end(), 0);
-            canonical = boost::asio::ip::address_v6(bytes).to_string() + "/64";
-        } else {
-            canonical = address.to_string();
-        }
-    }
-    return "ip:" + crypto::sha256_hex(canonical);
-}
-
 std::vector<std::string_view> split_path(std::string_view path) {
     std::vector<std::string_view> parts;
     while (!path.empty()) {
@@ -307,6 +286,23 @@ api_response error_reply(unsigned status, std::string_view code, language lang,
     return r;
 }
 
+std::string ip_limit_address(std::string_view ip) {
+    boost::system::error_code ec;
+    auto address = boost::asio::ip::make_address(std::string(ip), ec);
+    if (ec) {
+        return std::string(ip);
+    }
+    if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+        address = boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, address.to_v6());
+    }
+    if (address.is_v6()) {
+        auto bytes = address.to_v6().to_bytes();
+        std::fill(bytes.begin() + 8, bytes.end(), 0);
+        return boost::asio::ip::address_v6(bytes).to_string() + "/64";
+    }
+    return address.to_string();
+}
+
 decoded_body decode_body(std::string_view body) {
     decoded_body out;
     {
@@ -374,8 +370,8 @@ api_response api::health(language lang) {
 
 std::optional<api_response> api::ip_limited(const request_context& ctx, language lang) {
     const std::int64_t now = clock_();
-    const auto hit =
-        store_.hit_window(ip_window_key(ctx.remote_ip), now, 60, cfg_.limits.per_ip_per_minute);
+    const auto hit = store_.hit_window("ip:" + crypto::sha256_hex(ip_limit_address(ctx.remote_ip)),
+                                       now, 60, cfg_.limits.per_ip_per_minute);
     if (hit.allowed) {
         return std::nullopt;
     }

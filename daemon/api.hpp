@@ -79,6 +79,10 @@ struct decoded_body {
 };
 decoded_body decode_body(std::string_view body);
 
+// What limits.per_ip_per_minute counts an address as: IPv6 per /64 (one host usually holds
+// a whole /64), IPv4-mapped IPv6 as IPv4, anything else as given.
+std::string ip_limit_address(std::string_view ip);
+
 class api final : public request_handler {
 public:
     api(const config& cfg, const policy::password_policy& policy, reset_service& resets,

@@ -42,6 +42,7 @@
 #include "daemon/api.hpp"
 #include "daemon/client_auth.hpp"
 #include "daemon/config.hpp"
+#include "daemon/unauthenticated_limit.hpp"
 #include "daemon/worker_pool.hpp"
 
 namespace pwresetd::daemon {
@@ -53,8 +54,10 @@ struct server_shared {
     request_handler& routes;
     const client_auth& auth;
     worker_pool& workers;
-    std::atomic<int> in_flight{0};    // requests admitted and not yet answered
-    std::atomic<int> connections{0};  // open client connections (limits.max_connections)
+    std::atomic<int> in_flight{0};            // requests admitted and not yet answered
+    std::atomic<int> connections{0};          // open client connections (limits.max_connections)
+    unauthenticated_limit unauthenticated{};  // per_ip_per_minute before authentication
+    log::rate_limited unauthenticated_log{};  // an outsider can make these at will
 };
 
 inline constexpr std::size_t header_limit_bytes = 8 * 1024;
@@ -251,8 +254,17 @@ private:
         if (!public_route) {
             client_ = shared_.auth.authenticate(req[http::field::authorization]);
             if (client_ == nullptr) {
-                log::info("http.unauthenticated",
-                          {{"request_id", request_id_}, {"ip", socket_ip_}});
+                if (const auto wait = shared_.unauthenticated.hit(
+                        socket_ip_, shared_.cfg.limits.per_ip_per_minute);
+                    wait > 0) {
+                    auto reply = error_reply(429, "rate_limited", lang_);
+                    reply.body["retry_after"] = wait;
+                    reply.headers.emplace_back("Retry-After", std::to_string(wait));
+                    return send_early(std::move(reply));
+                }
+                shared_.unauthenticated_log.write(
+                    log::level::info, "http.unauthenticated",
+                    {{"request_id", request_id_}, {"ip", socket_ip_}});
                 auto reply = error_reply(401, "unauthenticated", lang_);
                 reply.headers.emplace_back("WWW-Authenticate", "Bearer");
                 return send_early(std::move(reply));

@@ -200,3 +200,41 @@ TEST_CASE("the pieces the session decides with", "[http]") {
     CHECK(daemon::is_json_media_type("Application/JSON; charset=utf-8"));
     CHECK_FALSE(daemon::is_json_media_type("application/jsonx"));
 }
+
+TEST_CASE("requests refused before authentication count per socket address", "[http][limits]") {
+    session_driver d;  // per_ip_per_minute 30 (the default)
+    const std::string unauthenticated =
+        "POST /v1/resets HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.9\r\n"
+        "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+    for (int i = 0; i < 30; ++i) {
+        REQUIRE(first_status(d.run(unauthenticated, 64)) == 401);
+    }
+    const auto out = d.run(unauthenticated, 64);
+    CHECK(first_status(out) == 429);
+    CHECK(out.find("Retry-After: ") != std::string::npos);
+    CHECK(out.find("\"rate_limited\"") != std::string::npos);
+    // Health is never limited; an authenticated request is counted by the API, not here.
+    CHECK(first_status(d.run("GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n", 64)) == 200);
+    CHECK(first_status(d.run(post("/v1/resets", R"({"username":"a"})"), 64)) == 200);
+}
+
+TEST_CASE("the unauthenticated limit is bounded in memory", "[http][limits]") {
+    using daemon::unauthenticated_limit;
+    unauthenticated_limit limit(4);
+    const auto t0 = unauthenticated_limit::clock::now();
+    for (int i = 0; i < 4; ++i) {
+        CHECK(limit.hit("192.0.2." + std::to_string(i), 2, t0) == 0);
+    }
+    CHECK(limit.hit("192.0.2.77", 2, t0) == 60);  // full of live windows: refused, not grown
+    CHECK(limit.hit("192.0.2.1", 2, t0) == 0);
+    CHECK(limit.hit("192.0.2.1", 2, t0) > 0);
+    // IPv6 counts per /64.
+    unauthenticated_limit v6(16);
+    CHECK(v6.hit("2001:db8::1", 1, t0) == 0);
+    CHECK(v6.hit("2001:db8::ffff:2", 1, t0) > 0);
+    CHECK(v6.hit("2001:db8:0:1::1", 1, t0) == 0);
+    // A minute later the windows have ended and make room.
+    const auto later = t0 + std::chrono::seconds(61);
+    CHECK(limit.hit("192.0.2.77", 2, later) == 0);
+    CHECK(limit.hit("192.0.2.1", 2, later) == 0);
+}
