@@ -172,6 +172,16 @@ def test_per_ip_limit_counts_each_forwarded_ip_on_its_own(limited):
     assert_rate_limited(start_from(api, f"{b}, {a}"))
 
 
+def test_per_ip_limit_counts_an_ipv6_slash_64_as_one_address(limited):
+    """README: IPv6 end users are counted per /64 (one host has a whole /64 to pick from)."""
+    _, api = limited
+    same_minute()
+    in_one_64 = [f"2001:db8:aa:1::{i:x}" for i in range(1, PER_IP + 2)]
+    statuses = [start_from(api, xff).status for xff in in_one_64]
+    assert statuses == [201] * PER_IP + [429], statuses
+    assert start_from(api, "2001:db8:aa:2::1").status == 201  # the next /64
+
+
 def test_health_is_never_rate_limited(limited):
     _, api = limited
     same_minute()
@@ -192,9 +202,19 @@ def test_unauthenticated_requests_count_for_the_socket_address(limited):
     same_minute()
     statuses = [start_from(api, None, key=None).status for _ in range(PER_IP + 1)]
     assert statuses == [401] * PER_IP + [429], statuses
-    # the socket's address is used up for an authenticated request without X-Forwarded-For too
-    assert_rate_limited(start_from(api, None))
-    assert start_from(api, "198.51.100.41").status == 201
+    assert start_from(api, "198.51.100.41").status == 201  # another end user is not affected
+
+
+def test_an_address_has_one_count_whether_its_requests_are_authenticated_or_not(binary, workdir, world, pki, keys,
+                                                                                 lab):
+    """An authenticated request without X-Forwarded-For is the socket's address too: it and
+    the unauthenticated ones from that address share one count (its own daemon, so the count
+    starts at zero)."""
+    with own_daemon(binary, workdir / "sec-per-ip-mixed", world, pki, keys, lab,
+                    per_ip_per_minute=PER_IP) as (d, api):
+        same_minute()
+        statuses = [start_from(api, None, key=DEFAULT if i % 2 == 0 else None).status for i in range(PER_IP + 2)]
+        assert statuses == [201, 401, 201, 401, 201, 429, 429], statuses
 
 
 def test_forwarded_for_of_an_unauthenticated_client_is_ignored(limited):
