@@ -748,7 +748,7 @@ def write_config(binary, directory, pki, keys, lab, **config):
     return path
 
 
-@pytest.mark.parametrize("mode", [0o600, 0o640, 0o604, 0o644])
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o604, 0o644], ids=lambda m: f"{m:04o}")
 def test_key_file_readable_by_group_or_other_is_refused(binary, workdir, pki, keys, lab, mode):
     directory = workdir / f"sec-key-{mode:o}"
     config = write_config(binary, directory, pki, keys, lab)
