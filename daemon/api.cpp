@@ -391,7 +391,32 @@ api_response api::handle(const route& r, std::string_view body, const request_co
         if (auto limited = ip_limited(ctx, lang)) {
             return std::move(*limited);
         }
-        return route_request(r, body, ctx, lang);
+        const auto taken_up = response_floor::clock::now();
+        api_response reply = route_request(r, body, ctx, lang);
+        response_floor* floor = nullptr;
+        switch (r.target) {
+            case endpoint::reset_start:
+                floor = reply.status == 201 ? &started_floor_ : nullptr;
+                break;
+            case endpoint::reset_challenge:
+                floor = reply.status == 202 ? &challenged_floor_ : nullptr;
+                break;
+            case endpoint::reset_verify:
+                floor = reply.status == 401 ? &wrong_code_floor_ : nullptr;
+                break;
+            case endpoint::password_change:
+                floor = reply.status == 401 || reply.status == 423 ? &wrong_change_floor_ : nullptr;
+                break;
+            case endpoint::enroll_totp:
+                floor = reply.status == 401 || reply.status == 423 ? &wrong_enroll_floor_ : nullptr;
+                break;
+            default:
+                break;
+        }
+        if (floor != nullptr) {
+            reply.not_before = taken_up + floor->record(response_floor::clock::now() - taken_up);
+        }
+        return reply;
     } catch (const store::store_error& e) {
         log::error("state.unavailable", {{"request_id", ctx.request_id}, {"error", e.what()}});
         auto reply = error_reply(503, "state_unavailable", lang);

@@ -18,6 +18,7 @@
 #include "daemon/messages.hpp"
 #include "daemon/outcome.hpp"
 #include "daemon/reset_service.hpp"
+#include "daemon/response_floor.hpp"
 #include "ldap/directory.hpp"
 #include "store/state_store.hpp"
 
@@ -55,6 +56,8 @@ struct api_response {
     unsigned status = 200;
     boost::json::object body;
     std::vector<std::pair<std::string, std::string>> headers;
+    // Not to be sent before this (response_floor.hpp); the epoch: at once.
+    std::chrono::steady_clock::time_point not_before{};
 };
 
 // {"error": code, "message": localized}
@@ -113,6 +116,12 @@ private:
     std::chrono::steady_clock::time_point health_checked_at_{};
     bool healthy_ = false;
     log::rate_limited ip_limited_log_;
+    // Answers real and decoy requests give alike (response_floor.hpp).
+    response_floor started_floor_;       // 201 of POST /v1/resets
+    response_floor challenged_floor_;    // 202 of a challenge
+    response_floor wrong_code_floor_;    // 401 of a verify
+    response_floor wrong_change_floor_;  // 401/423 of a change
+    response_floor wrong_enroll_floor_;  // 401/423 of an enrollment
 };
 
 }  // namespace pwresetd::daemon

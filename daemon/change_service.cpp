@@ -21,7 +21,6 @@ outcome<bool> change_service::change(const request_context& ctx, std::string_vie
     if (auto problem = username_problem(given_username); !problem.empty()) {
         return fail(failure_code::bad_request, problem);
     }
-    const auto started = decoy_timing::clock::now();
     const std::string username = canonical_username(given_username);
     if (username.empty()) {
         return fail(failure_code::bad_request, "username must not be empty");
@@ -57,14 +56,11 @@ outcome<bool> change_service::change(const request_context& ctx, std::string_vie
         record["reason"] = reason;
         record["failures"] = slot.count;
         audit_.record(std::move(record));
-        if (real) {
-            wrong_password_timing_.record_real(started);
-        } else {
-            wrong_password_timing_.wait_as_real(started);
-        }
         return wrong_password_failure(slot, limit, now);
     };
     if (!real) {
+        // In the time the user's bind would have taken (decoy_timing.hpp).
+        bind_timing_.imitate();
         return wrong(found.status != ldap::lookup_status::found ? "unknown_user"
                      : found.user->disabled                     ? "disabled"
                                                                 : "protected");
@@ -74,7 +70,12 @@ outcome<bool> change_service::change(const request_context& ctx, std::string_vie
     // only to someone who has proven the current password, so a 422 never reveals that an
     // account exists.
     if (auto refused = policy_failure(policy_, new_password, username, found.user->display_name)) {
-        switch (directory_.verify_password(*found.user, current_password)) {
+        const auto bind_started = decoy_timing::clock::now();
+        const auto bound = directory_.verify_password(*found.user, current_password);
+        if (bound == ldap::bind_status::invalid_credentials || bound == ldap::bind_status::locked) {
+            bind_timing_.record(decoy_timing::clock::now() - bind_started);
+        }
+        switch (bound) {
             case ldap::bind_status::ok:
             case ldap::bind_status::must_change:
                 break;
@@ -93,7 +94,12 @@ outcome<bool> change_service::change(const request_context& ctx, std::string_vie
         return *refused;
     }
 
+    const auto write_started = decoy_timing::clock::now();
     const auto written = directory_.change_password(*found.user, current_password, new_password);
+    if (written.status == ldap::write_status::wrong_password ||
+        written.status == ldap::write_status::locked) {
+        bind_timing_.record(decoy_timing::clock::now() - write_started);
+    }
     switch (written.status) {
         case ldap::write_status::ok:
             store_.clear_failures(failure_key);

@@ -4,14 +4,16 @@
 // the same time (decoy_timing), and so does an account the directory has locked: "locked"
 // is only said by the daemon's own limit. Wrong passwords count per user (shared with
 // enrollment) toward limits.verify_failures (then 423 for limits.lockout_s); the failure
-// slot is reserved before the directory is asked, so concurrent guesses cannot overrun it. The directory counts them too (a wrong old password is a bad password
-// for AD and ppolicy), so verify_failures must be below the directory's lockout threshold
-// for the daemon to stop before the account locks. Blocking; runs on a worker thread.
+// slot is reserved before the directory is asked, so concurrent guesses cannot overrun it. The
+// directory counts them too (a wrong old password is a bad password for AD and ppolicy), so
+// verify_failures must be below the directory's lockout threshold for the daemon to stop before the
+// account locks. Blocking; runs on a worker thread.
 #include <string_view>
 
 #include "common/secret.hpp"
 #include "daemon/audit_log.hpp"
 #include "daemon/config.hpp"
+#include "daemon/decoy_timing.hpp"
 #include "daemon/outcome.hpp"
 #include "daemon/reset_service.hpp"
 #include "ldap/directory.hpp"
@@ -29,14 +31,13 @@ public:
                          const secret& current_password, const secret& new_password);
 
 private:
-
     const limit_settings& limits_;
     const policy::password_policy& policy_;
     ldap::directory& directory_;
     store::state_store& store_;
     audit_log& audit_;
     clock_fn clock_;
-    decoy_timing wrong_password_timing_;
+    decoy_timing bind_timing_;  // a wrong password's bind, which decoys skip
 };
 
 }  // namespace pwresetd::daemon

@@ -2,14 +2,14 @@
 
 #include <sys/prctl.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "common/crypto.hpp"
 
 namespace pwresetd::daemon {
 
-void decoy_timing::record_real(clock::time_point started) {
-    const auto took = clock::now() - started;
+void decoy_timing::record(clock::duration took) {
     const std::lock_guard lock(mutex_);
     samples_[next_] = took;
     next_ = (next_ + 1) % capacity;
@@ -23,27 +23,28 @@ std::size_t decoy_timing::samples() const {
     return count_;
 }
 
-void decoy_timing::wait_as_real(clock::time_point started) {
+void decoy_timing::imitate() {
+    const auto started = clock::now();
     clock::duration target{};
+    clock::duration late{};
     {
         const std::lock_guard lock(mutex_);
         if (count_ == 0) {
             return;
         }
         target = samples_[crypto::random_below(static_cast<std::uint32_t>(count_))];
+        late = late_;
     }
-    const auto until = started + target;
-    // The default timer slack (50 us) would make every decoy a little late; a short spin at
-    // the end keeps the error to a few microseconds either way.
+    // A sleeping thread wakes up late (timer slack, a busy machine), and the recorded real
+    // durations already hold the real call's own wake-up: aim early by how late recent
+    // sleeps woke, so the imitation lasts the sampled duration, not that plus a wake-up.
     thread_local const bool slack_set = ::prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL) == 0;
     (void)slack_set;
-    constexpr auto spin = std::chrono::microseconds(200);
-    if (until - clock::now() > spin) {
-        std::this_thread::sleep_until(until - spin);
-    }
-    while (clock::now() < until) {
-        std::this_thread::yield();
-    }
+    const auto aim = started + std::max(clock::duration::zero(), target - late);
+    std::this_thread::sleep_until(aim);
+    const auto woke_late = clock::now() - aim;
+    const std::lock_guard lock(mutex_);
+    late_ = (late_ * 7 + woke_late) / 8;
 }
 
 }  // namespace pwresetd::daemon

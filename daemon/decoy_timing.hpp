@@ -2,15 +2,17 @@
 // Makes a decoy answer take as long as a real one (API.md: real, unknown, disabled and
 // protected accounts are indistinguishable by status, body and time).
 //
-// A decoy path skips work that only real accounts get (the user's bind, which on a
-// directory with a lockout policy also writes the failure to the entry; a group search; a
-// key read). The real path records how long it took; the decoy path then waits until a
-// duration drawn at random from the recent real ones has passed since it started. Drawing
-// instead of averaging gives decoys the same distribution of times as real requests, so a
-// statistical test over many requests finds no difference either. Before any real
-// request has been seen, decoys answer without waiting.
+// Decoys do the same work as real accounts wherever they can (the same lookups, store reads
+// and TOTP computation). What they cannot do is the user's bind: on a directory with a
+// lockout policy a failed bind also writes the failure to the entry, so it takes far longer
+// than anything else in the request. The real path records how long that directory call
+// took; the decoy path, at the same point, sleeps for a duration drawn at random from the
+// recent real ones. Drawing (not averaging, and not "wait until at least") gives decoys the
+// same distribution of times as real requests, so a statistical test over many requests
+// finds no difference either. Before any real call has been seen, decoys do not sleep.
 //
-// One instance per endpoint and outcome (e.g. "change, wrong password"). Thread-safe.
+// One instance per imitated call (e.g. "the bind of a change with a wrong password").
+// Thread-safe.
 #include <array>
 #include <chrono>
 #include <cstddef>
@@ -22,10 +24,10 @@ class decoy_timing {
 public:
     using clock = std::chrono::steady_clock;
 
-    // A real request that started at `started` has reached the answer this decoy imitates.
-    void record_real(clock::time_point started);
-    // Blocks this (worker) thread until `started` plus a sampled real duration.
-    void wait_as_real(clock::time_point started);
+    // The real call that decoys skip took `took`.
+    void record(clock::duration took);
+    // Blocks this (worker) thread for a duration drawn from the recorded ones.
+    void imitate();
 
     [[nodiscard]] std::size_t samples() const;
 
@@ -35,6 +37,7 @@ private:
     std::array<clock::duration, capacity> samples_{};
     std::size_t count_ = 0;
     std::size_t next_ = 0;
+    clock::duration late_{};  // how late recent imitations woke up (moving average)
 };
 
 }  // namespace pwresetd::daemon

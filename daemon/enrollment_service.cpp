@@ -40,7 +40,6 @@ outcome<totp_enrollment_started> enrollment_service::start_totp(
     if (!factors_.totp.enabled) {
         return fail(failure_code::bad_request, "the totp method is not enabled");
     }
-    const auto started = decoy_timing::clock::now();
     const std::string username = canonical_username(given_username);
     if (username.empty()) {
         return fail(failure_code::bad_request, "username must not be empty");
@@ -71,7 +70,12 @@ outcome<totp_enrollment_started> enrollment_service::start_totp(
         return wrong_password_failure(slot, limit, now);
     }
     if (real) {
-        switch (directory_.verify_password(*found.user, current_password)) {
+        const auto bind_started = decoy_timing::clock::now();
+        const auto bound = directory_.verify_password(*found.user, current_password);
+        if (bound == ldap::bind_status::invalid_credentials || bound == ldap::bind_status::locked) {
+            bind_timing_.record(decoy_timing::clock::now() - bind_started);
+        }
+        switch (bound) {
             case ldap::bind_status::ok:
             case ldap::bind_status::must_change:  // the password is proven all the same
                 break;
@@ -84,6 +88,8 @@ outcome<totp_enrollment_started> enrollment_service::start_totp(
                 refusal = "wrong_password";
                 break;
         }
+    } else {
+        bind_timing_.imitate();  // in the time the user's bind would have taken
     }
     if (!refusal.empty()) {
         record["outcome"] = "invalid_credentials";
@@ -92,11 +98,6 @@ outcome<totp_enrollment_started> enrollment_service::start_totp(
         audit_.record(std::move(record));
         log::info("enrollment.refused",
                   {{"request_id", ctx.request_id}, {"user", username}, {"reason", refusal}});
-        if (real) {
-            wrong_password_timing_.record_real(started);
-        } else {
-            wrong_password_timing_.wait_as_real(started);
-        }
         return wrong_password_failure(slot, limit, now);
     }
     store_.clear_failures(failure_key);
@@ -117,10 +118,9 @@ outcome<totp_enrollment_started> enrollment_service::start_totp(
             f.retry_after = std::max<std::int64_t>(1, proof_slot.expires_at - now);
             return f;
         }
-        const bool proven =
-            accept_totp_code(store_, factors_.totp.params, user_key, *existing, *current_code,
-                             now) ||
-            consume_recovery_code(store_, keys_, user_key, *current_code);
+        const bool proven = accept_totp_code(store_, factors_.totp.params, user_key, *existing,
+                                             *current_code, now) ||
+                            consume_recovery_code(store_, keys_, user_key, *current_code);
         if (!proven) {
             record["outcome"] = "factor_proof_required";
             record["reason"] = "wrong_code";

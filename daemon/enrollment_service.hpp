@@ -18,6 +18,7 @@
 #include "common/secret.hpp"
 #include "daemon/audit_log.hpp"
 #include "daemon/config.hpp"
+#include "daemon/decoy_timing.hpp"
 #include "daemon/outcome.hpp"
 #include "daemon/reset_service.hpp"
 #include "ldap/directory.hpp"
@@ -60,7 +61,7 @@ private:
     audit_log& audit_;
     const factor_keys& keys_;
     clock_fn clock_;
-    decoy_timing wrong_password_timing_;
+    decoy_timing bind_timing_;  // a wrong password's bind, which decoys skip
 };
 
 }  // namespace pwresetd::daemon

@@ -19,6 +19,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/core/buffer_ref.hpp>
 #include <boost/beast/http.hpp>
@@ -155,6 +156,7 @@ public:
     template <class... StreamArgs>
     http_session(server_shared& shared, std::string peer_ip, StreamArgs&&... stream_args)
         : stream_(std::forward<StreamArgs>(stream_args)...),
+          hold_(stream_.get_executor()),
           shared_(shared),
           socket_ip_(std::move(peer_ip)) {
         buffer_.max_size(header_limit_bytes);
@@ -370,7 +372,7 @@ private:
             auto executor = self->stream_.get_executor();
             boost::asio::post(executor, [self = std::move(self), reply = std::move(reply),
                                          guard = std::move(guard)]() mutable {
-                self->send(std::move(reply), self->keep_alive_, true);
+                self->send_when_due(std::move(reply));
                 guard.reset();
             });
         });
@@ -383,6 +385,17 @@ private:
             log::warning("http.overloaded", {{"request_id", request_id_}});
             send(std::move(reply), keep_alive_, false);
         }
+    }
+
+    // A worker's reply, held back until its not_before (response_floor.hpp).
+    void send_when_due(api_response reply) {
+        if (reply.not_before <= std::chrono::steady_clock::now()) {
+            return send(std::move(reply), keep_alive_, true);
+        }
+        hold_.expires_at(reply.not_before);
+        hold_.async_wait([self = self(), reply = std::move(reply)](error_code) mutable {
+            self->send(std::move(reply), self->keep_alive_, true);
+        });
     }
 
     // An error decided from the headers alone: answer, then drain and close.
@@ -466,6 +479,7 @@ private:
     static constexpr auto drain_time = std::chrono::seconds(2);
 
     Stream stream_;
+    boost::asio::steady_timer hold_;
     server_shared& shared_;
     boost::beast::flat_buffer buffer_;
     std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;

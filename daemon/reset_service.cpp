@@ -163,7 +163,8 @@ bool maps_to_nothing(char32_t cp) {
 
 locale_t utf8_ctype() {
     // glibc's C.UTF-8 carries Unicode case mappings; without it, ASCII only.
-    static const locale_t loc = ::newlocale(LC_CTYPE_MASK, "C.UTF-8", static_cast<locale_t>(nullptr));
+    static const locale_t loc =
+        ::newlocale(LC_CTYPE_MASK, "C.UTF-8", static_cast<locale_t>(nullptr));
     return loc;
 }
 
@@ -370,7 +371,6 @@ outcome<reset_started> reset_service::start(const request_context& ctx,
     if (auto problem = username_problem(given_username); !problem.empty()) {
         return fail(failure_code::bad_request, problem);
     }
-    const auto started = decoy_timing::clock::now();
     const std::string username = canonical_username(given_username);
     if (username.empty()) {
         return fail(failure_code::bad_request, "username must not be empty");
@@ -450,11 +450,6 @@ outcome<reset_started> reset_service::start(const request_context& ctx,
             {method, method == "totp" ? std::string() : hint(real, username, method)});
     }
     reply.required_methods = factors_.required;
-    if (flow.decoy) {
-        start_timing_.wait_as_real(started);
-    } else {
-        start_timing_.record_real(started);
-    }
     return reply;
 }
 
@@ -465,7 +460,6 @@ outcome<reset_challenged> reset_service::challenge(const request_context& ctx,
         return fail(failure_code::bad_request,
                     "method must be one that sends a code and is enabled (email, sms)");
     }
-    const auto started = decoy_timing::clock::now();
     const std::int64_t now = clock_();
     auto flow = open_flow(reset_id, now);
     if (!flow) {
@@ -545,11 +539,6 @@ outcome<reset_challenged> reset_service::challenge(const request_context& ctx,
                                   {"user", flow->username},
                                   {"method", method},
                                   {"outcome", outcome_text}});
-    if (flow->decoy) {
-        challenge_timing_.wait_as_real(started);
-    } else {
-        challenge_timing_.record_real(started);
-    }
     return reset_challenged{std::string(method), settings.code_ttl_s};
 }
 
@@ -557,9 +546,10 @@ bool reset_service::check_code(const store::reset_flow& flow, std::string_view m
                                std::string_view code, std::int64_t now) {
     if (method == "totp") {
         // Decoys run the same computation against a random key, so timing says nothing.
-        std::optional<secret> key;
-        if (!flow.decoy) {
-            key = store_.get_totp(flow.user_key);
+        // A decoy reads its (absent) key like a real user, so the store work is the same.
+        std::optional<secret> key = store_.get_totp(flow.user_key);
+        if (flow.decoy) {
+            key.reset();
         }
         const bool matched = accept_totp_code(store_, factors_.totp.params, flow.user_key,
                                               key ? *key : decoy_key_, code, now);
@@ -589,7 +579,6 @@ outcome<reset_verified> reset_service::verify(const request_context& ctx, std::s
                     "method is not enabled: use one of the methods "
                     "POST /v1/resets listed, or recovery_code");
     }
-    const auto started = decoy_timing::clock::now();
     const std::int64_t now = clock_();
     auto flow = open_flow(reset_id, now);
     if (!flow) {
@@ -622,11 +611,6 @@ outcome<reset_verified> reset_service::verify(const request_context& ctx, std::s
                                           {"method", method},
                                           {"failures", after.count},
                                           {"locked", now_locked}});
-        if (flow->decoy) {
-            verify_timing_.wait_as_real(started);
-        } else {
-            verify_timing_.record_real(started);
-        }
         if (now_locked) {
             auto f = fail(failure_code::locked);
             f.retry_after = std::max<std::int64_t>(1, after.expires_at - now);
@@ -668,8 +652,8 @@ outcome<reset_completed> reset_service::complete(const request_context& ctx,
         auto f = fail(failure_code::verification_required);
         // Until a method is verified every flow needs what the start reply said, so group
         // membership (two_methods_groups) and enrollment stay hidden.
-        f.remaining_methods = flow->verified_methods.empty() ? factors_.required
-                                                             : std::max(1, remaining);
+        f.remaining_methods =
+            flow->verified_methods.empty() ? factors_.required : std::max(1, remaining);
         return f;
     }
     // Exactly one of several concurrent completes goes on to the directory; the others
@@ -757,9 +741,8 @@ outcome<reset_completed> reset_service::complete(const request_context& ctx,
         store_.clear_failures(password_failure_key(flow->user_key));
     } catch (const store::store_error& e) {
         record["cleanup"] = "failed";
-        log::error("reset.cleanup_failed", {{"request_id", ctx.request_id},
-                                            {"user", flow->username},
-                                            {"error", e.what()}});
+        log::error("reset.cleanup_failed",
+                   {{"request_id", ctx.request_id}, {"user", flow->username}, {"error", e.what()}});
     }
     audit_.record(std::move(record));
     log::info(

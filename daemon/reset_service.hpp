@@ -26,7 +26,7 @@
 // - complete() claims the flow first (of concurrent completes one writes, the others get
 //   reset_expired), re-checks the account, writes the password exactly as given, and
 //   closes every open flow of the user on success; a refused password gives the flow back.
-// - Decoy flows answer start, challenge and verify in the time real ones take.
+// - Decoy flows do the same store and TOTP work as real ones, so they take the same time.
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -36,7 +36,6 @@
 #include "common/secret.hpp"
 #include "daemon/audit_log.hpp"
 #include "daemon/config.hpp"
-#include "daemon/decoy_timing.hpp"
 #include "daemon/outcome.hpp"
 #include "factors/delivery.hpp"
 #include "ldap/directory.hpp"
@@ -145,9 +144,6 @@ private:
     const factor_keys& keys_;
     clock_fn clock_;
     secret decoy_key_;  // a random TOTP key for decoys, so their verification costs the same
-    decoy_timing start_timing_;
-    decoy_timing challenge_timing_;
-    decoy_timing verify_timing_;  // wrong codes
 };
 
 // pwresetd's own policy, before the directory is asked: every violation at once, or nullopt
@@ -169,8 +165,7 @@ std::string user_key_for(const ldap::directory_user& user);
 std::string password_failure_key(std::string_view user_or_decoy_key);
 // The answer for a wrong current password that took failure slot `slot` (401, or 423 for
 // the failure that reaches the limit), or for a slot that was refused (423).
-failure wrong_password_failure(const store::failure_reservation& slot, int limit,
-                               std::int64_t now);
+failure wrong_password_failure(const store::failure_reservation& slot, int limit, std::int64_t now);
 // A code from the user's authenticator: accepted once (its time step is recorded).
 bool accept_totp_code(store::state_store& store, const factors::totp_params& params,
                       std::string_view user_key, const secret& key, std::string_view code,

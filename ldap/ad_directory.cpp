@@ -247,6 +247,8 @@ private:
     // Whether dn is a member, directly or through nested groups, of one of the rule's
     // groups (false without groups); nullopt with rc set when the DC could not tell.
     std::optional<bool> in_groups(LDAP* ld, const std::string& dn, group_rule& rule, int& rc);
+    // For a name that matched no entry: the group searches a found entry would have cost.
+    void decoy_group_checks(LDAP* ld);
     // A misspelt group DN matches nobody: said once per rule (asked again after an error).
     void check_groups_exist(LDAP* ld, group_rule& rule);
     // Whether the account is locked right now (nullopt when it cannot be read).
@@ -379,6 +381,7 @@ lookup_result ad_directory::lookup(LDAP* ld, std::string_view username, int& rc)
     }
     const int count = ldap_count_entries(ld, found.message.get());
     if (count <= 0) {
+        decoy_group_checks(ld);
         return {lookup_status::not_found, std::nullopt};
     }
     if (count > 1) {
@@ -465,6 +468,18 @@ std::optional<bool> ad_directory::in_groups(LDAP* ld, const std::string& dn, gro
         return std::nullopt;
     }
     return ldap_count_entries(ld, r.message.get()) > 0;
+}
+
+void ad_directory::decoy_group_checks(LDAP* ld) {
+    // Unknown and real users must take the same time (API.md): a found entry costs one
+    // IN_CHAIN base search per rule, so a name that matched nothing has the DC evaluate the
+    // same filters on the user base. Results and errors are of no interest.
+    for (const auto* rule : {&protected_, &two_methods_}) {
+        if (!rule->chain_filter.empty()) {
+            (void)search(ld, settings_.user_base, LDAP_SCOPE_BASE, rule->chain_filter, {"1.1"}, 1,
+                         settings_.timeout_ms);
+        }
+    }
 }
 
 void ad_directory::check_groups_exist(LDAP* ld, group_rule& rule) {

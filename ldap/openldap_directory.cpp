@@ -59,6 +59,8 @@ public:
 
 private:
     lookup_result lookup(LDAP* ld, std::string_view username, int& rc);
+    // For a name that matched no entry: the group searches a found entry would have cost.
+    void decoy_group_checks(LDAP* ld);
     // Whether dn is a direct member of one of the groups (normalized_groups: the same
     // DNs, normalized); false without groups, nullopt with rc set when it could not be
     // found out. Used for protected_groups and two_methods_groups alike.
@@ -139,6 +141,7 @@ lookup_result openldap_directory::lookup(LDAP* ld, std::string_view username, in
     }
     const int count = ldap_count_entries(ld, found.message.get());
     if (count <= 0) {
+        decoy_group_checks(ld);
         return {lookup_status::not_found, std::nullopt};
     }
     if (count > 1) {
@@ -185,6 +188,20 @@ lookup_result openldap_directory::lookup(LDAP* ld, std::string_view username, in
     }
     rc = LDAP_SUCCESS;
     return {lookup_status::found, std::move(user)};
+}
+
+void openldap_directory::decoy_group_checks(LDAP* ld) {
+    // Unknown and real users must take the same time (API.md): without the memberOf overlay
+    // a found entry costs one search per group, so a name that matched nothing asks the same
+    // groups about a DN that cannot exist. Results and errors are of no interest.
+    const std::string value =
+        escape_filter_value("cn=pwresetd-no-such-entry," + settings_.user_base);
+    const std::string filter = "(|(member=" + value + ")(uniqueMember=" + value + "))";
+    for (const auto* groups : {&settings_.protected_groups, &settings_.two_methods_groups}) {
+        for (const auto& group : *groups) {
+            (void)search(ld, group, LDAP_SCOPE_BASE, filter, {"1.1"}, 1, settings_.timeout_ms);
+        }
+    }
 }
 
 std::optional<bool> openldap_directory::in_any_group(

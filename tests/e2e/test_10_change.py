@@ -21,6 +21,7 @@ import pytest
 
 from conftest import (KIND, LAB, LOCKOUT_S, VERIFY_FAILURES, Api, World, assert_error, directory_lock,
                       ldap_binds, password_stamp)
+from nodes import own_daemon
 
 CHANGE = "/v1/password/change"
 
@@ -185,16 +186,27 @@ def test_daemon_failure_limit_is_423_even_for_the_right_password(change_api: Api
     assert_password(lab, "alice", cur, refused=[UNUSED])
 
 
-def test_locked_in_directory_is_423_pointing_to_reset(change_api: Api, world: World, lab):
+def test_locked_in_directory_is_401_until_the_daemons_limit_which_points_to_reset(
+        binary, workdir, world: World, pki, keys, lab):
+    """A directory says "locked" whatever the password (ppolicy: 49 + accountLocked for the
+    right and a wrong one; AD: data 775), so the current password is never proven: carol's
+    right password answers 401 like any wrong one, and counts. The daemon's own 423 then
+    points to the reset flow, in en and sv. Its own daemon: carol's count stays there."""
     directory_lock(lab, world, "carol")  # locked from the start in the OpenLDAP lab only
     stamp = password_stamp(lab, "carol")
-    r = change(change_api, "carol", world.passwords["carol"], UNUSED)
-    assert_error(r, 423, "locked")
-    assert "reset" in r.json["message"].lower(), f"the message does not point to the reset flow:{r}"
-    sv = change(change_api, "carol", world.passwords["carol"], UNUSED, headers={"Accept-Language": "sv-SE"})
-    assert_error(sv, 423, "locked")
-    assert sv.json["message"] != r.json["message"] and "återställ" in sv.json["message"].lower(), \
-        f"no Swedish message pointing to the reset:{sv}"
+    with own_daemon(binary, workdir / "change-locked-carol", world, pki, keys, lab) as (d, _):
+        api = Api(d.port, pki.ca, keys.changer, world)
+        for _ in range(1, VERIFY_FAILURES):
+            r = change(api, "carol", world.passwords["carol"], UNUSED)
+            assert_error(r, 401, "invalid_credentials")
+            assert set(r.json) == {"error", "message"}, f"the 401 says more than a wrong password:{r}"
+        r = change(api, "carol", world.passwords["carol"], UNUSED)
+        assert_error(r, 423, "locked")
+        assert "reset" in r.json["message"].lower(), f"the message does not point to the reset flow:{r}"
+        sv = change(api, "carol", world.passwords["carol"], UNUSED, headers={"Accept-Language": "sv-SE"})
+        assert_error(sv, 423, "locked")
+        assert sv.json["message"] != r.json["message"] and "återställ" in sv.json["message"].lower(), \
+            f"no Swedish message pointing to the reset:{sv}"
     assert password_stamp(lab, "carol") == stamp, "carol's password was written while locked"
     assert not ldap_binds(lab, "carol", UNUSED)
     # carol stays locked (test_07 expects or makes her so)

@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 
+#include "daemon/response_floor.hpp"
 #include "support/http_session_driver.hpp"
 
 using namespace pwresetd;
@@ -237,4 +238,21 @@ TEST_CASE("the unauthenticated limit is bounded in memory", "[http][limits]") {
     const auto later = t0 + std::chrono::seconds(61);
     CHECK(limit.hit("192.0.2.77", 2, later) == 0);
     CHECK(limit.hit("192.0.2.1", 2, later) == 0);
+}
+
+TEST_CASE("an answer is held to the 99th percentile of its kind", "[http][timing]") {
+    daemon::response_floor floor;
+    using ms = std::chrono::milliseconds;
+    CHECK(floor.record(ms(5)) == ms(5));  // one sample: itself
+    for (int i = 1; i <= 99; ++i) {
+        (void)floor.record(ms(i));
+    }
+    // 101 samples (5, 1..99 and 1): the 99th percentile is near the top, not the top.
+    const auto p99 = floor.record(ms(1));
+    CHECK(p99 >= ms(97));
+    CHECK(p99 <= ms(99));
+    for (int i = 0; i < 600; ++i) {
+        (void)floor.record(ms(2));
+    }
+    CHECK(floor.record(ms(2)) == ms(2));  // old samples age out (512 kept)
 }

@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "daemon/decoy_timing.hpp"
 #include "daemon/enrollment_service.hpp"
 #include "factors/totp.hpp"
 #include "fakes/fake_directory.hpp"
@@ -111,9 +112,9 @@ struct harness {
     // Enrolls the user through the service and returns the TOTP key.
     secret enroll(const std::string& username, const std::string& password,
                   std::optional<std::string> proof = std::nullopt) {
-        auto started = enrollments->start_totp(
-            ctx, username, secret(password),
-            proof ? std::optional<std::string_view>(*proof) : std::nullopt);
+        auto started =
+            enrollments->start_totp(ctx, username, secret(password),
+                                    proof ? std::optional<std::string_view>(*proof) : std::nullopt);
         REQUIRE(std::holds_alternative<totp_enrollment_started>(started));
         const auto& s = std::get<totp_enrollment_started>(started);
         auto key = factors::base32_decode(s.secret_base32);
@@ -738,9 +739,9 @@ TEST_CASE("usernames have one canonical form", "[reset_service][security]") {
     CHECK(canonical_username(" Carol ") == "carol");
     CHECK(canonical_username("CAROL") == "carol");
     CHECK(canonical_username("ca  rol") == "ca rol");
-    CHECK(canonical_username("carol\xC2\xA0") == "carol");         // no-break space
-    CHECK(canonical_username("ca\xE2\x80\x8Brol") == "carol");      // zero-width space
-    CHECK(canonical_username("\xC3\x84lice") == "\xC3\xA4lice");    // Ä -> ä
+    CHECK(canonical_username("carol\xC2\xA0") == "carol");                // no-break space
+    CHECK(canonical_username("ca\xE2\x80\x8Brol") == "carol");            // zero-width space
+    CHECK(canonical_username("\xC3\x84lice") == "\xC3\xA4lice");          // Ä -> ä
     CHECK(canonical_username("\xCE\xA3\xCE\xA9") == "\xCF\x83\xCF\x89");  // ΣΩ -> σω
     CHECK(canonical_username("EXAMPLE\\Alice") == "example\\alice");
     CHECK(canonical_username("bad\xFFutf8") == "bad\xFFutf8");
@@ -816,18 +817,24 @@ TEST_CASE("complete claims the flow: a held flow is not written twice",
     CHECK(h.directory.password_of("alice") == "Quiet-River-Stone-41");
 }
 
-TEST_CASE("a decoy answers no faster than the real path it imitates", "[decoy_timing]") {
+TEST_CASE("a decoy sleeps for one of the real durations", "[decoy_timing]") {
     decoy_timing timing;
     const auto t0 = decoy_timing::clock::now();
-    timing.wait_as_real(t0);  // nothing recorded: no wait
+    timing.imitate();  // nothing recorded: no wait
     CHECK(decoy_timing::clock::now() - t0 < std::chrono::milliseconds(5));
-    for (int i = 0; i < 5; ++i) {
-        timing.record_real(decoy_timing::clock::now() - std::chrono::milliseconds(20));
+    timing.record(std::chrono::milliseconds(20));
+    timing.record(std::chrono::milliseconds(40));
+    CHECK(timing.samples() == 2);
+    int short_ones = 0;
+    for (int i = 0; i < 24; ++i) {
+        const auto t1 = decoy_timing::clock::now();
+        timing.imitate();
+        const auto slept = decoy_timing::clock::now() - t1;
+        CHECK(slept >= std::chrono::milliseconds(19));  // it aims early by its wake-up delay
+        CHECK(slept < std::chrono::milliseconds(200));
+        short_ones += slept < std::chrono::milliseconds(35) ? 1 : 0;
     }
-    CHECK(timing.samples() == 5);
-    const auto t1 = decoy_timing::clock::now();
-    timing.wait_as_real(t1);
-    const auto waited = decoy_timing::clock::now() - t1;
-    CHECK(waited >= std::chrono::milliseconds(20));
-    CHECK(waited < std::chrono::milliseconds(200));
+    // Both recorded durations are drawn (each has a 2^-24 chance of never being drawn).
+    CHECK(short_ones > 0);
+    CHECK(short_ones < 24);
 }
