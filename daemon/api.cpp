@@ -9,6 +9,7 @@
 #include <boost/json/value.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <mutex>
 #include <new>
 #include <string>
@@ -53,6 +54,7 @@ public:
     static constexpr std::size_t max_string_size = std::size_t(-1);
 
     bool duplicate = false;
+    bool out_of_range = false;
 
     bool on_document_begin(boost::system::error_code&) { return true; }
     bool on_document_end(boost::system::error_code&) { return true; }
@@ -85,7 +87,14 @@ public:
     bool on_number_part(json::string_view, boost::system::error_code&) { return true; }
     bool on_int64(std::int64_t, json::string_view, boost::system::error_code&) { return true; }
     bool on_uint64(std::uint64_t, json::string_view, boost::system::error_code&) { return true; }
-    bool on_double(double, json::string_view, boost::system::error_code&) { return true; }
+    bool on_double(double d, json::string_view, boost::system::error_code& ec) {
+        if (!std::isfinite(d)) {  // 1e999 would parse as infinity, which JSON cannot say
+            out_of_range = true;
+            ec = json::error::exponent_overflow;
+            return false;
+        }
+        return true;
+    }
     bool on_bool(bool, boost::system::error_code&) { return true; }
     bool on_null(boost::system::error_code&) { return true; }
     bool on_comment_part(json::string_view, boost::system::error_code&) { return true; }
@@ -311,6 +320,10 @@ decoded_body decode_body(std::string_view body) {
         checker.write_some(false, body.data(), body.size(), ec);
         if (checker.handler().duplicate) {
             out.problem = "the body has a duplicate key";
+            return out;
+        }
+        if (checker.handler().out_of_range) {
+            out.problem = "the body has a number out of range";
             return out;
         }
         if (ec) {

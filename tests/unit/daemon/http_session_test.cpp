@@ -256,3 +256,13 @@ TEST_CASE("an answer is held to the 99th percentile of its kind", "[http][timing
     }
     CHECK(floor.record(ms(2)) == ms(2));  // old samples age out (512 kept)
 }
+
+TEST_CASE("a body with a number JSON cannot hold is refused", "[http][json]") {
+    // Found by fuzz_json_request: 9e308 parsed as infinity and could not be written back.
+    for (const auto* body : {R"({"n":9e308})", R"({"n":-1e400,"username":"a"})"}) {
+        const auto decoded = daemon::decode_body(body);
+        CHECK_FALSE(decoded.value.has_value());
+        CHECK(decoded.problem == "the body has a number out of range");
+    }
+    CHECK(daemon::decode_body(R"({"n":1.5e308})").value.has_value());
+}
