@@ -42,7 +42,7 @@ class workspace {
 public:
     workspace() {
         std::string pattern =
-            (fs::temp_directory_path() / "pwresetd-fuzz-breached-XXXXXX").string();
+            (pwresetd::fuzz::scratch_root() / "pwresetd-fuzz-breached-XXXXXX").string();
         FUZZ_CHECK(::mkdtemp(pattern.data()) != nullptr);
         dir_ = pattern;
     }

@@ -35,7 +35,8 @@ void write_file(const fs::path& file, std::string_view text, fs::perms mode) {
 class workspace {
 public:
     workspace() {
-        std::string pattern = (fs::temp_directory_path() / "pwresetd-fuzz-config-XXXXXX").string();
+        std::string pattern =
+            (pwresetd::fuzz::scratch_root() / "pwresetd-fuzz-config-XXXXXX").string();
         FUZZ_CHECK(::mkdtemp(pattern.data()) != nullptr);
         dir_ = pattern;
         const auto owner = fs::perms::owner_read | fs::perms::owner_write;
