@@ -241,7 +241,8 @@ std::optional<secret> open(const secret& key, std::span<const unsigned char> sea
 
 secret load_or_create_key_file(const std::filesystem::path& path) {
     const std::string name = path.string();
-    int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    // O_NONBLOCK: a FIFO in its place must fail, not hang the start.
+    int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0 && errno == ENOENT) {
         // Created exclusively so two nodes starting at once cannot both write a key.
         std::array<unsigned char, key_size> fresh{};
@@ -261,7 +262,7 @@ secret load_or_create_key_file(const std::filesystem::path& path) {
             throw std::runtime_error(name +
                                      ": cannot create the secret key: " + std::strerror(errno));
         }
-        fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     }
     if (fd < 0) {
         throw std::runtime_error(name + ": cannot open the secret key: " + std::strerror(errno));

@@ -1473,14 +1473,26 @@ private:
     void read_secrets(const map_view& top, config& cfg) {
         const auto m = section(top, "secrets", secrets_keys);
         read_path_in_folder(m, "key_file", "secrets.key_file", cfg.secrets_key_file);
-        // A missing key is created (0600) at start; an existing one must be private.
+        // A missing key is created (0600) at start; an existing one must be what the daemon
+        // will accept: a private regular file (not a link, a FIFO, a folder) of 32 bytes.
         struct stat info {};
-        if (::stat(cfg.secrets_key_file.c_str(), &info) == 0 &&
-            (info.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+        if (::lstat(cfg.secrets_key_file.c_str(), &info) == 0) {
             const auto f = m ? m->get("key_file") : std::nullopt;
-            report_.error(
-                f ? f->key_mark : (m ? m->mark() : root_mark_), "secrets.key_file",
-                cfg.secrets_key_file.string() + " is accessible by group or others; chmod 600 it");
+            const auto at = f ? f->key_mark : (m ? m->mark() : root_mark_);
+            const std::string name = cfg.secrets_key_file.string();
+            if (!S_ISREG(info.st_mode)) {
+                report_.error(
+                    at, "secrets.key_file",
+                    name + (S_ISLNK(info.st_mode) ? " is a symbolic link; name the file itself"
+                                                  : " is not a regular file"));
+            } else if ((info.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+                report_.error(at, "secrets.key_file",
+                              name + " is accessible by group or others; chmod 600 it");
+            } else if (info.st_size != 32) {
+                report_.error(at, "secrets.key_file",
+                              name + " must hold exactly 32 bytes (it has " +
+                                  std::to_string(info.st_size) + ")");
+            }
         }
     }
 

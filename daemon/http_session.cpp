@@ -1,5 +1,7 @@
 #include "daemon/http_session.hpp"
 
+#include <boost/asio/ip/address.hpp>
+
 namespace pwresetd::daemon {
 namespace http = boost::beast::http;
 
@@ -58,13 +60,29 @@ bool is_json_media_type(std::string_view content_type) {
 
 std::string last_forwarded_for(std::string_view header) {
     const auto comma = header.rfind(',');
-    const std::string_view last =
+    std::string_view last =
         trim_spaces(comma == std::string_view::npos ? header : header.substr(comma + 1));
-    // An address is short and printable; anything else is not trusted as one.
     if (last.empty() || last.size() > 64 || text::has_control_characters(last)) {
         return {};
     }
-    return std::string(last);
+    // "[2001:db8::1]:443" and "192.0.2.1:443" name the address with a port.
+    if (last.front() == '[') {
+        const auto close = last.find(']');
+        if (close == std::string_view::npos) {
+            return {};
+        }
+        last = last.substr(1, close - 1);
+    } else if (const auto colon = last.find(':');
+               colon != std::string_view::npos &&
+               last.find(':', colon + 1) == std::string_view::npos) {
+        last = last.substr(0, colon);
+    }
+    boost::system::error_code ec;
+    const auto address = boost::asio::ip::make_address(std::string(last), ec);
+    if (ec) {
+        return {};  // not an address: not trusted as one
+    }
+    return address.to_string();
 }
 
 }  // namespace pwresetd::daemon

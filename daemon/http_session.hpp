@@ -98,7 +98,8 @@ std::string header_block_problem(std::string_view block);
 // Why the body framing of a parsed request header is refused, or "".
 std::string framing_problem(
     const boost::beast::http::request_parser<boost::beast::http::string_body>& parser);
-// The last X-Forwarded-For value when it looks like an address, else "".
+// The last value of an X-Forwarded-For line as an IP address (a port or brackets dropped),
+// or "" when it is not one.
 std::string last_forwarded_for(std::string_view header);
 bool is_json_media_type(std::string_view content_type);
 
@@ -286,7 +287,13 @@ private:
         }
         remote_ip_ = socket_ip_;
         if (client_ != nullptr) {
-            if (auto xff = last_forwarded_for(req["X-Forwarded-For"]); !xff.empty()) {
+            // The last value of the last X-Forwarded-For line: a proxy that adds a line of its
+            // own leaves the client's lines first.
+            std::string_view forwarded;
+            for (auto [it, end] = req.equal_range("X-Forwarded-For"); it != end; ++it) {
+                forwarded = it->value();
+            }
+            if (auto xff = last_forwarded_for(forwarded); !xff.empty()) {
                 remote_ip_ = std::move(xff);
             }
         }
@@ -436,6 +443,8 @@ private:
             return;
         }
         if (draining_) {
+            // One deadline for the whole drain: a client trickling bytes cannot extend it.
+            session_detail::arm_timeout(stream_, drain_time);
             return do_drain();
         }
         if (!keep_alive) {
@@ -450,7 +459,6 @@ private:
     }
 
     void do_drain() {
-        session_detail::arm_timeout(stream_, drain_time);
         stream_.async_read_some(boost::asio::buffer(scratch_),
                                 boost::beast::bind_front_handler(&self_type::on_drain, self()));
     }

@@ -808,3 +808,31 @@ def test_smtp_in_clear_only_with_require_tls_false_and_a_warning(binary, workdir
         mark = plain_sink.count()
         challenge_email(api, "alice")
         plain_sink.wait_code(world, after=mark, to=email_of("alice"))
+
+
+def test_a_trickled_body_after_an_early_error_cannot_hold_the_connection(up: Node):
+    """Red team: the drain after an early reply (401 here) reset its 2 s deadline on every
+    byte, so a client sending one byte a second held the connection for as long as it liked
+    (and, with max_connections of them, locked everyone out). The deadline is now one for
+    the whole drain."""
+    c = up.raw()
+    try:
+        c.send(b"POST /v1/resets HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Content-Length: 1000000\r\n\r\n")
+        r = c.read_response(4.0)
+        assert r is not None and r.status == 401, r
+        started = time.monotonic()
+        closed = False
+        while time.monotonic() - started < 8.0:
+            try:
+                c.send(b"x")
+            except (OSError, ssl.SSLError):
+                closed = True
+                break
+            if c.closed_within(0.7):
+                closed = True
+                break
+        assert closed, "the daemon kept draining a trickled body for 8 s"
+        assert time.monotonic() - started < 5.0, "the drain outlived its 2 s deadline by far"
+    finally:
+        c.close()

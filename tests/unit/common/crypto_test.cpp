@@ -111,5 +111,9 @@ TEST_CASE("a key file that group or others can read is refused", "[crypto]") {
     }
     REQUIRE(::chmod(path.c_str(), 0600) == 0);
     CHECK(crypto::load_or_create_key_file(path).size() == 32);
+    // A FIFO in its place fails at once instead of blocking the start (red team).
+    const auto fifo = dir / "fifo.key";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    CHECK_THROWS_WITH(crypto::load_or_create_key_file(fifo), Catch::Contains("not a regular file"));
     std::filesystem::remove_all(dir);
 }

@@ -508,6 +508,28 @@ TEST_CASE("secrets.key_file must be private when it exists", "[config]") {
         copy.chmod("secret.key", fs::perms::owner_read | fs::perms::owner_write);
         CHECK(load_config(file).warnings.empty());
     }
+    SECTION("what the daemon would refuse at start is refused now") {
+        const auto errors_for = [&] {
+            const auto errors = errors_of(file);
+            REQUIRE(errors.size() == 1);
+            CHECK(errors[0].find(":23:3: secrets.key_file: ") != std::string::npos);
+            return errors[0];
+        };
+        copy.write("secret.key", std::string(33, 'k'));
+        copy.chmod("secret.key", fs::perms::owner_read | fs::perms::owner_write);
+        CHECK(errors_for().find("exactly 32 bytes (it has 33)") != std::string::npos);
+        fs::remove(copy.dir() / "secret.key");
+        fs::create_directory(copy.dir() / "secret.key");
+        CHECK(errors_for().find("not a regular file") != std::string::npos);
+        fs::remove(copy.dir() / "secret.key");
+        REQUIRE(::mkfifo((copy.dir() / "secret.key").c_str(), 0600) == 0);
+        CHECK(errors_for().find("not a regular file") != std::string::npos);
+        fs::remove(copy.dir() / "secret.key");
+        copy.write("real.key", std::string(32, 'k'));
+        copy.chmod("real.key", fs::perms::owner_read | fs::perms::owner_write);
+        fs::create_symlink(copy.dir() / "real.key", copy.dir() / "secret.key");
+        CHECK(errors_for().find("symbolic link") != std::string::npos);
+    }
     SECTION("readable by the group or others: an error naming the file") {
         copy.write("secret.key", std::string(32, 'k'));
         for (const auto extra : {fs::perms::group_read, fs::perms::others_read}) {

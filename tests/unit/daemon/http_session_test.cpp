@@ -198,6 +198,12 @@ TEST_CASE("the pieces the session decides with", "[http]") {
     CHECK(daemon::last_forwarded_for("1.2.3.4, 5.6.7.8") == "5.6.7.8");
     CHECK(daemon::last_forwarded_for(" 5.6.7.8 ") == "5.6.7.8");
     CHECK(daemon::last_forwarded_for("a\x01") == "");
+    CHECK(daemon::last_forwarded_for("6.6.6.6, 203.0.113.7:5678") == "203.0.113.7");
+    CHECK(daemon::last_forwarded_for("[2001:db8::1]:443") == "2001:db8::1");
+    CHECK(daemon::last_forwarded_for("2001:db8::1") == "2001:db8::1");
+    CHECK(daemon::last_forwarded_for("203.0.113.09") == "");
+    CHECK(daemon::last_forwarded_for("203.0.113.9.") == "");
+    CHECK(daemon::last_forwarded_for("unknown") == "");
     CHECK(daemon::is_json_media_type("Application/JSON; charset=utf-8"));
     CHECK_FALSE(daemon::is_json_media_type("application/jsonx"));
 }
@@ -265,4 +271,14 @@ TEST_CASE("a body with a number JSON cannot hold is refused", "[http][json]") {
         CHECK(decoded.problem == "the body has a number out of range");
     }
     CHECK(daemon::decode_body(R"({"n":1.5e308})").value.has_value());
+}
+
+TEST_CASE("a proxy's own X-Forwarded-For line wins over the client's", "[http]") {
+    // Red team: the first line was read, so a client's own line decided the per-IP count.
+    session_driver d;
+    (void)d.run(post("/v1/resets", R"({"username":"a"})",
+                     "X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-For: 203.0.113.7\r\n"),
+                64);
+    REQUIRE(d.handler().ips().size() == 1);
+    CHECK(d.handler().ips()[0] == "203.0.113.7");
 }
