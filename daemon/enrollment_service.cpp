@@ -105,7 +105,9 @@ outcome<totp_enrollment_started> enrollment_service::start_totp(
     // Replacing an authenticator needs proof of the one in use, or anyone who learns the
     // password takes over the account's reset.
     const std::string user_key = user_key_for(*found.user);
+    bool user_had_totp = false;
     if (const auto existing = store_.get_totp(user_key)) {
+        user_had_totp = true;
         if (!current_code || current_code->empty()) {
             record["outcome"] = "factor_proof_required";
             audit_.record(std::move(record));
@@ -146,7 +148,10 @@ outcome<totp_enrollment_started> enrollment_service::start_totp(
     pending.expires_at = now + pending_ttl_s;
 
     totp_enrollment_started reply;
-    reply.enrollment_id = new_opaque_id();
+    // An enrollment that replaces an authenticator gets an id of its own shape (44 characters,
+    // "r" first; plain ones are 43). Only the id's hash is stored, so the shape cannot be
+    // forged: confirm_totp() tells from it whether the start proved the old factor.
+    reply.enrollment_id = (user_had_totp ? "r" : "") + new_opaque_id();
     reply.secret_base32 = factors::base32_encode(pending.key.bytes());
     reply.otpauth_uri = factors::otpauth_uri(factors_.totp.issuer, username, reply.secret_base32,
                                              factors_.totp.params);
@@ -174,6 +179,17 @@ outcome<totp_enrollment_confirmed> enrollment_service::confirm_totp(const reques
     auto record = audit_base(ctx, "enrollment.totp_confirm");
     record["username"] = pending->username;
     record["dn"] = pending->user_dn;
+
+    // Started without proof of an authenticator, while the user had none; the user has one
+    // now (enrolled meanwhile): confirming would replace it without proof (red team).
+    const bool started_with_proof = enrollment_id.size() == 44 && enrollment_id.front() == 'r';
+    if (!started_with_proof && store_.get_totp(pending->user_key)) {
+        store_.delete_pending_totp(hash);
+        record["outcome"] = "factor_proof_required";
+        record["reason"] = "authenticator_enrolled_meanwhile";
+        audit_.record(std::move(record));
+        return fail(failure_code::factor_proof_required);
+    }
 
     // Wrong codes burn the pending enrollment after limits.verify_failures tries; the slot
     // is taken before the code is looked at, so concurrent guesses cannot overrun it.

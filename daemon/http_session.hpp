@@ -59,6 +59,7 @@ struct server_shared {
     std::atomic<int> connections{0};          // open client connections (limits.max_connections)
     unauthenticated_limit unauthenticated{};  // per_ip_per_minute before authentication
     log::rate_limited unauthenticated_log{};  // an outsider can make these at will
+    log::rate_limited overloaded_log{};       // and these (a flood of health checks)
 };
 
 inline constexpr std::size_t header_limit_bytes = 8 * 1024;
@@ -389,7 +390,8 @@ private:
             wipe(req->body().data(), req->body().size());
             auto reply = error_reply(503, "overloaded", lang_);
             reply.headers.emplace_back("Retry-After", "1");
-            log::warning("http.overloaded", {{"request_id", request_id_}});
+            shared_.overloaded_log.write(log::level::warning, "http.overloaded",
+                                         {{"request_id", request_id_}});
             send(std::move(reply), keep_alive_, false);
         }
     }

@@ -838,3 +838,38 @@ TEST_CASE("a decoy sleeps for one of the real durations", "[decoy_timing]") {
     CHECK(short_ones > 0);
     CHECK(short_ones < 24);
 }
+
+TEST_CASE("an enrollment started before another was confirmed cannot replace it",
+          "[enrollment_service][security]") {
+    // Red team: an attacker with the password starts an enrollment while the user has no
+    // authenticator, the user then enrolls their own, and the attacker confirms the old one.
+    harness h;
+    auto attacker = h.enrollments->start_totp(h.ctx, "alice", secret("Alice-Old-Passw0rd!"));
+    REQUIRE(std::holds_alternative<totp_enrollment_started>(attacker));
+    const auto& a = std::get<totp_enrollment_started>(attacker);
+    CHECK(a.enrollment_id.size() == 43);
+    const auto attacker_key = factors::base32_decode(a.secret_base32);
+    REQUIRE(attacker_key.has_value());
+    const auto user_key = h.enroll("alice", "Alice-Old-Passw0rd!");
+    h.now += 30;
+    CHECK(code_of(h.enrollments->confirm_totp(h.ctx, a.enrollment_id, h.code(*attacker_key, 0))) ==
+          failure_code::factor_proof_required);
+    CHECK(code_of(h.enrollments->confirm_totp(h.ctx, a.enrollment_id, h.code(*attacker_key, 0))) ==
+          failure_code::enrollment_expired);
+    // The user's own authenticator still works; a proven replacement still can be confirmed.
+    h.now += 30;
+    const auto id = h.start("alice");
+    CHECK(std::holds_alternative<reset_verified>(
+        h.resets->verify(h.ctx, id, "totp", h.code(user_key, 0))));
+    h.now += 30;
+    auto proven = h.enrollments->start_totp(h.ctx, "alice", secret("Alice-Old-Passw0rd!"),
+                                            std::string_view(h.code(user_key, 0)));
+    REQUIRE(std::holds_alternative<totp_enrollment_started>(proven));
+    const auto& p = std::get<totp_enrollment_started>(proven);
+    CHECK(p.enrollment_id.size() == 44);
+    const auto new_key = factors::base32_decode(p.secret_base32);
+    REQUIRE(new_key.has_value());
+    h.now += 30;
+    CHECK(std::holds_alternative<totp_enrollment_confirmed>(
+        h.enrollments->confirm_totp(h.ctx, p.enrollment_id, h.code(*new_key, 0))));
+}
