@@ -356,29 +356,31 @@ api::api(const config& cfg, const policy::password_policy& policy, reset_service
       changes_(changes),
       directory_(directory),
       store_(store),
-      clock_(std::move(clock)) {}
+      clock_(std::move(clock)),
+      health_(directory) {}
 
-api_response api::health(language lang) {
-    {
-        const std::lock_guard lock(health_mutex_);
-        const auto now = std::chrono::steady_clock::now();
-        if (now - health_checked_at_ > std::chrono::seconds(2) ||
-            health_checked_at_ == std::chrono::steady_clock::time_point{}) {
-            healthy_ = directory_.ping();
-            health_checked_at_ = now;
-        }
-        if (healthy_) {
-            api_response r;
-            r.body = json::object{{"status", "ok"}};
-            return r;
-        }
-    }
+api_response api::health_reply(health_monitor::state state, language lang) {
     api_response r;
+    if (state == health_monitor::state::healthy) {
+        r.body = json::object{{"status", "ok"}};
+        return r;
+    }
     r.status = 503;
     r.body = json::object{{"status", "degraded"},
                           {"error", "directory_unavailable"},
                           {"message", message_for_error("directory_unavailable", lang)}};
     return r;
+}
+
+std::optional<api_response> api::answer_at_once(const route& r, language lang) {
+    if (r.target != endpoint::health) {
+        return std::nullopt;
+    }
+    const auto state = health_.current();
+    if (state == health_monitor::state::unknown) {
+        return std::nullopt;  // a worker waits for the first ping
+    }
+    return health_reply(state, lang);
 }
 
 std::optional<api_response> api::ip_limited(const request_context& ctx, language lang) {
@@ -398,7 +400,7 @@ std::optional<api_response> api::ip_limited(const request_context& ctx, language
 api_response api::handle(const route& r, std::string_view body, const request_context& ctx,
                          language lang) {
     if (r.target == endpoint::health) {
-        return health(lang);
+        return health_reply(health_.await_known(), lang);
     }
     try {
         if (auto limited = ip_limited(ctx, lang)) {

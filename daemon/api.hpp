@@ -5,7 +5,6 @@
 #include <boost/json/object.hpp>
 
 #include <chrono>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -15,6 +14,7 @@
 #include "common/log.hpp"
 #include "daemon/change_service.hpp"
 #include "daemon/enrollment_service.hpp"
+#include "daemon/health_monitor.hpp"
 #include "daemon/messages.hpp"
 #include "daemon/outcome.hpp"
 #include "daemon/reset_service.hpp"
@@ -71,6 +71,11 @@ public:
     virtual ~request_handler() = default;
     virtual api_response handle(const route& r, std::string_view body, const request_context& ctx,
                                 language lang) = 0;
+    // A reply the I/O thread may give at once, without a worker (it must not block), or
+    // none: then handle() runs on a worker.
+    virtual std::optional<api_response> answer_at_once(const route& /*r*/, language /*lang*/) {
+        return std::nullopt;
+    }
 };
 
 // Parses a request body: a JSON object, no duplicate keys (a second "username" must not
@@ -96,12 +101,14 @@ public:
     // store that fails answers 503 state_unavailable.
     api_response handle(const route& r, std::string_view body, const request_context& ctx,
                         language lang) override;
+    // GET /v1/health from the last directory ping (health_monitor.hpp).
+    std::optional<api_response> answer_at_once(const route& r, language lang) override;
 
 private:
     api_response route_request(const route& r, std::string_view body, const request_context& ctx,
                                language lang);
     std::optional<api_response> ip_limited(const request_context& ctx, language lang);
-    api_response health(language lang);
+    static api_response health_reply(health_monitor::state state, language lang);
 
     const config& cfg_;
     const policy::password_policy& policy_;
@@ -112,9 +119,7 @@ private:
     store::state_store& store_;
     clock_fn clock_;
     // A burst of health checks must not become a burst of directory searches.
-    std::mutex health_mutex_;
-    std::chrono::steady_clock::time_point health_checked_at_{};
-    bool healthy_ = false;
+    health_monitor health_;
     log::rate_limited ip_limited_log_;
     // Answers real and decoy requests give alike (response_floor.hpp).
     response_floor started_floor_;       // 201 of POST /v1/resets

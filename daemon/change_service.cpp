@@ -44,8 +44,8 @@ outcome<bool> change_service::change(const request_context& ctx, std::string_vie
     }
     const bool real = found.status == ldap::lookup_status::found && found.user &&
                       !found.user->disabled && !found.user->is_protected;
-    const std::string failure_key =
-        password_failure_key(real ? user_key_for(*found.user) : decoy_key_for(username));
+    const std::string failure_key = password_failure_key(
+        real ? user_key_for(*found.user) : decoy_key_for(directory_, username));
     const int limit = limits_.verify_failures;
     const auto slot = store_.reserve_failure(failure_key, now, limits_.lockout_s, limit);
     if (!slot.reserved) {

@@ -62,8 +62,8 @@ outcome<totp_enrollment_started> enrollment_service::start_totp(
     }
     const bool real = refusal.empty();
     const std::int64_t now = clock_();
-    const std::string failure_key =
-        password_failure_key(real ? user_key_for(*found.user) : decoy_key_for(username));
+    const std::string failure_key = password_failure_key(
+        real ? user_key_for(*found.user) : decoy_key_for(directory_, username));
     const int limit = limits_.verify_failures;
     const auto slot = store_.reserve_failure(failure_key, now, limits_.lockout_s, limit);
     if (!slot.reserved) {

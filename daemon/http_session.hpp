@@ -358,6 +358,10 @@ private:
     void dispatch_to_worker() {
         auto req = std::make_shared<request>(parser_->release());
         keep_alive_ = req->keep_alive();
+        // Health from the last ping: a flood of checks never takes a worker's place.
+        if (auto at_once = shared_.routes.answer_at_once(route_, lang_)) {
+            return send(std::move(*at_once), keep_alive_, false);
+        }
         request_context ctx{request_id_, client_ != nullptr ? client_->name : std::string{},
                             remote_ip_};
         // The guard keeps the I/O context running until the reply has been handed back.

@@ -1,8 +1,5 @@
 #include "daemon/reset_service.hpp"
 
-#include <clocale>
-#include <cwctype>
-
 #include <algorithm>
 #include <chrono>
 #include <optional>
@@ -17,7 +14,6 @@
 namespace pwresetd::daemon {
 namespace {
 
-constexpr std::size_t max_username_bytes = 256;
 // RFC 3062: an empty newPasswd asks the server to generate one; never send that.
 constexpr std::size_t max_password_bytes = 4096;
 
@@ -81,129 +77,6 @@ std::int64_t unix_now() {
     return std::chrono::duration_cast<std::chrono::seconds>(
                std::chrono::system_clock::now().time_since_epoch())
         .count();
-}
-
-std::string username_problem(std::string_view username) {
-    if (username.empty()) {
-        return "username must not be empty";
-    }
-    if (username.size() > max_username_bytes) {
-        return "username is longer than 256 bytes";
-    }
-    if (text::has_control_characters(username)) {
-        return "username contains control characters";
-    }
-    return {};
-}
-
-namespace {
-
-// Decodes one UTF-8 sequence at `i`; nullopt (and i unchanged) when it is not well formed.
-std::optional<char32_t> next_code_point(std::string_view s, std::size_t& i) {
-    const auto b0 = static_cast<unsigned char>(s[i]);
-    std::size_t len = 0;
-    char32_t cp = 0;
-    if (b0 < 0x80) {
-        ++i;
-        return b0;
-    }
-    if ((b0 & 0xE0U) == 0xC0) {
-        len = 2;
-        cp = b0 & 0x1FU;
-    } else if ((b0 & 0xF0U) == 0xE0) {
-        len = 3;
-        cp = b0 & 0x0FU;
-    } else if ((b0 & 0xF8U) == 0xF0) {
-        len = 4;
-        cp = b0 & 0x07U;
-    } else {
-        return std::nullopt;
-    }
-    if (i + len > s.size()) {
-        return std::nullopt;
-    }
-    for (std::size_t k = 1; k < len; ++k) {
-        const auto b = static_cast<unsigned char>(s[i + k]);
-        if ((b & 0xC0U) != 0x80) {
-            return std::nullopt;
-        }
-        cp = (cp << 6U) | (b & 0x3FU);
-    }
-    i += len;
-    return cp;
-}
-
-void append_utf8(std::string& out, char32_t cp) {
-    if (cp < 0x80) {
-        out.push_back(static_cast<char>(cp));
-    } else if (cp < 0x800) {
-        out.push_back(static_cast<char>(0xC0U | (cp >> 6U)));
-        out.push_back(static_cast<char>(0x80U | (cp & 0x3FU)));
-    } else if (cp < 0x10000) {
-        out.push_back(static_cast<char>(0xE0U | (cp >> 12U)));
-        out.push_back(static_cast<char>(0x80U | ((cp >> 6U) & 0x3FU)));
-        out.push_back(static_cast<char>(0x80U | (cp & 0x3FU)));
-    } else {
-        out.push_back(static_cast<char>(0xF0U | (cp >> 18U)));
-        out.push_back(static_cast<char>(0x80U | ((cp >> 12U) & 0x3FU)));
-        out.push_back(static_cast<char>(0x80U | ((cp >> 6U) & 0x3FU)));
-        out.push_back(static_cast<char>(0x80U | (cp & 0x3FU)));
-    }
-}
-
-// RFC 4518 2.2 maps these to SPACE and these to nothing before a directory compares names.
-bool maps_to_space(char32_t cp) {
-    return cp == 0x20 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) ||
-           cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
-}
-bool maps_to_nothing(char32_t cp) {
-    return cp == 0xAD || cp == 0x034F || cp == 0x180E || (cp >= 0x200B && cp <= 0x200D) ||
-           cp == 0x2060 || cp == 0xFEFF || (cp >= 0xFE00 && cp <= 0xFE0F);
-}
-
-locale_t utf8_ctype() {
-    // glibc's C.UTF-8 carries Unicode case mappings; without it, ASCII only.
-    static const locale_t loc =
-        ::newlocale(LC_CTYPE_MASK, "C.UTF-8", static_cast<locale_t>(nullptr));
-    return loc;
-}
-
-}  // namespace
-
-std::string canonical_username(std::string_view username) {
-    std::string out;
-    out.reserve(username.size());
-    bool pending_space = false;
-    const locale_t loc = utf8_ctype();
-    for (std::size_t i = 0; i < username.size();) {
-        const auto cp = next_code_point(username, i);
-        if (!cp) {  // not UTF-8: kept byte for byte
-            out.push_back(username[i]);
-            ++i;
-            continue;
-        }
-        if (maps_to_nothing(*cp)) {
-            continue;
-        }
-        if (maps_to_space(*cp)) {
-            pending_space = !out.empty();
-            continue;
-        }
-        if (pending_space) {
-            out.push_back(' ');
-            pending_space = false;
-        }
-        char32_t lower = *cp;
-        if (lower < 0x80) {
-            if (lower >= 'A' && lower <= 'Z') {
-                lower = lower - 'A' + 'a';
-            }
-        } else if (loc != static_cast<locale_t>(nullptr)) {
-            lower = static_cast<char32_t>(::towlower_l(static_cast<wint_t>(*cp), loc));
-        }
-        append_utf8(out, lower);
-    }
-    return out;
 }
 
 std::string id_hash(std::string_view id) {
@@ -288,9 +161,22 @@ std::string user_key_for(const ldap::directory_user& user) {
     return "user:" + user.id;
 }
 
-std::string decoy_key_for(std::string_view username) {
-    return "decoy:" + text::ascii_lower(username);
+std::string decoy_key_for(const ldap::directory& directory, std::string_view username) {
+    return "decoy:" + directory.lookup_key(username);
 }
+
+namespace {
+
+// The domain of mail.from: decoy hints show it before any real hint has been shown.
+std::string mail_domain_of(const config& cfg) {
+    if (!cfg.mail) {
+        return {};
+    }
+    const auto at = cfg.mail->from.rfind('@');
+    return at == std::string::npos ? "" : cfg.mail->from.substr(at + 1);
+}
+
+}  // namespace
 
 reset_service::reset_service(const config& cfg, const policy::password_policy& policy,
                              ldap::directory& directory, store::state_store& store,
@@ -305,12 +191,8 @@ reset_service::reset_service(const config& cfg, const policy::password_policy& p
       outbox_(outbox),
       keys_(keys),
       clock_(std::move(clock)),
-      decoy_key_(factors::generate_totp_key(cfg.factors.totp.params.algorithm)) {
-    if (cfg.mail) {
-        const auto at = cfg.mail->from.rfind('@');
-        mail_domain_ = at == std::string::npos ? "" : cfg.mail->from.substr(at + 1);
-    }
-}
+      decoy_key_(factors::generate_totp_key(cfg.factors.totp.params.algorithm)),
+      decoy_hints_(keys.hints, mail_domain_of(cfg), cfg.factors.sms.country_code) {}
 
 const code_factor_settings& reset_service::code_settings(std::string_view method) const {
     if (method == "email") {
@@ -336,15 +218,16 @@ std::string reset_service::destination(const ldap::directory_user& user,
 }
 
 std::string reset_service::hint(const std::optional<ldap::directory_user>& user,
-                                std::string_view username, std::string_view method) const {
+                                std::string_view username, std::string_view method) {
+    const std::string name = directory_.lookup_key(username);
     const std::string dest = user ? destination(*user, method) : std::string();
-    if (method == "email") {
-        return dest.empty() ? factors::decoy_email_hint(keys_.hints, username, mail_domain_)
-                            : factors::mask_email(dest);
+    if (dest.empty()) {
+        return method == "email" ? decoy_hints_.email(name) : decoy_hints_.phone(name);
     }
-    return dest.empty()
-               ? factors::decoy_phone_hint(keys_.hints, username, factors_.sms.country_code)
-               : factors::mask_phone(dest, factors_.sms.country_code);
+    std::string shown = method == "email" ? factors::mask_email(dest)
+                                          : factors::mask_phone(dest, factors_.sms.country_code);
+    decoy_hints_.observe(user_key_for(*user), name, method, shown);
+    return shown;
 }
 
 std::optional<failure> reset_service::locked_failure(const store::reset_flow& flow,
@@ -403,7 +286,8 @@ outcome<reset_started> reset_service::start(const request_context& ctx,
     if (decoy_reason.empty()) {
         has_totp = factors_.totp.enabled && store_.get_totp(user_key_for(*found.user)).has_value();
     } else {
-        (void)store_.get_totp(decoy_key_for(username));  // the same read as a real user's
+        (void)store_.get_totp(
+            decoy_key_for(directory_, username));  // the same read as a real user's
     }
     if (decoy_reason.empty()) {
         const bool has_code_destination =
@@ -419,7 +303,7 @@ outcome<reset_started> reset_service::start(const request_context& ctx,
         flow.totp_required = has_totp && factors_.totp_when_enrolled;
     } else {
         flow.decoy = true;
-        flow.user_key = decoy_key_for(username);
+        flow.user_key = decoy_key_for(directory_, username);
     }
     store_.put_flow(flow);
 

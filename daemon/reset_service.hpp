@@ -37,6 +37,8 @@
 #include "daemon/audit_log.hpp"
 #include "daemon/config.hpp"
 #include "daemon/outcome.hpp"
+#include "daemon/username.hpp"
+#include "factors/decoy_hints.hpp"
 #include "factors/delivery.hpp"
 #include "ldap/directory.hpp"
 #include "policy/password_policy.hpp"
@@ -90,16 +92,6 @@ struct factor_keys {
 };
 factor_keys derive_factor_keys(const secret& master);
 
-// Username rules of API.md: 1..256 bytes, no control characters. Empty when acceptable,
-// else the reason.
-std::string username_problem(std::string_view username);
-// The one form of a username that lookups, counters, decoy keys and hints use, so that
-// variants a directory treats as the same name ("carol", " Carol ", "CAROL") are the same
-// name here too, for real and made-up users alike: the characters RFC 4518 maps to a
-// space become one, those it maps to nothing are dropped, edge spaces are trimmed, runs
-// of spaces become one, and letters are lower-cased (Unicode, through glibc's C.UTF-8).
-std::string canonical_username(std::string_view username);
-
 class reset_service {
 public:
     reset_service(const config& cfg, const policy::password_policy& policy,
@@ -130,12 +122,13 @@ private:
                     std::int64_t now);
     // The user's destination for `method` ("" when none), from the directory's current entry.
     std::string destination(const ldap::directory_user& user, std::string_view method) const;
+    // The masked destination, or a decoy hint (factors/decoy_hints.hpp), which learns from
+    // every real one shown.
     std::string hint(const std::optional<ldap::directory_user>& user, std::string_view username,
-                     std::string_view method) const;
+                     std::string_view method);
 
     const factor_settings& factors_;
     const limit_settings& limits_;
-    std::string mail_domain_;  // of mail.from, for decoy hints
     const policy::password_policy& policy_;
     ldap::directory& directory_;
     store::state_store& store_;
@@ -144,6 +137,7 @@ private:
     const factor_keys& keys_;
     clock_fn clock_;
     secret decoy_key_;  // a random TOTP key for decoys, so their verification costs the same
+    factors::decoy_hints decoy_hints_;
 };
 
 // pwresetd's own policy, before the directory is asked: every violation at once, or nullopt
@@ -173,6 +167,8 @@ bool accept_totp_code(store::state_store& store, const factors::totp_params& par
 // One of the user's recovery codes, as typed: consumed when it matches.
 bool consume_recovery_code(store::state_store& store, const factor_keys& keys,
                            std::string_view user_key, std::string_view code);
-std::string decoy_key_for(std::string_view username);
+// The key a made-up name is counted and hinted under: the directory's lookup key, so every
+// spelling that would find one entry is one name.
+std::string decoy_key_for(const ldap::directory& directory, std::string_view username);
 
 }  // namespace pwresetd::daemon

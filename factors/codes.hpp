@@ -3,6 +3,7 @@
 // POST /v1/resets shows. Codes come from the CSPRNG and are kept only as keyed hashes
 // (HMAC-SHA-256 under a key derived from secrets.key_file, so a copy of the state store
 // alone cannot be brute-forced offline).
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -49,5 +50,10 @@ std::string decoy_email_hint(const secret& key, std::string_view username,
                              std::string_view mail_domain);
 std::string decoy_phone_hint(const secret& key, std::string_view username,
                              std::string_view country_code);
+// A number that is stable per (label, username) under `key` and unpredictable without it;
+// usernames compare without ASCII case.
+std::uint32_t keyed_number(const secret& key, std::string_view label, std::string_view username);
+// The first letter or digit of a username, lower-cased; 0 when it has none.
+char first_alnum(std::string_view username);
 
 }  // namespace pwresetd::factors

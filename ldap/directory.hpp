@@ -121,6 +121,13 @@ public:
                                          const secret& new_password) = 0;
     // True when a server answers (health checks).
     virtual bool ping() = 0;
+    // The name find_user would search for `username`, and where: two usernames with the same
+    // key find the same entry, or both nothing. Made-up names are counted and given decoy
+    // hints under it, so that "bob" and "CORP\\bob" are one name whether bob exists or not.
+    // A directory searches the name as given; a router names the block it picks.
+    virtual std::string lookup_key(std::string_view username) const {
+        return std::string(username);
+    }
 };
 
 // One directory per `directories:` block behind one interface: find_user routes by the

@@ -17,28 +17,19 @@ public:
     explicit directory_router(std::vector<backend> backends) : backends_(std::move(backends)) {}
 
     lookup_result find_user(std::string_view username) override {
-        auto [domain, bare] = split_domain(username);
-        const backend* target = nullptr;
-        if (!domain.empty()) {
-            const std::string wanted = text::ascii_lower(domain);
-            for (const auto& b : backends_) {
-                if (std::find(b.domains.begin(), b.domains.end(), wanted) != b.domains.end()) {
-                    target = &b;
-                    break;
-                }
-            }
-        }
-        if (target == nullptr) {
-            // A bare name, or a domain nobody lists (it may be part of the name, e.g. a UPN
-            // the first directory's filter matches): the first directory, name unchanged.
-            target = &backends_.front();
-            bare = std::string(username);
-        }
+        auto [target, bare] = route(username);
         auto result = target->impl->find_user(bare);
         if (result.user) {
             result.user->directory = target->name;
         }
         return result;
+    }
+
+    // The bare name first, so decoy hints start with its letter; a newline never stands in
+    // a username (API.md forbids control characters).
+    std::string lookup_key(std::string_view username) const override {
+        auto [target, bare] = route(username);
+        return bare + "\n" + target->name;
     }
 
     bind_status verify_password(const directory_user& user, const secret& password) override {
@@ -62,6 +53,22 @@ public:
     }
 
 private:
+    // The block whose domains list the username's domain, searched with the bare name; else
+    // the first block with the name unchanged (it may be part of the name, e.g. a UPN the
+    // first directory's filter matches).
+    std::pair<const backend*, std::string> route(std::string_view username) const {
+        auto [domain, bare] = split_domain(username);
+        if (!domain.empty()) {
+            const std::string wanted = text::ascii_lower(domain);
+            for (const auto& b : backends_) {
+                if (std::find(b.domains.begin(), b.domains.end(), wanted) != b.domains.end()) {
+                    return {&b, std::move(bare)};
+                }
+            }
+        }
+        return {&backends_.front(), std::string(username)};
+    }
+
     directory& owner(const directory_user& user) {
         for (const auto& b : backends_) {
             if (b.name == user.directory) {

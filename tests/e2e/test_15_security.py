@@ -478,8 +478,14 @@ def variant_statuses(api: Api, world: World, variant: str):
     return v
 
 
+def full_width(name: str) -> str:
+    """ＣＡＲＯＬ: the compatibility forms a directory's string preparation folds (NFKC)."""
+    return "".join(chr(0xFF00 + ord(c) - 0x20) if "!" <= c <= "~" else c for c in name)
+
+
 def spellings(name: str) -> list[str]:
-    return [name + " ", " " + name, name.upper(), name.capitalize(), f"  {name.upper()}\u0020 "]
+    return [name + " ", " " + name, name.upper(), name.capitalize(), f"  {name.upper()}\u0020 ",
+            full_width(name), full_width(name.upper()), "\u200b" + name + "\u3000"]
 
 
 def test_username_variants_of_a_locked_real_and_made_up_user_are_locked_alike(up: Node, world: World):
@@ -500,6 +506,29 @@ def test_inner_whitespace_of_a_made_up_name_is_collapsed(up: Node, world: World)
     assert lock_through_verify(up.api, world, name) == [401] * (VF - 1) + [423]
     for variant in ("zelda  unknown", " Zelda   Unknown ", "ZELDA UNKNOWN"):
         assert_error(variant_statuses(up.api, world, variant), 423, "locked")
+
+
+def email_hint(r) -> str:
+    assert r.status == 201, r
+    return next(m["hint"] for m in r.json["methods"] if m["method"] == "email")
+
+
+def test_decoy_email_hints_look_like_the_real_hints_shown(binary, workdir, world, pki, keys, lab, smtp_sink):
+    """Red team: a decoy's email hint took the domain of mail.from, so with mail sent from
+    another domain than the users' addresses one start told a made-up name from a real one.
+    Decoys now show what real hints look like (factors/decoy_hints.hpp)."""
+    block = smtp_sink.mail_block().replace(smtp_sink.sender, "noreply@mailer.example.net")
+    assert "mailer.example.net" in block
+    with own_daemon(binary, workdir / "sec-hints", world, pki, keys, lab, factors=mail_factors(),
+                    extra=block) as (d, api):
+        real = email_hint(start_reset(api, "alice"))
+        address = email_of("alice")
+        assert real == f"a***@{address.split('@')[1][0]}***.{address.rsplit('.', 1)[1]}", real
+        # Made-up, disabled (dave) and protected names: as a real user of that name would show.
+        for name in ("nosuchuser", "Zelda.Unknown", "dave", *LAB.protected):
+            hint = email_hint(start_reset(api, name))
+            assert hint == name[0].lower() + real[1:], (name, hint, real)
+            assert email_hint(start_reset(api, name.upper())) == hint  # stable per name
 
 
 # two_methods_groups of each lab: (group DN, a member who is a real user with an email address)

@@ -60,3 +60,25 @@ TEST_CASE("usernames are routed by domain; calls go to the user's directory",
     CHECK_FALSE(router->ping());
     CHECK(router->find_user("bob@lab.example.test").status == ldap::lookup_status::unavailable);
 }
+
+TEST_CASE("every spelling that finds one entry has one lookup key, found or not",
+          "[directory_router][security]") {
+    std::vector<ldap::routed_directory> backends;
+    backends.push_back({"corp", {"corp.example.test", "corp"}, std::make_unique<fake_directory>()});
+    backends.push_back({"lab", {"lab.example.test", "lab"}, std::make_unique<fake_directory>()});
+    const auto router = ldap::make_router(std::move(backends));
+    // Made-up names: the key must not depend on whether the name exists, only on the route.
+    for (const std::string name : {"nosuchuser", "alice"}) {
+        INFO(name);
+        const auto key = router->lookup_key(name);
+        CHECK(router->lookup_key(name + "@corp.example.test") == key);
+        CHECK(router->lookup_key("corp\\" + name) == key);
+        CHECK(router->lookup_key("lab\\" + name) == router->lookup_key(name + "@lab.example.test"));
+        CHECK(router->lookup_key("lab\\" + name) != key);
+        CHECK(router->lookup_key(name + "@elsewhere.test") != key);
+        CHECK(router->lookup_key(name).starts_with(name));  // decoy hints start like the name
+    }
+    // A single directory searches the name as given.
+    fake_directory single;
+    CHECK(single.lookup_key("corp\\alice") == "corp\\alice");
+}
