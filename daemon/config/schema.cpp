@@ -120,9 +120,9 @@ map_view::map_view(report& r, const YAML::Node& node, std::string path,
             continue;
         }
         if (spec->kind == key_kind::inline_secret) {
-            r.error(key.Mark(), key_path,
-                    "secrets are never written inline; use " + name + "_file or " + name +
-                        "_credential");
+            std::string message = "secrets are never written inline; use ";
+            message.append(name).append("_file or ").append(name).append("_credential");
+            r.error(key.Mark(), key_path, message);
             continue;
         }
         const auto [first, inserted] =
