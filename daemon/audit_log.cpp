@@ -14,6 +14,15 @@
 
 namespace pwresetd::daemon {
 
+boost::json::object audit_record(const request_context& ctx, std::string_view event) {
+    boost::json::object o;
+    o["event"] = event;
+    o["request_id"] = ctx.request_id;
+    o["client"] = ctx.client;
+    o["ip"] = ctx.remote_ip;
+    return o;
+}
+
 audit_log::audit_log(const std::filesystem::path& file) : path_(file.string()) {
     fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (fd_ < 0) {

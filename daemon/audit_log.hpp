@@ -7,8 +7,15 @@
 #include <filesystem>
 #include <mutex>
 #include <string>
+#include <string_view>
+
+#include "daemon/outcome.hpp"
 
 namespace pwresetd::daemon {
+
+// A new record of `event` for one request: event, request_id, client and ip, in that order;
+// the service adds who and the outcome.
+boost::json::object audit_record(const request_context& ctx, std::string_view event);
 
 class audit_log {
 public:

@@ -25,11 +25,8 @@ outcome<bool> change_service::change(const request_context& ctx, std::string_vie
     if (username.empty()) {
         return fail(failure_code::bad_request, "username must not be empty");
     }
-    boost::json::object record{{"event", "password.change"},
-                               {"request_id", ctx.request_id},
-                               {"client", ctx.client},
-                               {"ip", ctx.remote_ip},
-                               {"username", username}};
+    auto record = audit_record(ctx, "password.change");
+    record["username"] = username;
     // Rules that need nothing from the directory answer the same for every username.
     if (auto refused = policy_failure(policy_, new_password, username, {})) {
         record["outcome"] = "password_rejected";

@@ -7,18 +7,6 @@
 #include "factors/totp.hpp"
 
 namespace pwresetd::daemon {
-namespace {
-
-boost::json::object audit_base(const request_context& ctx, std::string_view event) {
-    boost::json::object o;
-    o["event"] = event;
-    o["request_id"] = ctx.request_id;
-    o["client"] = ctx.client;
-    o["ip"] = ctx.remote_ip;
-    return o;
-}
-
-}  // namespace
 
 enrollment_service::enrollment_service(const config& cfg, ldap::directory& directory,
                                        store::state_store& store, audit_log& audit,
@@ -44,7 +32,7 @@ outcome<totp_enrollment_started> enrollment_service::start_totp(
     if (username.empty()) {
         return fail(failure_code::bad_request, "username must not be empty");
     }
-    auto record = audit_base(ctx, "enrollment.totp_start");
+    auto record = audit_record(ctx, "enrollment.totp_start");
     record["username"] = username;
 
     const auto found = directory_.find_user(username);
@@ -176,7 +164,7 @@ outcome<totp_enrollment_confirmed> enrollment_service::confirm_totp(const reques
     if (!pending) {
         return fail(failure_code::enrollment_expired);
     }
-    auto record = audit_base(ctx, "enrollment.totp_confirm");
+    auto record = audit_record(ctx, "enrollment.totp_confirm");
     record["username"] = pending->username;
     record["dn"] = pending->user_dn;
 

@@ -1,7 +1,6 @@
 #include "daemon/reset_service.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <optional>
 
 #include "common/crypto.hpp"
@@ -29,15 +28,6 @@ std::string_view lookup_name(ldap::lookup_status s) {
             return "directory_unavailable";
     }
     return "unknown";
-}
-
-boost::json::object audit_base(const request_context& ctx, std::string_view event) {
-    boost::json::object o;
-    o["event"] = event;
-    o["request_id"] = ctx.request_id;
-    o["client"] = ctx.client;
-    o["ip"] = ctx.remote_ip;
-    return o;
 }
 
 constexpr std::string_view authenticator_class = "authenticator";
@@ -71,12 +61,6 @@ int reset_service::remaining_methods(const store::reset_flow& flow) {
         remaining = std::max(remaining, 1);
     }
     return remaining;
-}
-
-std::int64_t unix_now() {
-    return std::chrono::duration_cast<std::chrono::seconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
 }
 
 std::string id_hash(std::string_view id) {
@@ -307,7 +291,7 @@ outcome<reset_started> reset_service::start(const request_context& ctx,
     }
     store_.put_flow(flow);
 
-    auto record = audit_base(ctx, "reset.started");
+    auto record = audit_record(ctx, "reset.started");
     record["username"] = flow.username;
     record["dn"] = flow.user_dn;
     record["outcome"] = decoy_reason.empty() ? "flow_started" : "decoy";
@@ -365,7 +349,7 @@ outcome<reset_challenged> reset_service::challenge(const request_context& ctx,
         dest = destination(*found.user, method);
     }
 
-    auto record = audit_base(ctx, "reset.challenge");
+    auto record = audit_record(ctx, "reset.challenge");
     record["username"] = flow->username;
     record["dn"] = flow->user_dn;
     record["method"] = method;
@@ -480,7 +464,7 @@ outcome<reset_verified> reset_service::verify(const request_context& ctx, std::s
     }
     const bool accepted = check_code(*flow, method, code, now);
 
-    auto record = audit_base(ctx, "reset.verify");
+    auto record = audit_record(ctx, "reset.verify");
     record["username"] = flow->username;
     record["dn"] = flow->user_dn;
     record["method"] = method;
@@ -545,7 +529,7 @@ outcome<reset_completed> reset_service::complete(const request_context& ctx,
     if (!store_.claim_flow(flow->id_hash, now, now + claim_s)) {
         return fail(failure_code::reset_expired);
     }
-    auto record = audit_base(ctx, "reset.complete");
+    auto record = audit_record(ctx, "reset.complete");
     record["username"] = flow->username;
     record["dn"] = flow->user_dn;
     const auto give_back = [&] { store_.release_flow(flow->id_hash); };

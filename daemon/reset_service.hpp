@@ -28,11 +28,11 @@
 //   closes every open flow of the user on success; a refused password gives the flow back.
 // - Decoy flows do the same store and TOTP work as real ones, so they take the same time.
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "common/secret.hpp"
 #include "daemon/audit_log.hpp"
 #include "daemon/config.hpp"
@@ -45,9 +45,6 @@
 #include "store/state_store.hpp"
 
 namespace pwresetd::daemon {
-
-using clock_fn = std::function<std::int64_t()>;
-std::int64_t unix_now();
 
 struct method_offer {
     std::string method;  // totp | email | sms

@@ -17,6 +17,7 @@
 #include <utility>
 #include <variant>
 
+#include "common/clock.hpp"
 #include "common/crypto.hpp"
 #include "common/log.hpp"
 #include "common/text.hpp"
@@ -125,12 +126,6 @@ std::string_view domain_of(std::string_view address) {
 std::string new_message_id(std::string_view from) {
     return "<" + crypto::hex_encode(crypto::random_bytes(16)) + "@" + std::string(domain_of(from)) +
            ">";
-}
-
-std::int64_t unix_now() {
-    return std::chrono::duration_cast<std::chrono::seconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
 }
 
 // 200 ms, 400 ms, 800 ms, ... at most 2 s: enough for a restarting relay or gateway,

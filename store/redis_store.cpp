@@ -8,8 +8,6 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <charconv>
-#include <chrono>
 #include <climits>
 #include <cstddef>
 #include <deque>
@@ -26,8 +24,10 @@
 #include <utility>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "common/crypto.hpp"
 #include "common/log.hpp"
+#include "common/text.hpp"
 
 namespace pwresetd::store {
 namespace {
@@ -277,26 +277,13 @@ std::int64_t saturating_add(std::int64_t a, std::int64_t b) {
 }
 
 std::int64_t redis_ttl_s(std::int64_t expires_at) {
-    const std::int64_t wall = std::chrono::duration_cast<std::chrono::seconds>(
-                                  std::chrono::system_clock::now().time_since_epoch())
-                                  .count();
+    const std::int64_t wall = unix_now();
     const std::int64_t remaining = expires_at > wall ? expires_at - wall : 0;
     return std::min(remaining, max_data_ttl_s) + ttl_slack_s;
 }
 
 int clamp_count(std::int64_t count) {
     return static_cast<int>(std::clamp<std::int64_t>(count, 0, INT_MAX));
-}
-
-template <class Int>
-std::optional<Int> parse_int(std::string_view s) {
-    Int value{};
-    const auto* end = s.data() + s.size();
-    const auto [ptr, ec] = std::from_chars(s.data(), end, value);
-    if (s.empty() || ec != std::errc() || ptr != end) {
-        return std::nullopt;
-    }
-    return value;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -381,14 +368,14 @@ endpoint parse_url(std::string_view url) {
             bad_url(ep, "no host");
         }
         if (!port.empty()) {
-            const auto p = parse_int<int>(port);
+            const auto p = text::parse_int<int>(port);
             if (!p || *p < 1 || *p > 65535) {
                 bad_url(ep, "the port must be a number from 1 to 65535");
             }
             ep.port = *p;
         }
         if (slash != std::string_view::npos && slash + 1 < rest.size()) {
-            const auto db = parse_int<int>(rest.substr(slash + 1));
+            const auto db = text::parse_int<int>(rest.substr(slash + 1));
             if (!db || *db < 0 || *db > max_db) {
                 bad_url(ep, "the database must be a number (0, 1, ...)");
             }
@@ -411,8 +398,9 @@ endpoint parse_url(std::string_view url) {
         if (query != std::string_view::npos) {
             const auto q = rest.substr(query + 1);
             constexpr std::string_view db_param = "db=";
-            const auto db =
-                q.starts_with(db_param) ? parse_int<int>(q.substr(db_param.size())) : std::nullopt;
+            const auto db = q.starts_with(db_param)
+                                ? text::parse_int<int>(q.substr(db_param.size()))
+                                : std::nullopt;
             if (!db || *db < 0 || *db > max_db) {
                 bad_url(ep, "the only query parameter is db=N");
             }
@@ -912,7 +900,7 @@ std::optional<std::int64_t> redis_store::stored_int(const redisReply& r,
         return std::nullopt;
     }
     const auto value =
-        r.type == REDIS_REPLY_STRING ? parse_int<std::int64_t>(text_of(r)) : std::nullopt;
+        r.type == REDIS_REPLY_STRING ? text::parse_int<std::int64_t>(text_of(r)) : std::nullopt;
     if (!value) {
         fail(std::string(what) + ": a stored number is malformed");
     }
@@ -922,7 +910,7 @@ std::optional<std::int64_t> redis_store::stored_int(const redisReply& r,
 // --- reset flows ---
 
 std::int64_t redis_store::flow_int(const std::string& text) const {
-    const auto value = parse_int<std::int64_t>(text);
+    const auto value = text::parse_int<std::int64_t>(text);
     if (!value) {
         fail("a flow record holds a malformed number");
     }

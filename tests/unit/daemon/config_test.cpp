@@ -381,14 +381,40 @@ TEST_CASE("each bad fixture reports exactly its errors, with line and column", "
 }
 
 TEST_CASE("an inline secret is refused without repeating it", "[config]") {
-    for (const char* file : {"bad_secrets.yaml", "bad_codes.yaml"}) {
-        const auto errors = errors_of(source_fixtures() / file);
-        REQUIRE_FALSE(errors.empty());
+    const fixture_copy copy;
+    const auto mail = copy.variant("mail.yaml", "audit:\n",
+                                   "mail:\n  smtp_url: \"smtp://127.0.0.1:2525\"\n"
+                                   "  from: \"a@example.test\"\n  password: hunter2\naudit:\n");
+    struct inline_case {
+        fs::path file;
+        std::vector<std::string> refusals;  // after "FILE:"
+    };
+    const std::vector<inline_case> cases = {
+        {source_fixtures() / "bad_secrets.yaml",
+         {"16:3: directory.bind_password: secrets are never written inline; use "
+          "bind_password_file or bind_password_credential"}},
+        {source_fixtures() / "bad_codes.yaml",
+         {"22:3: state.redis_password: secrets are never written inline; use "
+          "redis_password_file or redis_password_credential",
+          "33:5: factors.sms.bearer_token: secrets are never written inline; use "
+          "bearer_token_file or bearer_token_credential"}},
+        {mail,
+         {"27:3: mail.password: secrets are never written inline; use password_file or "
+          "password_credential"}},
+    };
+    for (const auto& c : cases) {
+        INFO(c.file);
+        const auto errors = errors_of(c.file);
+        for (const auto& refusal : c.refusals) {
+            CHECK(std::count(errors.begin(), errors.end(), c.file.string() + ":" + refusal) == 1);
+        }
         for (const auto& e : errors) {
             CHECK(e.find("hunter2") == std::string::npos);
             CHECK(e.find("t0ps3cret") == std::string::npos);
         }
     }
+    // The inline password is the mail block's only mistake.
+    CHECK(errors_of(mail).size() == 1);
 }
 
 TEST_CASE("config_error::what() lists every error, one per line", "[config]") {

@@ -1,0 +1,172 @@
+// listen: and tls:.
+#include <arpa/inet.h>
+#include <sys/un.h>
+
+#include <algorithm>
+#include <charconv>
+
+#include "daemon/config/sections.hpp"
+
+namespace pwresetd::daemon::config_detail {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr auto tls_keys =
+    std::to_array<key_spec>({"certificate", "private_key", not_yet("client_ca")});
+
+std::optional<std::string> check_host(std::string_view host) {
+    const std::string quoted = "'" + std::string(host) + "'";
+    if (host.empty()) {
+        return "needs a host: https://HOST:PORT";
+    }
+    if (host.find_first_not_of("0123456789.") == std::string_view::npos) {
+        in_addr address{};
+        if (::inet_pton(AF_INET, std::string(host).c_str(), &address) != 1) {
+            return quoted + " is not a valid IPv4 address";
+        }
+        return std::nullopt;
+    }
+    // RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens.
+    constexpr std::size_t max_name = 253;
+    constexpr std::size_t max_label = 63;
+    bool valid = host.size() <= max_name;
+    std::size_t start = 0;
+    while (valid && start <= host.size()) {
+        const auto dot = std::min(host.find('.', start), host.size());
+        const std::string_view label = host.substr(start, dot - start);
+        valid = !label.empty() && label.size() <= max_label && label.front() != '-' &&
+                label.back() != '-' &&
+                label.find_first_not_of(
+                    "abcdefghijklmnopqrstuvwxyz"
+                    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") == std::string_view::npos;
+        start = dot + 1;
+    }
+    if (!valid) {
+        return quoted + " is not a valid host name or IP address";
+    }
+    return std::nullopt;
+}
+
+std::optional<listen_endpoint> parse_endpoint(const config_reader& in, const field& f,
+                                              const std::string& text) {
+    constexpr std::string_view unix_prefix = "unix:";
+    constexpr std::string_view https_prefix = "https://";
+    listen_endpoint e;
+    e.text = text;
+    const auto fail = [&](std::string_view message) {
+        in.r.error(f.value_mark(), f.path, message);
+        return std::nullopt;
+    };
+    if (text.starts_with(unix_prefix)) {
+        const std::string socket = text.substr(unix_prefix.size());
+        if (socket.empty()) {
+            return fail("expected unix:/PATH");
+        }
+
+        return fail("unix socket listeners are not supported by this version yet");
+        e.type = listen_endpoint::kind::unix_socket;
+        e.socket_path = in.absolute(socket);
+        constexpr std::size_t max_socket_path = sizeof(sockaddr_un::sun_path) - 1;
+        if (e.socket_path.string().size() > max_socket_path) {
+            return fail("socket path is longer than " + std::to_string(max_socket_path) + " bytes");
+        }
+        return e;
+    }
+    if (!text.starts_with(https_prefix)) {
+        return fail("expected https://HOST:PORT or unix:/PATH, got '" + text + "'");
+    }
+    const std::string_view rest = std::string_view(text).substr(https_prefix.size());
+    std::string_view host;
+    std::string_view port;
+    if (rest.starts_with('[')) {
+        const auto close = rest.find(']');
+        if (close == std::string_view::npos) {
+            return fail("'[' without ']' in an IPv6 address");
+        }
+        host = rest.substr(1, close - 1);
+        const std::string_view after = rest.substr(close + 1);
+        if (!after.starts_with(':')) {
+            return fail("needs a port: https://[ADDRESS]:PORT");
+        }
+        port = after.substr(1);
+        in6_addr address{};
+        if (::inet_pton(AF_INET6, std::string(host).c_str(), &address) != 1) {
+            return fail("'" + std::string(host) + "' is not a valid IPv6 address");
+        }
+    } else {
+        const auto colon = rest.rfind(':');
+        if (colon == std::string_view::npos) {
+            return fail("needs a port: https://HOST:PORT");
+        }
+        host = rest.substr(0, colon);
+        port = rest.substr(colon + 1);
+        if (host.find(':') != std::string_view::npos) {
+            return fail("an IPv6 address needs brackets: https://[ADDRESS]:PORT");
+        }
+        if (const auto why = check_host(host)) {
+            return fail(*why);
+        }
+    }
+    unsigned value = 0;
+    const auto [stop, err] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (port.empty() || err != std::errc() || stop != port.data() + port.size() || value < 1 ||
+        value > 65535) {
+        return fail("port must be a number in 1..65535, got '" + std::string(port) + "'");
+    }
+    e.host = host;
+    e.port = static_cast<std::uint16_t>(value);
+    return e;
+}
+
+}  // namespace
+
+void read_listen(const config_reader& in, config& cfg) {
+    const auto items = require_nonempty_list(in.r, in.top, "listen", "listener");
+    if (!items) {
+        return;
+    }
+    for (const auto& item : *items) {
+        const auto text = as_string(in.r, item);
+        if (!text) {
+            continue;
+        }
+        const bool duplicate = std::any_of(cfg.listen.begin(), cfg.listen.end(),
+                                           [&](const auto& e) { return e.text == *text; });
+        if (duplicate) {
+            in.r.error(item.value_mark(), item.path, "duplicate listener " + *text);
+        } else if (auto endpoint = parse_endpoint(in, item, *text)) {
+            cfg.listen.push_back(std::move(*endpoint));
+        }
+    }
+}
+
+void read_tls(const config_reader& in, config& cfg) {
+    const bool needed = cfg.listen.empty() ||
+                        std::any_of(cfg.listen.begin(), cfg.listen.end(),
+                                    [](auto& e) { return e.type == listen_endpoint::kind::https; });
+    if (!in.top.get("tls")) {
+        if (needed) {
+            in.r.error(in.top.mark(), in.top.path(),
+                       "missing required key 'tls' (https listeners need a certificate "
+                       "and a private key)");
+        }
+        return;
+    }
+    const auto m = in.section("tls", tls_keys);
+    if (!m) {
+        return;
+    }
+    if (const auto f = m->require(in.r, "certificate")) {
+        cfg.tls.certificate = in.read_readable_file(*f).value_or(fs::path());
+    }
+    if (const auto f = m->require(in.r, "private_key")) {
+        cfg.tls.private_key = in.read_readable_file(*f).value_or(fs::path());
+    }
+    if (const auto f = m->get("client_ca")) {
+        cfg.tls.client_ca = in.read_readable_file(*f);
+    }
+}
+
+}  // namespace pwresetd::daemon::config_detail
