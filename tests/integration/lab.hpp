@@ -1,9 +1,9 @@
 #pragma once
 // What the tests against a real directory share (openldap_test.cpp, samba_test.cpp): file and
-// shell helpers, and lab_process, which starts a lab script (tests/lab/openldap.sh,
-// samba.sh) in a temporary folder and always stops it and removes the folder, also when the
-// test binary dies (a reaper waits for it). Passwords go through 0600 files, never a
-// command line.
+// shell helpers; lab_process, which starts a lab script (tests/lab/openldap.sh, samba.sh) in
+// a temporary folder and always stops it and removes the folder, also when the test binary
+// dies (a reaper waits for it); and lab_backend, the directory contract's fixture on a lab.
+// Passwords go through 0600 files, never a command line.
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -14,10 +14,15 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "ldap/directory.hpp"
+#include "unit/ldap/directory_contract.hpp"
 
 namespace pwresetd::testing {
 
@@ -191,6 +196,45 @@ private:
     std::string script_;
     std::map<std::string, std::string> env_;
     double start_seconds_ = 0;
+};
+
+// The directory contract's fixture (tests/unit/ldap/directory_contract.hpp) on a lab. Lab
+// is a lab_process with
+//   static Lab& get();    // the one lab of this test binary, started on first use
+//   bool binds(const std::string& dn, const std::string& password) const;
+//   // A new user with the contract's attributes (lab_backend::add_user):
+//   void add_contract_user(const std::string& name, const std::string& password) const;
+// and Settings makes the directory under test on it. Both lab scripts create dave
+// (disabled) and erin (in the protected group) with these fixed passwords.
+template <class Lab, ldap::directory_settings (*Settings)()>
+struct lab_backend {
+    lab_backend() : l(Lab::get()) {}
+    std::unique_ptr<ldap::directory> open() { return ldap::make_directory(settings()); }
+    std::unique_ptr<ldap::directory> open_down() {
+        ldap::directory_settings s = settings();
+        s.uris = {dead_uri()};
+        s.timeout_ms = 1000;
+        return ldap::make_directory(std::move(s));
+    }
+    std::string add_user(const std::string& password) {
+        static int added = 0;
+        const std::string name = "contract-" + std::to_string(++added);
+        l.add_contract_user(name, password);
+        return name;
+    }
+    bool binds(const ldap::directory_user& user, const std::string& password) {
+        return l.binds(user.dn, password);
+    }
+    static ldap::contract::known_user disabled_user() { return {"dave", "Dave-Old-Passw0rd!"}; }
+    static ldap::contract::known_user protected_user() { return {"erin", "Erin-Old-Passw0rd!"}; }
+    std::vector<std::string> secrets() {
+        return {read_file(l["LAB_SVC_PASSWORD_FILE"]), read_file(l["LAB_ADMIN_PASSWORD_FILE"])};
+    }
+    [[nodiscard]] fs::path scratch() const { return l.dir(); }
+    static ldap::directory_settings settings() { return Settings(); }
+    std::string plain_uri() { return l["LAB_LDAP_URI"]; }
+
+    const Lab& l;
 };
 
 }  // namespace pwresetd::testing

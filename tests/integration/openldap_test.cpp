@@ -34,35 +34,24 @@ constexpr const char* alice_wrong = "Alice-Wrong-Passw0rd!";
 constexpr const char* bob_password = "Bob-Old-Passw0rd!";
 constexpr const char* carol_password = "Carol-Old-Passw0rd!";
 constexpr const char* dave_password = "Dave-Old-Passw0rd!";
-constexpr const char* erin_password = "Erin-Old-Passw0rd!";
 constexpr const char* too_short = "Short-1";
 constexpr const char* too_short_2 = "too-short";
 constexpr const char* whatever = "Whatever-Passw0rd-1";
 
 // The lab: started on first use, stopped and removed when the test binary exits (also
 // after failed tests: a function-local static).
-class lab {
+class lab : public lab_process {
 public:
     static lab& get() {
         static lab instance;
         return instance;
     }
-    lab(const lab&) = delete;
-    lab& operator=(const lab&) = delete;
-
-    const std::string& operator[](const std::string& key) const { return process_[key]; }
-    [[nodiscard]] const fs::path& dir() const { return process_.dir(); }
     [[nodiscard]] std::string uid_dn(const std::string& uid) const {
-        return "uid=" + uid + "," + process_["LAB_USER_BASE"];
+        return "uid=" + uid + "," + (*this)["LAB_USER_BASE"];
     }
     [[nodiscard]] bool binds(const std::string& dn, const std::string& password) const {
-        return process_.binds_with("ldapwhoami", dn, password, "");
+        return binds_with("ldapwhoami", dn, password, "");
     }
-    [[nodiscard]] std::string admin_read(const std::string& dn,
-                                         const std::string& attribute) const {
-        return process_.admin_read(dn, attribute);
-    }
-    void admin_apply(const std::string& ldif) const { process_.admin_apply(ldif); }
 
     // A new person under the user base (ppolicy stores the cleartext password hashed), so a
     // test that changes passwords does not depend on what other tests did to theirs.
@@ -74,10 +63,13 @@ public:
                     "@example.test\nuserPassword: " + password + "\n" + extra_lines + "\n");
         return dn;
     }
+    void add_contract_user(const std::string& uid, const std::string& password) const {
+        add_user(uid, password,
+                 "mobile: " + contract::phone + "\ndisplayName: " + contract::display_name);
+    }
 
 private:
-    lab() : process_("openldap.sh", "pwresetd-ldap", "") {}
-    lab_process process_;
+    lab() : lab_process("openldap.sh", "pwresetd-ldap", "") {}
 };
 
 directory_settings lab_settings() {
@@ -102,35 +94,7 @@ std::unique_ptr<directory> lab_directory() {
 
 using contract::must_find;
 
-// The directory contract's fixture (directory_contract.hpp) on the slapd lab.
-struct openldap_backend {
-    openldap_backend() : l(lab::get()) {}
-    std::unique_ptr<directory> open() { return make_directory(settings()); }
-    std::unique_ptr<directory> open_down() {
-        directory_settings s = settings();
-        s.uris = {dead_uri()};
-        s.timeout_ms = 1000;
-        return make_directory(std::move(s));
-    }
-    std::string add_user(const std::string& password) {
-        static int added = 0;
-        const std::string uid = "contract-" + std::to_string(++added);
-        l.add_user(uid, password,
-                   "mobile: " + contract::phone + "\ndisplayName: " + contract::display_name);
-        return uid;
-    }
-    bool binds(const directory_user& user, const std::string& password) {
-        return l.binds(user.dn, password);
-    }
-    static contract::known_user disabled_user() { return {"dave", dave_password}; }
-    static contract::known_user protected_user() { return {"erin", erin_password}; }
-    std::vector<std::string> secrets() { return {read_file(l["LAB_SVC_PASSWORD_FILE"])}; }
-    [[nodiscard]] fs::path scratch() const { return l.dir(); }
-    directory_settings settings() { return lab_settings(); }
-    std::string plain_uri() { return l["LAB_LDAP_URI"]; }
-
-    const lab& l;
-};
+using openldap_backend = lab_backend<lab, lab_settings>;
 
 // A socket that accepts TCP connections (kernel backlog) but never says a word.
 class silent_server {

@@ -8,7 +8,6 @@
 // Lockout is 3 bad passwords: every test keeps each user below that between good binds,
 // except the ones that lock an account on purpose.
 #include <catch2/catch.hpp>
-#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -41,7 +40,6 @@ constexpr const char* carol_wrong = "Carol-Wrong-Passw0rd!";
 constexpr const char* carol_new = "Carol-New-Passw0rd-1";
 constexpr const char* carol_changed = "Carol-Changed-Passw0rd-2";
 constexpr const char* dave_password = "Dave-Old-Passw0rd!";
-constexpr const char* erin_password = "Erin-Old-Passw0rd!";
 constexpr const char* frank_password = "Frank-Old-Passw0rd!";
 constexpr const char* frank_new = "Frank-New-Passw0rd-1";
 constexpr const char* gina_new = "Gina-New-Passw0rd-1";
@@ -50,59 +48,46 @@ constexpr const char* whatever = "Whatever-Passw0rd-1";
 
 // The lab: started on first use, stopped and removed when the test binary exits (also
 // after failed tests: a function-local static).
-class lab {
+class lab : public lab_process {
 public:
     static lab& get() {
         static lab instance;
         return instance;
     }
-    lab(const lab&) = delete;
-    lab& operator=(const lab&) = delete;
-
-    const std::string& operator[](const std::string& key) const { return process_[key]; }
-    [[nodiscard]] const fs::path& dir() const { return process_.dir(); }
     [[nodiscard]] std::string user_dn(const std::string& cn) const {
-        return "CN=" + cn + "," + process_["LAB_USER_BASE"];
+        return "CN=" + cn + "," + (*this)["LAB_USER_BASE"];
     }
     // ldapsearch, not ldapwhoami: Samba has no whoami exop (LAB.md).
     [[nodiscard]] bool binds(const std::string& dn, const std::string& password) const {
-        return process_.binds_with("ldapsearch", dn, password,
-                                   "-s base -b " + shell_quote(dn) + " dn");
-    }
-    [[nodiscard]] std::string admin_read(const std::string& dn,
-                                         const std::string& attribute) const {
-        return process_.admin_read(dn, attribute);
+        return binds_with("ldapsearch", dn, password, "-s base -b " + shell_quote(dn) + " dn");
     }
 
     // A new enabled user in OU=people (so the delegation is inherited), added by the
     // Administrator with its password: unicodePwd, quoted UTF-16LE, from a 0600 file.
-    std::string add_user(const std::string& name, const std::string& password) const {
+    void add_contract_user(const std::string& name, const std::string& password) const {
         const auto value = encode_unicode_pwd(password);
         if (!value) {
-            throw std::invalid_argument("add_user: the password is not UTF-8");
+            throw std::invalid_argument("add_contract_user: the password is not UTF-8");
         }
         const fs::path file = dir() / "unicode-pwd.bin";
         const auto bytes = value->bytes();
         write_private_file(
             file, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
         const std::string dn = user_dn(name);
-        process_.admin_apply("dn: " + dn + "\nchangetype: add\nobjectClass: user\n" +
-                             "sAMAccountName: " + name + "\nuserPrincipalName: " + name +
-                             "@example.test\nmail: " + name +
-                             "@example.test\nmobile: " + contract::phone +
-                             "\ndisplayName: " + contract::display_name + "\nunicodePwd:< file://" +
-                             file.string() + "\nuserAccountControl: 512\n\n");
+        admin_apply("dn: " + dn + "\nchangetype: add\nobjectClass: user\n" +
+                    "sAMAccountName: " + name + "\nuserPrincipalName: " + name +
+                    "@example.test\nmail: " + name + "@example.test\nmobile: " + contract::phone +
+                    "\ndisplayName: " + contract::display_name + "\nunicodePwd:< file://" +
+                    file.string() + "\nuserAccountControl: 512\n\n");
         fs::remove(file);
-        return dn;
     }
 
 private:
     lab()
-        : process_("samba.sh", "pwresetd-samba",
-                   " (run this binary through tests/lab/in-netns.sh)") {
-        WARN("Samba lab ready in " << process_.start_seconds() << " s");
+        : lab_process("samba.sh", "pwresetd-samba",
+                      " (run this binary through tests/lab/in-netns.sh)") {
+        WARN("Samba lab ready in " << start_seconds() << " s");
     }
-    lab_process process_;
 };
 
 directory_settings lab_settings() {
@@ -127,36 +112,7 @@ std::unique_ptr<directory> lab_directory() {
 
 using contract::must_find;
 
-// The directory contract's fixture (directory_contract.hpp) on the Samba lab.
-struct samba_backend {
-    samba_backend() : l(lab::get()) {}
-    std::unique_ptr<directory> open() { return make_directory(settings()); }
-    std::unique_ptr<directory> open_down() {
-        directory_settings s = settings();
-        s.uris = {dead_uri()};
-        s.timeout_ms = 1000;
-        return make_directory(std::move(s));
-    }
-    std::string add_user(const std::string& password) {
-        static int added = 0;
-        const std::string name = "contract-" + std::to_string(++added);
-        l.add_user(name, password);
-        return name;
-    }
-    bool binds(const directory_user& user, const std::string& password) {
-        return l.binds(user.dn, password);
-    }
-    static contract::known_user disabled_user() { return {"dave", dave_password}; }
-    static contract::known_user protected_user() { return {"erin", erin_password}; }
-    std::vector<std::string> secrets() {
-        return {read_file(l["LAB_SVC_PASSWORD_FILE"]), read_file(l["LAB_ADMIN_PASSWORD_FILE"])};
-    }
-    [[nodiscard]] fs::path scratch() const { return l.dir(); }
-    directory_settings settings() { return lab_settings(); }
-    std::string plain_uri() { return l["LAB_LDAP_URI"]; }
-
-    const lab& l;
-};
+using samba_backend = lab_backend<lab, lab_settings>;
 
 bool is_lower_hex(const std::string& s) {
     return s.find_first_not_of("0123456789abcdef") == std::string::npos;
