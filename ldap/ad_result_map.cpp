@@ -10,10 +10,11 @@
 #include <cstdio>
 #include <string>
 
+#include "ldap/result_map.hpp"
+
 namespace pwresetd::ldap {
 namespace {
 
-constexpr int any_result = -1000;
 constexpr std::uint32_t any_code = 0xFFFFFFFFU;
 constexpr std::uint32_t no_code = 0xFFFFFFFEU;  // the text carries no AD error code
 
@@ -54,7 +55,7 @@ struct write_row {
     std::string_view hint;  // for the operator, when failed
 };
 
-constexpr std::array<write_row, 22> write_table{{
+constexpr std::array<write_row, 18> write_table{{
     {LDAP_SUCCESS, any_code, "", write_status::ok, "", ""},
     // Policy refusals: result 19 (Samba, Windows on a change) or 53 (Windows on a reset).
     // Samba 4.17 names the rule (source4/dsdb/samdb/ldb_modules/password_hash.c,
@@ -81,11 +82,7 @@ constexpr std::array<write_row, 22> write_table{{
     {LDAP_STRONG_AUTH_REQUIRED, any_code, "", write_status::failed, "", hint_encryption},
     {LDAP_CONFIDENTIALITY_REQUIRED, any_code, "", write_status::failed, "", hint_encryption},
     // Transient: the server is busy, down or unreachable; nothing may be assumed.
-    {LDAP_BUSY, any_code, "", write_status::unavailable, "", ""},
-    {LDAP_UNAVAILABLE, any_code, "", write_status::unavailable, "", ""},
-    {LDAP_SERVER_DOWN, any_code, "", write_status::unavailable, "", ""},
-    {LDAP_CONNECT_ERROR, any_code, "", write_status::unavailable, "", ""},
-    {LDAP_TIMEOUT, any_code, "", write_status::unavailable, "", ""},
+    {transient_result, any_code, "", write_status::unavailable, "", ""},
     // Anything else (a constraint violation that is not a policy refusal, such as Samba's
     // "You need to provide the old password", unwillingToPerform, noSuchObject) is not
     // the password's fault: never report it to the user as a policy refusal.
@@ -96,8 +93,7 @@ constexpr std::array<write_row, 22> write_table{{
 const write_row& find_write_row(int ldap_result, std::string_view text) {
     const std::uint32_t code = ad_error_code(text).value_or(no_code);
     for (const auto& row : write_table) {
-        if ((row.result == any_result || row.result == ldap_result) &&
-            (row.code == any_code || row.code == code) &&
+        if (result_matches(row.result, ldap_result) && (row.code == any_code || row.code == code) &&
             (row.reason.empty() || text.find(row.reason) != std::string_view::npos)) {
             return row;
         }
@@ -105,13 +101,7 @@ const write_row& find_write_row(int ldap_result, std::string_view text) {
     return write_table.back();
 }
 
-struct bind_row {
-    int result;
-    std::uint32_t data;
-    bind_status status;
-};
-
-constexpr std::array<bind_row, 18> bind_table{{
+constexpr std::array<bind_row<std::uint32_t>, 14> bind_table{{
     {LDAP_SUCCESS, any_code, bind_status::ok},
     // AD answers 49 for all of these and says which in the `data` code.
     {LDAP_INVALID_CREDENTIALS, error_account_locked_out, bind_status::locked},
@@ -127,11 +117,7 @@ constexpr std::array<bind_row, 18> bind_table{{
     {LDAP_INVALID_CREDENTIALS, error_invalid_logon_hours, bind_status::invalid_credentials},
     {LDAP_INVALID_CREDENTIALS, error_invalid_workstation, bind_status::invalid_credentials},
     {LDAP_INVALID_CREDENTIALS, any_code, bind_status::invalid_credentials},
-    {LDAP_BUSY, any_code, bind_status::unavailable},
-    {LDAP_UNAVAILABLE, any_code, bind_status::unavailable},
-    {LDAP_SERVER_DOWN, any_code, bind_status::unavailable},
-    {LDAP_CONNECT_ERROR, any_code, bind_status::unavailable},
-    {LDAP_TIMEOUT, any_code, bind_status::unavailable},
+    {transient_result, any_code, bind_status::unavailable},
     // strongAuthRequired (plain LDAP) and anything else: not a verdict on the password.
     {LDAP_STRONG_AUTH_REQUIRED, any_code, bind_status::unavailable},
     {any_result, any_code, bind_status::unavailable},
@@ -220,14 +206,8 @@ std::string_view ad_write_hint(int ldap_result, std::string_view server_text) no
 }
 
 bind_status map_ad_bind_result(int ldap_result, std::string_view server_text) noexcept {
-    const std::uint32_t data = ad_bind_data_code(server_text).value_or(no_code);
-    for (const auto& row : bind_table) {
-        if ((row.result == any_result || row.result == ldap_result) &&
-            (row.data == any_code || row.data == data)) {
-            return row.status;
-        }
-    }
-    return bind_status::unavailable;
+    return find_bind_status(bind_table, ldap_result,
+                            ad_bind_data_code(server_text).value_or(no_code), any_code);
 }
 
 }  // namespace pwresetd::ldap

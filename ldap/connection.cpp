@@ -205,10 +205,12 @@ bool starts_with_ci(std::string_view text, std::string_view prefix) {
     return true;
 }
 
-bool set_option(LDAP* ld, int option, const void* value, std::string_view name) {
+bool set_option(const directory_settings& s, LDAP* ld, int option, const void* value,
+                std::string_view name) {
     const int rc = ldap_set_option(ld, option, value);
     if (rc != LDAP_OPT_SUCCESS) {
-        log::error("ldap.option_failed", {{"option", name}, {"error", ldap_err2string(rc)}});
+        log::error("ldap.option_failed",
+                   {{"directory", s.name}, {"option", name}, {"error", ldap_err2string(rc)}});
         return false;
     }
     return true;
@@ -222,15 +224,15 @@ bool configure(LDAP* ld, const directory_settings& s) {
     const int require_cert = LDAP_OPT_X_TLS_DEMAND;
     const int tls_min = LDAP_OPT_X_TLS_PROTOCOL_TLS1_2;
     const int new_ctx_is_server = 0;
-    return set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &version, "protocol_version") &&
-           set_option(ld, LDAP_OPT_REFERRALS, nullptr /* LDAP_OPT_OFF */, "referrals") &&
-           set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &timeout, "network_timeout") &&
-           set_option(ld, LDAP_OPT_TIMEOUT, &timeout, "timeout") &&
-           set_option(ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &require_cert, "tls_require_cert") &&
-           set_option(ld, LDAP_OPT_X_TLS_CACERTFILE, s.ca_file.c_str(), "tls_cacertfile") &&
-           set_option(ld, LDAP_OPT_X_TLS_PROTOCOL_MIN, &tls_min, "tls_protocol_min") &&
-           set_option(ld, LDAP_OPT_CONNECT_CB, &connection_callbacks, "connect_cb") &&
-           set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &new_ctx_is_server, "tls_newctx");
+    return set_option(s, ld, LDAP_OPT_PROTOCOL_VERSION, &version, "protocol_version") &&
+           set_option(s, ld, LDAP_OPT_REFERRALS, nullptr /* LDAP_OPT_OFF */, "referrals") &&
+           set_option(s, ld, LDAP_OPT_NETWORK_TIMEOUT, &timeout, "network_timeout") &&
+           set_option(s, ld, LDAP_OPT_TIMEOUT, &timeout, "timeout") &&
+           set_option(s, ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &require_cert, "tls_require_cert") &&
+           set_option(s, ld, LDAP_OPT_X_TLS_CACERTFILE, s.ca_file.c_str(), "tls_cacertfile") &&
+           set_option(s, ld, LDAP_OPT_X_TLS_PROTOCOL_MIN, &tls_min, "tls_protocol_min") &&
+           set_option(s, ld, LDAP_OPT_CONNECT_CB, &connection_callbacks, "connect_cb") &&
+           set_option(s, ld, LDAP_OPT_X_TLS_NEWCTX, &new_ctx_is_server, "tls_newctx");
 }
 
 // Logs one failed connect / StartTLS and returns the stage that failed ("tcp" or "tls").
@@ -773,8 +775,11 @@ operation_result modify_attribute(LDAP* ld, const std::string& dn, int operation
     return await_result(ld, msgid, timeout_ms);
 }
 
-operation_result password_modify(LDAP* ld, const std::string& dn, std::string_view new_password,
-                                 int timeout_ms) {
+namespace {
+
+// RFC 3062 Password Modify with the ppolicy request control; no oldPasswd when old is null.
+operation_result send_password_modify(LDAP* ld, const std::string& dn, const std::string_view* old,
+                                      std::string_view new_password, int timeout_ms) {
     LDAPControl* raw = nullptr;
     if (ldap_create_passwordpolicy_control(ld, &raw) != LDAP_SUCCESS) {
         return {LDAP_NO_MEMORY, -1, "cannot create the ppolicy request control"};
@@ -782,36 +787,29 @@ operation_result password_modify(LDAP* ld, const std::string& dn, std::string_vi
     const control_ptr pp(raw);
     LDAPControl* server_controls[] = {pp.get(), nullptr};
     berval identity = to_berval(dn);
+    berval old_value = to_berval(old != nullptr ? *old : std::string_view());
     berval new_value = to_berval(new_password);
     int msgid = -1;
     // ldap_passwd, not ldap_passwd_s: the synchronous call drops the response controls, and
     // the ppolicy control is what says why a password was refused (LAB.md).
-    const int rc =
-        ldap_passwd(ld, &identity, nullptr, &new_value, server_controls, nullptr, &msgid);
+    const int rc = ldap_passwd(ld, &identity, old != nullptr ? &old_value : nullptr, &new_value,
+                               server_controls, nullptr, &msgid);
     if (rc != LDAP_SUCCESS) {
         return {rc, -1, diagnostic_message(ld)};
     }
     return await_result(ld, msgid, timeout_ms);
 }
 
+}  // namespace
+
+operation_result password_modify(LDAP* ld, const std::string& dn, std::string_view new_password,
+                                 int timeout_ms) {
+    return send_password_modify(ld, dn, nullptr, new_password, timeout_ms);
+}
+
 operation_result password_modify(LDAP* ld, const std::string& dn, std::string_view old_password,
                                  std::string_view new_password, int timeout_ms) {
-    LDAPControl* raw = nullptr;
-    if (ldap_create_passwordpolicy_control(ld, &raw) != LDAP_SUCCESS) {
-        return {LDAP_NO_MEMORY, -1, "cannot create the ppolicy request control"};
-    }
-    const control_ptr pp(raw);
-    LDAPControl* server_controls[] = {pp.get(), nullptr};
-    berval identity = to_berval(dn);
-    berval old_value = to_berval(old_password);
-    berval new_value = to_berval(new_password);
-    int msgid = -1;
-    const int rc =
-        ldap_passwd(ld, &identity, &old_value, &new_value, server_controls, nullptr, &msgid);
-    if (rc != LDAP_SUCCESS) {
-        return {rc, -1, diagnostic_message(ld)};
-    }
-    return await_result(ld, msgid, timeout_ms);
+    return send_password_modify(ld, dn, &old_password, new_password, timeout_ms);
 }
 
 bool idle_connection_is_alive(LDAP* ld) noexcept {

@@ -53,6 +53,8 @@ public:
     server_health& operator=(const server_health&) = delete;
 
     [[nodiscard]] std::size_t size() const noexcept { return servers_.size(); }
+    // The name of the directory these servers serve (for the log).
+    [[nodiscard]] const std::string& directory() const noexcept { return directory_; }
     // Empty for npos or an index out of range.
     [[nodiscard]] const std::string& uri(std::size_t server) const noexcept;
 

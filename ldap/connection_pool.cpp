@@ -41,7 +41,8 @@ std::optional<connection_pool::lease> connection_pool::acquire() {
         if (!freed_.wait_for(lock, wait_,
                              [this] { return !idle_.empty() || open_count_ < size_; })) {
             log::warning("ldap.pool_exhausted",
-                         {{"size", static_cast<std::uint64_t>(size_)},
+                         {{"directory", directory()},
+                          {"size", static_cast<std::uint64_t>(size_)},
                           {"wait_ms", static_cast<std::int64_t>(wait_.count())}});
             return std::nullopt;
         }
@@ -65,7 +66,7 @@ std::optional<connection_pool::lease> connection_pool::acquire() {
         lock.unlock();
         conn.handle.reset();
         log::info("ldap.idle_connection_closed",
-                  {{"reason", server_down ? "server_down" : "closed"}});
+                  {{"directory", directory()}, {"reason", server_down ? "server_down" : "closed"}});
         lock.lock();
     }
     ++open_count_;

@@ -73,6 +73,10 @@ private:
     };
 
     void release(ldap_handle handle, std::size_t server, bool keep) noexcept;
+    // The directory's name for the log ("" when the pool does not track server health).
+    [[nodiscard]] std::string directory() const {
+        return health_ ? health_->directory() : std::string();
+    }
 
     const std::size_t size_;
     const std::chrono::milliseconds wait_;

@@ -2,9 +2,8 @@
 
 #include <stdexcept>
 
-#include "ldap/ad_directory.hpp"
 #include "ldap/connection.hpp"
-#include "ldap/openldap_directory.hpp"
+#include "ldap/dialects.hpp"
 
 namespace pwresetd::ldap {
 

@@ -12,7 +12,7 @@
 namespace pwresetd::ldap {
 namespace {
 
-constexpr int any = -1000;
+constexpr int any = any_result;
 
 // draft-behera-ldap-password-policy-10 section 6.2 (PasswordPolicyResponseValue.error).
 constexpr int pp_expired = 0, pp_locked = 1, pp_change_after_reset = 2, pp_mod_not_allowed = 3,
@@ -26,7 +26,7 @@ struct write_row {
     std::string_view rule;  // API rule code when rejected
 };
 
-constexpr std::array<write_row, 20> write_table{{
+constexpr std::array<write_row, 16> write_table{{
     {LDAP_SUCCESS, any, write_status::ok, ""},
     // ppolicy refuses with constraintViolation (19) and names the reason in its control.
     {LDAP_CONSTRAINT_VIOLATION, pp_too_short, write_status::rejected, "min_length"},
@@ -41,11 +41,7 @@ constexpr std::array<write_row, 20> write_table{{
     // No control (or one we do not know): still a policy refusal, the text says which.
     {LDAP_CONSTRAINT_VIOLATION, any, write_status::rejected, "directory_policy"},
     // Transient: the server is busy, down or unreachable; the user may try again.
-    {LDAP_BUSY, any, write_status::unavailable, ""},
-    {LDAP_UNAVAILABLE, any, write_status::unavailable, ""},
-    {LDAP_SERVER_DOWN, any, write_status::unavailable, ""},
-    {LDAP_CONNECT_ERROR, any, write_status::unavailable, ""},
-    {LDAP_TIMEOUT, any, write_status::unavailable, ""},
+    {transient_result, any, write_status::unavailable, ""},
     // 16 on a password write is ppolicy's history race under concurrent modifies of one
     // entry (LAB.md: ~1 in 10^4 with olcDbNoSync); nothing was written, a retry succeeds.
     {LDAP_NO_SUCH_ATTRIBUTE, any, write_status::unavailable, ""},
@@ -60,7 +56,7 @@ constexpr std::array<write_row, 20> write_table{{
 
 const write_row& find_row(int ldap_result, int ppolicy_error) {
     for (const auto& row : write_table) {
-        if ((row.result == any || row.result == ldap_result) &&
+        if (result_matches(row.result, ldap_result) &&
             (row.ppolicy == any || row.ppolicy == ppolicy_error)) {
             return row;
         }
@@ -68,13 +64,7 @@ const write_row& find_row(int ldap_result, int ppolicy_error) {
     return write_table.back();
 }
 
-struct bind_row {
-    int result;
-    int ppolicy;
-    bind_status status;
-};
-
-constexpr std::array<bind_row, 11> bind_table{{
+constexpr std::array<bind_row<int>, 7> bind_table{{
     // ppolicy answers 49 for a locked account and says why only in its control.
     {any, pp_locked, bind_status::locked},
     // pwdReset TRUE: the bind succeeds, every other operation is refused until changed.
@@ -84,25 +74,24 @@ constexpr std::array<bind_row, 11> bind_table{{
     {any, pp_expired, bind_status::must_change},
     {LDAP_SUCCESS, any, bind_status::ok},
     {LDAP_INVALID_CREDENTIALS, any, bind_status::invalid_credentials},
-    {LDAP_BUSY, any, bind_status::unavailable},
-    {LDAP_UNAVAILABLE, any, bind_status::unavailable},
-    {LDAP_SERVER_DOWN, any, bind_status::unavailable},
-    {LDAP_CONNECT_ERROR, any, bind_status::unavailable},
-    {LDAP_TIMEOUT, any, bind_status::unavailable},
+    {transient_result, any, bind_status::unavailable},
     // Anything else is not a verdict on the password: never say "wrong password" for it.
     {any, any, bind_status::unavailable},
 }};
 
 }  // namespace
 
-bind_status map_openldap_bind_result(int ldap_result, int ppolicy_error) noexcept {
-    for (const auto& row : bind_table) {
-        if ((row.result == any || row.result == ldap_result) &&
-            (row.ppolicy == any || row.ppolicy == ppolicy_error)) {
-            return row.status;
-        }
+bool result_matches(int row_result, int ldap_result) noexcept {
+    if (row_result == transient_result) {
+        return ldap_result == LDAP_BUSY || ldap_result == LDAP_UNAVAILABLE ||
+               ldap_result == LDAP_SERVER_DOWN || ldap_result == LDAP_CONNECT_ERROR ||
+               ldap_result == LDAP_TIMEOUT;
     }
-    return bind_status::unavailable;
+    return row_result == any_result || row_result == ldap_result;
+}
+
+bind_status map_openldap_bind_result(int ldap_result, int ppolicy_error) noexcept {
+    return find_bind_status(bind_table, ldap_result, ppolicy_error, any);
 }
 
 write_result map_openldap_write_result(int ldap_result, int ppolicy_error,

@@ -1,7 +1,14 @@
 #pragma once
-// An in-memory directory for fast unit tests of the services. Everything it pretends
-// (lookup by username, binds, refusals, unlock) is proven again against a real slapd by the
-// integration and end-to-end tests.
+// An in-memory directory for fast unit tests of the services. What it pretends is the
+// directory contract (tests/unit/ldap/directory_contract.hpp), which runs the same cases
+// against it, a real slapd and a real Samba AD DC: lookups are case-insensitive and return
+// the name as given; refusals come before the server is asked, in the real order; a
+// locked account says "locked" whatever the password; a change refuses the current and
+// the last `history_length` passwords; after `max_failures` bad binds (0: no lockout
+// policy) the account locks, and a reset unlocks it.
+#include <cctype>
+#include <cstddef>
+#include <deque>
 #include <map>
 #include <string>
 
@@ -14,6 +21,8 @@ public:
     struct entry {
         ldap::directory_user user;
         std::string password;
+        std::deque<std::string> history;  // earlier passwords, newest first
+        int failures = 0;                 // bad binds since the last good one
     };
 
     void add(const std::string& username, std::string password, bool locked = false,
@@ -26,44 +35,60 @@ public:
         e.user.disabled = disabled;
         e.user.is_protected = is_protected;
         e.password = std::move(password);
-        entries_[username] = std::move(e);
+        entries_[lower(username)] = std::move(e);
     }
 
     // The stored entry, to give a user an email, a phone or group memberships.
-    ldap::directory_user& user_of(const std::string& username) {
-        return entries_.at(username).user;
-    }
+    ldap::directory_user& user_of(const std::string& username) { return at(username).user; }
 
     ldap::lookup_result find_user(std::string_view username) override {
         ++lookups;
+        if (username.empty()) {
+            return {ldap::lookup_status::not_found, std::nullopt};
+        }
         if (down) {
             return {ldap::lookup_status::unavailable, std::nullopt};
         }
-        const auto it = entries_.find(std::string(username));
+        const auto it = entries_.find(lower(username));
         if (it == entries_.end()) {
             return {ldap::lookup_status::not_found, std::nullopt};
         }
-        return {ldap::lookup_status::found, it->second.user};
+        ldap::directory_user user = it->second.user;
+        user.username = std::string(username);  // as looked up, like the real ones
+        return {ldap::lookup_status::found, std::move(user)};
     }
 
     ldap::bind_status verify_password(const ldap::directory_user& user,
                                       const secret& password) override {
+        if (password.empty() || user.dn.empty()) {
+            return ldap::bind_status::invalid_credentials;  // never sent (RFC 4513 5.1.2)
+        }
         if (down) {
             return ldap::bind_status::unavailable;
         }
-        const auto* e = by_dn(user.dn);
-        if (e == nullptr || password.empty() || !password.equals(e->password)) {
+        auto* e = by_dn(user.dn);
+        if (e == nullptr) {
             return ldap::bind_status::invalid_credentials;
         }
-        return e->user.locked ? ldap::bind_status::locked : ldap::bind_status::ok;
+        if (e->user.locked) {
+            return ldap::bind_status::locked;  // AD data 775 and ppolicy: whatever the password
+        }
+        if (!password.equals(e->password)) {
+            if (max_failures > 0 && ++e->failures >= max_failures) {
+                e->user.locked = true;
+            }
+            return ldap::bind_status::invalid_credentials;
+        }
+        e->failures = 0;
+        // A disabled account cannot log on (AD data 533); not a usable password.
+        return e->user.disabled ? ldap::bind_status::invalid_credentials : ldap::bind_status::ok;
     }
 
     ldap::write_result reset_password(const ldap::directory_user& user,
                                       const secret& new_password) override {
         ++writes;
         ldap::write_result r;
-        if (down) {
-            r.status = ldap::write_status::unavailable;
+        if (refused(user, nullptr, new_password, r)) {
             return r;
         }
         auto* e = by_dn(user.dn);
@@ -71,12 +96,10 @@ public:
             r.status = ldap::write_status::failed;
             return r;
         }
-        if (new_password.size() < min_length) {
-            r.status = ldap::write_status::rejected;
-            r.reason = ldap::refusal{"min_length", "Password fails quality checking policy"};
+        if (too_short(new_password, r)) {
             return r;
         }
-        e->password = std::string(new_password.view());
+        store(*e, new_password);
         r.status = ldap::write_status::ok;
         r.unlocked = e->user.locked;
         e->user.locked = false;
@@ -86,12 +109,11 @@ public:
     ldap::write_result change_password(const ldap::directory_user& user, const secret& current,
                                        const secret& new_password) override {
         ldap::write_result r;
-        if (down) {
-            r.status = ldap::write_status::unavailable;
+        if (refused(user, &current, new_password, r)) {
             return r;
         }
         auto* e = by_dn(user.dn);
-        if (e == nullptr || current.empty() || !current.equals(e->password)) {
+        if (e == nullptr || !current.equals(e->password)) {
             r.status = ldap::write_status::wrong_password;
             return r;
         }
@@ -99,30 +121,92 @@ public:
             r.status = ldap::write_status::locked;
             return r;
         }
-        if (new_password.size() < min_length) {
+        if (too_short(new_password, r)) {
+            return r;
+        }
+        if (in_history(*e, new_password)) {
             r.status = ldap::write_status::rejected;
-            r.reason = ldap::refusal{"min_length", "Password fails quality checking policy"};
+            r.reason = ldap::refusal{"history", "Password is in history of old passwords"};
             return r;
         }
         ++writes;
-        e->password = std::string(new_password.view());
+        store(*e, new_password);
         r.status = ldap::write_status::ok;
         return r;
     }
 
     bool ping() override { return !down; }
 
-    const std::string& password_of(const std::string& username) {
-        return entries_.at(username).password;
-    }
-    entry& at(const std::string& username) { return entries_.at(username); }
+    const std::string& password_of(const std::string& username) { return at(username).password; }
+    entry& at(const std::string& username) { return entries_.at(lower(username)); }
 
     bool down = false;
     std::size_t min_length = 12;
+    std::size_t history_length = 5;
+    int max_failures = 0;
     int lookups = 0;
     int writes = 0;
 
 private:
+    static std::string lower(std::string_view s) {
+        std::string out(s);
+        for (char& c : out) {
+            c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        }
+        return out;
+    }
+
+    // The refusals the real directories make before asking a server, in their order.
+    bool refused(const ldap::directory_user& user, const secret* current,
+                 const secret& new_password, ldap::write_result& r) const {
+        if (user.dn.empty() || user.disabled || user.is_protected) {
+            r.status = ldap::write_status::failed;
+        } else if (current != nullptr && current->empty()) {
+            r.status = ldap::write_status::wrong_password;
+        } else if (new_password.empty()) {
+            r.status = ldap::write_status::rejected;
+            r.reason = ldap::refusal{"min_length", "empty password"};
+        } else if (down) {
+            r.status = ldap::write_status::unavailable;
+        } else {
+            return false;
+        }
+        return true;
+    }
+
+    bool too_short(const secret& new_password, ldap::write_result& r) const {
+        if (new_password.size() >= min_length) {
+            return false;
+        }
+        r.status = ldap::write_status::rejected;
+        r.reason = ldap::refusal{"min_length", "Password fails quality checking policy"};
+        return true;
+    }
+
+    bool in_history(const entry& e, const secret& new_password) const {
+        if (history_length == 0) {
+            return false;
+        }
+        if (new_password.equals(e.password)) {
+            return true;
+        }
+        for (const auto& old : e.history) {
+            if (new_password.equals(old)) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    void store(entry& e, const secret& new_password) const {
+        e.history.push_front(std::move(e.password));
+        while (e.history.size() > history_length) {
+            e.history.pop_back();
+        }
+        e.password = std::string(new_password.view());
+        e.failures = 0;
+    }
+
     entry* by_dn(const std::string& dn) {
         for (auto& [name, e] : entries_) {
             if (e.user.dn == dn) {
@@ -132,7 +216,7 @@ private:
         return nullptr;
     }
 
-    std::map<std::string, entry> entries_;
+    std::map<std::string, entry> entries_;  // by lower-case username
 };
 
 }  // namespace pwresetd::testing

@@ -1,6 +1,7 @@
 // The OpenLDAP directory against a real slapd with ppolicy (tests/lab/openldap.sh), one lab
-// per test binary, always stopped and removed at exit. Nothing here prints a password.
-#include <fcntl.h>
+// per test binary, always stopped and removed at exit: the directory contract
+// (tests/unit/ldap/directory_contract.hpp), then what only OpenLDAP does. Nothing here
+// prints a password.
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -10,139 +11,46 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdint>
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <map>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "integration/lab.hpp"
 #include "ldap/connection.hpp"
 #include "ldap/directory.hpp"
+#include "support/stderr_capture.hpp"
+#include "unit/ldap/directory_contract.hpp"
 
-namespace fs = std::filesystem;
 using namespace pwresetd;
 using namespace pwresetd::ldap;
+using namespace pwresetd::testing;
 
 namespace {
 
 // Passwords are named so that a failed CHECK echoes a name, never the value.
 constexpr const char* alice_password = "Alice-Old-Passw0rd!";
 constexpr const char* alice_wrong = "Alice-Wrong-Passw0rd!";
-constexpr const char* alice_wrong_2 = "Alice-Wrong-Passw0rd-2";
 constexpr const char* bob_password = "Bob-Old-Passw0rd!";
 constexpr const char* carol_password = "Carol-Old-Passw0rd!";
 constexpr const char* dave_password = "Dave-Old-Passw0rd!";
-constexpr const char* erin_password = "Erin-Old-Passw0rd!";
 constexpr const char* too_short = "Short-1";
-constexpr const char* tiny = "Tiny-1";
-constexpr const char* whatever = "Whatever-Passw0rd-1";
-constexpr const char* wrong_svc = "Wrong-Svc-Passw0rd-9";
 constexpr const char* too_short_2 = "too-short";
-constexpr const char* dave_new = "Dave-New-Passw0rd-1";
-constexpr const char* erin_new = "Erin-New-Passw0rd-1";
-
-std::string read_file(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream out;
-    out << in.rdbuf();
-    return out.str();
-}
-
-std::string shell_quote(const std::string& s) {
-    std::string out = "'";
-    for (const char c : s) {
-        if (c == '\'') {
-            out += "'\\''";
-        } else {
-            out += c;
-        }
-    }
-    return out + "'";
-}
-
-int run(const std::string& command) {
-    const int status = std::system(command.c_str());
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+constexpr const char* whatever = "Whatever-Passw0rd-1";
 
 // The lab: started on first use, stopped and removed when the test binary exits (also
-// after failed tests: this is a function-local static).
-class lab {
+// after failed tests: a function-local static).
+class lab : public lab_process {
 public:
     static lab& get() {
         static lab instance;
         return instance;
     }
-    lab(const lab&) = delete;
-    lab& operator=(const lab&) = delete;
-
-    const std::string& operator[](const std::string& key) const { return env_.at(key); }
-    const fs::path& dir() const { return dir_; }
-    std::string uid_dn(const std::string& uid) const {
-        return "uid=" + uid + "," + env_.at("LAB_USER_BASE");
+    [[nodiscard]] std::string uid_dn(const std::string& uid) const {
+        return "uid=" + uid + "," + (*this)["LAB_USER_BASE"];
     }
-
-    // Independent check with ldapwhoami (password in a 0600 file, never on a command line).
-    bool binds(const std::string& dn, const std::string& password) const {
-        const fs::path file = dir_ / "check-password";
-        {
-            std::ofstream out(file, std::ios::binary | std::ios::trunc);
-            out << password;
-        }
-        fs::permissions(file, fs::perms::owner_read | fs::perms::owner_write);
-        const std::string cmd = "env -u LDAPNOINIT LDAPTLS_REQCERT=demand LDAPTLS_CACERT=" +
-                                shell_quote(env_.at("LAB_CA")) + " ldapwhoami -x -H " +
-                                shell_quote(env_.at("LAB_LDAPS_URI")) + " -D " + shell_quote(dn) +
-                                " -y " + shell_quote(file.string()) + " >/dev/null 2>&1";
-        const int rc = run(cmd);
-        fs::remove(file);
-        return rc == 0;
-    }
-
-    // The values of one attribute as the lab's rootdn sees them ("attr: value" lines).
-    std::string admin_read(const std::string& dn, const std::string& attribute) const {
-        const fs::path out = dir_ / "admin-read.out";
-        const std::string cmd =
-            "env -u LDAPNOINIT LDAPTLS_REQCERT=demand LDAPTLS_CACERT=" +
-            shell_quote(env_.at("LAB_CA")) + " ldapsearch -LLL -x -o ldif-wrap=no -H " +
-            shell_quote(env_.at("LAB_LDAPS_URI")) + " -D " + shell_quote(env_.at("LAB_ADMIN_DN")) +
-            " -y " + shell_quote(env_.at("LAB_ADMIN_PASSWORD_FILE")) + " -s base -b " +
-            shell_quote(dn) + " '(objectClass=*)' " + shell_quote(attribute) + " > " +
-            shell_quote(out.string()) + " 2>/dev/null";
-        if (run(cmd) != 0) {
-            throw std::runtime_error("ldapsearch as admin failed");
-        }
-        std::string text = read_file(out);
-        fs::remove(out);
-        const auto first_line_end = text.find('\n');  // drop the "dn:" line
-        return first_line_end == std::string::npos ? std::string()
-                                                   : text.substr(first_line_end + 1);
-    }
-
-    // Applies LDIF change records (with changetype lines) as the lab's rootdn. The LDIF may
-    // hold passwords: it goes through a 0600 file, never a command line.
-    void admin_apply(const std::string& ldif) const {
-        const fs::path file = dir_ / "admin-apply.ldif";
-        {
-            std::ofstream out(file, std::ios::binary | std::ios::trunc);
-            out << ldif;
-        }
-        fs::permissions(file, fs::perms::owner_read | fs::perms::owner_write);
-        const std::string cmd = "env -u LDAPNOINIT LDAPTLS_REQCERT=demand LDAPTLS_CACERT=" +
-                                shell_quote(env_.at("LAB_CA")) + " ldapmodify -x -H " +
-                                shell_quote(env_.at("LAB_LDAPS_URI")) + " -D " +
-                                shell_quote(env_.at("LAB_ADMIN_DN")) + " -y " +
-                                shell_quote(env_.at("LAB_ADMIN_PASSWORD_FILE")) + " -f " +
-                                shell_quote(file.string()) + " >/dev/null 2>&1";
-        const int rc = run(cmd);
-        fs::remove(file);
-        if (rc != 0) {
-            throw std::runtime_error("ldapmodify as admin failed");
-        }
+    [[nodiscard]] bool binds(const std::string& dn, const std::string& password) const {
+        return binds_with("ldapwhoami", dn, password, "");
     }
 
     // A new person under the user base (ppolicy stores the cleartext password hashed), so a
@@ -155,54 +63,13 @@ public:
                     "@example.test\nuserPassword: " + password + "\n" + extra_lines + "\n");
         return dn;
     }
+    void add_contract_user(const std::string& uid, const std::string& password) const {
+        add_user(uid, password,
+                 "mobile: " + contract::phone + "\ndisplayName: " + contract::display_name);
+    }
 
 private:
-    lab() {
-        const char* source = std::getenv("PWRESETD_SOURCE_DIR");
-        const fs::path script = fs::path(source != nullptr ? source : PWRESETD_DEFAULT_SOURCE_DIR) /
-                                "tests" / "lab" / "openldap.sh";
-        std::string templ = (fs::temp_directory_path() / "pwresetd-ldap-XXXXXX").string();
-        if (::mkdtemp(templ.data()) == nullptr) {
-            throw std::runtime_error("mkdtemp failed");
-        }
-        dir_ = templ;
-        script_ = script.string();
-        // If this process dies without running destructors (a signal, a crash), a reaper
-        // stops the lab and removes the folder once it is gone.
-        run("nohup sh -c 'while kill -0 " + std::to_string(::getpid()) +
-            " 2>/dev/null; do sleep 0.5; done; \"$0\" stop \"$1\"; rm -rf \"$1\"' " +
-            shell_quote(script_) + " " + shell_quote(dir_.string()) + " >/dev/null 2>&1 &");
-        if (run(shell_quote(script_) + " start " + shell_quote(dir_.string()) + " >&2") != 0) {
-            stop();
-            throw std::runtime_error("tests/lab/openldap.sh start failed");
-        }
-        std::istringstream lines(read_file(dir_ / "lab.env"));
-        for (std::string line; std::getline(lines, line);) {
-            const auto eq = line.find('=');
-            if (eq != std::string::npos) {
-                env_[line.substr(0, eq)] = line.substr(eq + 1);
-            }
-        }
-        // (Child processes that use ldap-utils run with "env -u LDAPNOINIT": the library sets
-        // LDAPNOINIT for the whole process.)
-        // Hostile environment for the rest of the run: libldap must ignore it (LDAPNOINIT,
-        // explicit per-handle TLS options), or the wrong-CA test below would pass TLS.
-        ::setenv("LDAPTLS_REQCERT", "never", 1);
-        ::setenv("LDAPTLS_CACERT", env_.at("LAB_CA").c_str(), 1);
-    }
-    ~lab() { stop(); }
-
-    void stop() noexcept {
-        if (!script_.empty()) {
-            run(shell_quote(script_) + " stop " + shell_quote(dir_.string()) + " >&2");
-        }
-        std::error_code ec;
-        fs::remove_all(dir_, ec);
-    }
-
-    fs::path dir_;
-    std::string script_;
-    std::map<std::string, std::string> env_;
+    lab() : lab_process("openldap.sh", "pwresetd-ldap", "") {}
 };
 
 directory_settings lab_settings() {
@@ -225,25 +92,9 @@ std::unique_ptr<directory> lab_directory() {
     return make_directory(lab_settings());
 }
 
-directory_user must_find(directory& d, std::string_view username) {
-    lookup_result r = d.find_user(username);
-    REQUIRE(r.status == lookup_status::found);
-    REQUIRE(r.user.has_value());
-    return *r.user;
-}
+using contract::must_find;
 
-// A loopback port with nothing listening (bound, never listened on, then closed).
-int closed_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    socklen_t len = sizeof addr;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    ::close(fd);
-    return ntohs(addr.sin_port);
-}
+using openldap_backend = lab_backend<lab, lab_settings>;
 
 // A socket that accepts TCP connections (kernel backlog) but never says a word.
 class silent_server {
@@ -357,112 +208,61 @@ private:
     std::vector<std::thread> threads_;
 };
 
-// Captures what the process writes to stderr (where common/log writes) while alive.
-class stderr_capture {
-public:
-    explicit stderr_capture(const fs::path& file) : file_(file) {
-        std::fflush(stderr);
-        saved_ = ::dup(STDERR_FILENO);
-        const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        ::dup2(fd, STDERR_FILENO);
-        ::close(fd);
-    }
-    ~stderr_capture() { restore(); }
-    stderr_capture(const stderr_capture&) = delete;
-    stderr_capture& operator=(const stderr_capture&) = delete;
-    std::string text() {
-        restore();
-        return read_file(file_);
-    }
-
-private:
-    void restore() {
-        if (saved_ >= 0) {
-            std::fflush(stderr);
-            ::dup2(saved_, STDERR_FILENO);
-            ::close(saved_);
-            saved_ = -1;
-        }
-    }
-    fs::path file_;
-    int saved_ = -1;
-};
-
 using clock_type = std::chrono::steady_clock;
 
 double seconds_since(clock_type::time_point start) {
     return std::chrono::duration<double>(clock_type::now() - start).count();
 }
 
-std::size_t count_of(const std::string& text, const std::string& needle) {
-    std::size_t n = 0;
-    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
-        ++n;
-    }
-    return n;
-}
-
 int port_of(const std::string& uri) {
     return std::stoi(uri.substr(uri.rfind(':') + 1));
 }
 
-std::string dead_uri() {
-    return "ldaps://127.0.0.1:" + std::to_string(closed_port());
-}
-
 }  // namespace
 
-TEST_CASE("find_user: found, with id, mail, mobile and display name", "[ldap][openldap]") {
+TEST_CASE("OpenLDAP meets the directory contract", "[ldap][openldap][contract]") {
+    contract::run_directory_contract<openldap_backend>();
+}
+
+TEST_CASE("find_user: entryUUID id, the lab's attributes, twins, metacharacters",
+          "[ldap][openldap]") {
     auto d = lab_directory();
     const directory_user alice = must_find(*d, "alice");
     CHECK(alice.dn == lab::get().uid_dn("alice"));
     CHECK(alice.id.size() == 36);  // entryUUID, RFC 4122 text form
-    CHECK(alice.username == "alice");
     CHECK(alice.email == "alice@example.test");
     CHECK(alice.phone == "+46701234567");
     CHECK(alice.display_name == "Alice Andersson");
-    CHECK_FALSE(alice.locked);
-    CHECK_FALSE(alice.disabled);
-    CHECK_FALSE(alice.is_protected);
+    CHECK(must_find(*d, "bob").phone.empty());
 
-    const directory_user bob = must_find(*d, "bob");
-    CHECK(bob.id != alice.id);
-    CHECK(bob.phone.empty());
-    // Same entry, same id on a second lookup (pooled connection reused).
-    CHECK(must_find(*d, "alice").id == alice.id);
-}
-
-TEST_CASE("find_user: not found and ambiguous", "[ldap][openldap]") {
-    auto d = lab_directory();
-    CHECK(d->find_user("nobody").status == lookup_status::not_found);
-    CHECK(d->find_user("").status == lookup_status::not_found);
     const lookup_result twin = d->find_user("twin");
     CHECK(twin.status == lookup_status::ambiguous);
     CHECK_FALSE(twin.user.has_value());
-}
 
-TEST_CASE("find_user: hostile usernames never match", "[ldap][openldap]") {
-    auto d = lab_directory();
-    for (const char* name :
-         {"*", "alice)(uid=*", "al*", "*)(|(uid=*", "\\", "a\\2a", "alice*", "*lice", "(uid=alice)",
-          "alice)", "st*", "st*r(x)*", "\x01\x02\xff\xfe garbage", "alice\\00"}) {
-        INFO("username: " << name);
-        CHECK(d->find_user(name).status == lookup_status::not_found);
-    }
     // The one entry whose uid is made of metacharacters is found by its exact value only.
+    for (const char* near : {"st*", "st*r(x)*", "st\\2ar(x)\\5c"}) {
+        INFO("username: " << near);
+        CHECK(d->find_user(near).status == lookup_status::not_found);
+    }
     const directory_user meta = must_find(*d, "st*r(x)\\");
     CHECK(meta.email == "meta@example.test");
+
+    directory_settings named = lab_settings();
+    named.name = "corp";
+    CHECK(must_find(*make_directory(std::move(named)), "alice").directory == "corp");
 }
 
-TEST_CASE("find_user: locked, disabled and protected flags", "[ldap][openldap]") {
+TEST_CASE("find_user: ppolicy's locks; direct members of a protected group", "[ldap][openldap]") {
     auto d = lab_directory();
-    const directory_user carol = must_find(*d, "carol");
+    const directory_user carol = must_find(*d, "carol");  // locked by the lab
     CHECK(carol.locked);
     CHECK_FALSE(carol.disabled);
+    // pwdAccountLockedTime 000001010000Z: an administrator's lock, so disabled and locked.
     const directory_user dave = must_find(*d, "dave");
     CHECK(dave.locked);
     CHECK(dave.disabled);
-    const directory_user erin = must_find(*d, "erin");
+    CHECK(d->verify_password(dave, secret(dave_password)) == bind_status::locked);
+    const directory_user erin = must_find(*d, "erin");  // member of cn=admins
     CHECK(erin.is_protected);
     CHECK_FALSE(erin.locked);
     CHECK_FALSE(must_find(*d, "bob").is_protected);
@@ -526,52 +326,22 @@ TEST_CASE("find_user: fails closed when two_methods_groups cannot be checked", "
     CHECK(log.find("event=ldap.two_methods_group_check_failed") != std::string::npos);
 }
 
-TEST_CASE("verify_password: ok, wrong, empty, locked", "[ldap][openldap]") {
-    auto d = lab_directory();
-    const directory_user alice = must_find(*d, "alice");
-    CHECK(d->verify_password(alice, secret(alice_password)) == bind_status::ok);
-    CHECK(d->verify_password(alice, secret(alice_wrong)) == bind_status::invalid_credentials);
-    CHECK(d->verify_password(alice, secret("")) == bind_status::invalid_credentials);
-    // A success clears the failure count (alice never gets near pwdMaxFailure 3).
-    CHECK(d->verify_password(alice, secret(alice_password)) == bind_status::ok);
-    const directory_user dave = must_find(*d, "dave");
-    CHECK(d->verify_password(dave, secret(dave_password)) == bind_status::locked);
-}
-
-TEST_CASE("verify_password: an empty password never reaches the server", "[ldap][openldap]") {
-    directory_settings s = lab_settings();
-    s.uris = {"ldaps://127.0.0.1:" + std::to_string(closed_port())};
-    auto d = make_directory(std::move(s));
-    directory_user user;
-    user.dn = lab::get().uid_dn("alice");
-    CHECK(d->verify_password(user, secret("")) == bind_status::invalid_credentials);
-    CHECK(d->verify_password(user, secret("x")) == bind_status::unavailable);
-}
-
-TEST_CASE("reset_password (exop): new binds, old does not, policy refusals", "[ldap][openldap]") {
+TEST_CASE("reset_password (exop): ppolicy names the rule; history counts on a reset",
+          "[ldap][openldap]") {
     const lab& l = lab::get();
     auto d = lab_directory();
     const directory_user bob = must_find(*d, "bob");
     const std::string first = "Bob-New-Passw0rd-1";
-    write_result r = d->reset_password(bob, secret(first));
-    CHECK(r.status == write_status::ok);
-    CHECK_FALSE(r.unlocked);
-    CHECK_FALSE(r.reason.has_value());
-    CHECK(l.binds(bob.dn, first));
-    CHECK_FALSE(l.binds(bob.dn, bob_password));
-    CHECK(d->verify_password(bob, secret(first)) == bind_status::ok);
+    REQUIRE(d->reset_password(bob, secret(first)).status == write_status::ok);
 
-    // Too short: rejected min_length, the current password still binds.
-    r = d->reset_password(bob, secret(too_short));
+    write_result r = d->reset_password(bob, secret(too_short));
     CHECK(r.status == write_status::rejected);
     REQUIRE(r.reason.has_value());
     CHECK(r.reason->rule == "min_length");
     CHECK(r.diagnostic.find("result=19") != std::string::npos);
     CHECK(r.diagnostic.find("ppolicy=6") != std::string::npos);
-    CHECK(l.binds(bob.dn, first));
-    CHECK_FALSE(l.binds(bob.dn, too_short));
 
-    // A previous password: rejected history.
+    // A previous password: rejected history (on a reset too, unlike AD without hints).
     r = d->reset_password(bob, secret(bob_password));
     CHECK(r.status == write_status::rejected);
     REQUIRE(r.reason.has_value());
@@ -587,48 +357,6 @@ TEST_CASE("reset_password (exop): new binds, old does not, policy refusals", "[l
     r = d->reset_password(bob, secret(first));
     REQUIRE(r.reason.has_value());
     CHECK(r.reason->rule == "history");
-
-    // An empty password is refused without asking the server to generate one.
-    r = d->reset_password(bob, secret(""));
-    CHECK(r.status == write_status::rejected);
-    CHECK(l.binds(bob.dn, second));
-}
-
-TEST_CASE("reset_password: a locked account is unlocked", "[ldap][openldap]") {
-    const lab& l = lab::get();
-    // Its own user, locked here by pwdMaxFailure (3) bad binds: carol stays locked for the
-    // find_user test whatever the order the tests run in.
-    const std::string old_password = "Reset-Locked-Old-Passw0rd-1";
-    const std::string wrong = "Reset-Locked-Guess-Passw0rd-1";
-    const std::string dn = l.add_user("reset-locked", old_password);
-    auto d = lab_directory();
-    for (int i = 0; i < 3; ++i) {
-        CHECK(d->verify_password(must_find(*d, "reset-locked"), secret(wrong)) ==
-              bind_status::invalid_credentials);
-    }
-    const directory_user locked = must_find(*d, "reset-locked");
-    REQUIRE(locked.locked);
-    CHECK(d->verify_password(locked, secret(old_password)) == bind_status::locked);
-    const std::string fresh = "Reset-Locked-New-Passw0rd-1";
-    const write_result r = d->reset_password(locked, secret(fresh));
-    CHECK(r.status == write_status::ok);
-    CHECK(r.unlocked);
-    CHECK_FALSE(must_find(*d, "reset-locked").locked);
-    CHECK(l.admin_read(dn, "pwdAccountLockedTime").find("pwdAccountLockedTime") ==
-          std::string::npos);
-    CHECK(l.binds(dn, fresh));
-    CHECK(d->verify_password(locked, secret(fresh)) == bind_status::ok);
-}
-
-TEST_CASE("reset_password: disabled and protected accounts are never written", "[ldap][openldap]") {
-    const lab& l = lab::get();
-    auto d = lab_directory();
-    const directory_user dave = must_find(*d, "dave");
-    CHECK(d->reset_password(dave, secret(dave_new)).status == write_status::failed);
-    CHECK(must_find(*d, "dave").disabled);
-    const directory_user erin = must_find(*d, "erin");
-    CHECK(d->reset_password(erin, secret(erin_new)).status == write_status::failed);
-    CHECK(l.binds(erin.dn, erin_password));
 }
 
 TEST_CASE("reset_password (modify): replace userPassword with ppolicy", "[ldap][openldap]") {
@@ -666,84 +394,46 @@ TEST_CASE("reset_password: force_change_at_next_logon sets pwdReset", "[ldap][op
     CHECK(d->verify_password(twin, secret(fresh)) == bind_status::ok);
 }
 
-TEST_CASE("change_password: new binds, old does not; history and length refusals",
-          "[ldap][openldap][change]") {
+TEST_CASE("change_password: the diagnostics carry ppolicy's error", "[ldap][openldap][change]") {
     const lab& l = lab::get();
     const std::string old_password = "Chg-Old-Passw0rd-1";
     const std::string first = "Chg-New-Passw0rd-1";
+    const std::string wrong = "Chg-Wrong-Guess-Passw0rd-1";
     const std::string dn = l.add_user("chg-ok", old_password);
     auto d = lab_directory();
     const directory_user user = must_find(*d, "chg-ok");
-    write_result r = d->change_password(user, secret(old_password), secret(first));
-    CHECK(r.status == write_status::ok);
-    CHECK_FALSE(r.reason.has_value());
-    CHECK(l.binds(dn, first));
-    CHECK_FALSE(l.binds(dn, old_password));
-    CHECK(d->verify_password(user, secret(first)) == bind_status::ok);
+    write_result r = d->change_password(user, secret(wrong), secret(first));
+    CHECK(r.status == write_status::wrong_password);
+    CHECK(r.diagnostic.find("result=49") != std::string::npos);
 
-    // Too short: rejected min_length (ppolicy 6), the current password still binds.
-    r = d->change_password(user, secret(first), secret(too_short));
+    r = d->change_password(user, secret(old_password), secret(too_short));
     CHECK(r.status == write_status::rejected);
-    REQUIRE(r.reason.has_value());
-    CHECK(r.reason->rule == "min_length");
     CHECK(r.diagnostic.find("ppolicy=6") != std::string::npos);
-    CHECK(l.binds(dn, first));
-    CHECK_FALSE(l.binds(dn, too_short));
 
-    // Back to the previous password: rejected history (ppolicy 8).
+    REQUIRE(d->change_password(user, secret(old_password), secret(first)).status ==
+            write_status::ok);
     r = d->change_password(user, secret(first), secret(old_password));
     CHECK(r.status == write_status::rejected);
     REQUIRE(r.reason.has_value());
     CHECK(r.reason->rule == "history");
     CHECK(r.diagnostic.find("ppolicy=8") != std::string::npos);
     CHECK(l.binds(dn, first));
-    CHECK_FALSE(l.binds(dn, old_password));
 }
 
-TEST_CASE("change_password: a wrong current password changes nothing", "[ldap][openldap][change]") {
-    const lab& l = lab::get();
-    const std::string old_password = "Chg-Wrong-Old-Passw0rd-1";
-    const std::string wrong = "Chg-Wrong-Guess-Passw0rd-1";
-    const std::string fresh = "Chg-Wrong-New-Passw0rd-1";
-    const std::string dn = l.add_user("chg-wrong", old_password);
-    auto d = lab_directory();
-    const directory_user user = must_find(*d, "chg-wrong");
-    const write_result r = d->change_password(user, secret(wrong), secret(fresh));
-    CHECK(r.status == write_status::wrong_password);
-    CHECK_FALSE(r.reason.has_value());
-    CHECK(r.diagnostic.find("result=49") != std::string::npos);
-    CHECK(l.binds(dn, old_password));
-    CHECK_FALSE(l.binds(dn, fresh));
-}
-
-TEST_CASE("change_password: a locked account is locked, even with the right password",
+TEST_CASE("change_password: carol, locked by the lab, is locked even with the right password",
           "[ldap][openldap][change]") {
     const lab& l = lab::get();
-    const std::string old_password = "Chg-Locked-Old-Passw0rd-1";
-    const std::string wrong = "Chg-Locked-Guess-Passw0rd-1";
-    const std::string fresh = "Chg-Locked-New-Passw0rd-1";
-    const std::string dn = l.add_user("chg-locked", old_password);
     auto d = lab_directory();
-    directory_user user = must_find(*d, "chg-locked");
-    for (int i = 0; i < 3; ++i) {  // pwdMaxFailure 3
-        CHECK(d->verify_password(user, secret(wrong)) == bind_status::invalid_credentials);
-    }
-    user = must_find(*d, "chg-locked");
-    REQUIRE(user.locked);
-    const write_result r = d->change_password(user, secret(old_password), secret(fresh));
+    const directory_user carol = must_find(*d, "carol");  // no test unlocks her
+    REQUIRE(carol.locked);
+    const std::string fresh = "Chg-Locked-New-Passw0rd-1";
+    const write_result r = d->change_password(carol, secret(carol_password), secret(fresh));
     CHECK(r.status == write_status::locked);
     CHECK(r.diagnostic.find("ppolicy=1") != std::string::npos);
-    CHECK_FALSE(l.binds(dn, fresh));
-    CHECK(l.admin_read(dn, "pwdAccountLockedTime").find("pwdAccountLockedTime") !=
-          std::string::npos);
-
-    // carol, locked by the lab fixture (no test unlocks her).
-    const directory_user carol = must_find(*d, "carol");
-    REQUIRE(carol.locked);
-    CHECK(d->change_password(carol, secret(carol_password), secret(fresh)).status ==
-          write_status::locked);
     CHECK_FALSE(l.binds(carol.dn, fresh));
-    CHECK(l.binds(carol.dn, carol_password) == false);  // locked: even the right one fails
+    CHECK_FALSE(l.binds(carol.dn, carol_password));  // locked: even the right one fails
+    CHECK(l.admin_read(carol.dn, "pwdAccountLockedTime").find("pwdAccountLockedTime") !=
+          std::string::npos);
 }
 
 TEST_CASE("change_password: a password reset by an administrator can be changed",
@@ -830,51 +520,6 @@ TEST_CASE("change_password (modify): replace userPassword as the user",
     CHECK(d->change_password(user, secret(old_password), secret(fresh)).status == write_status::ok);
     CHECK(l.binds(dn, fresh));
     CHECK_FALSE(l.binds(dn, old_password));
-}
-
-TEST_CASE("change_password: refusals that never reach the server", "[ldap][openldap][change]") {
-    const lab& l = lab::get();
-    directory_settings s = lab_settings();
-    s.uris = {dead_uri()};
-    auto dead = make_directory(std::move(s));
-    directory_user user;
-    user.dn = l.uid_dn("bob");
-    // Against a dead server, any request would come back unavailable.
-    CHECK(dead->change_password(user, secret(""), secret(whatever)).status ==
-          write_status::wrong_password);
-    const write_result r = dead->change_password(user, secret(bob_password), secret(""));
-    CHECK(r.status == write_status::rejected);
-    REQUIRE(r.reason.has_value());
-    CHECK(r.reason->rule == "min_length");
-    CHECK(dead->change_password(user, secret(bob_password), secret(whatever)).status ==
-          write_status::unavailable);
-
-    // Disabled and protected accounts: failed, nothing written.
-    auto d = lab_directory();
-    const directory_user dave = must_find(*d, "dave");
-    CHECK(d->change_password(dave, secret(dave_password), secret(dave_new)).status ==
-          write_status::failed);
-    const directory_user erin = must_find(*d, "erin");
-    CHECK(d->change_password(erin, secret(erin_password), secret(erin_new)).status ==
-          write_status::failed);
-    CHECK(l.binds(erin.dn, erin_password));
-    CHECK_FALSE(l.binds(erin.dn, erin_new));
-}
-
-TEST_CASE("a dead server: unavailable, quickly", "[ldap][openldap]") {
-    const lab& l = lab::get();
-    directory_settings s = lab_settings();
-    s.uris = {"ldaps://127.0.0.1:" + std::to_string(closed_port())};
-    s.timeout_ms = 1000;
-    auto d = make_directory(std::move(s));
-    directory_user user;
-    user.dn = l.uid_dn("bob");
-    const auto start = clock_type::now();
-    CHECK(d->find_user("alice").status == lookup_status::unavailable);
-    CHECK(d->reset_password(user, secret(whatever)).status == write_status::unavailable);
-    CHECK(d->verify_password(user, secret(whatever)) == bind_status::unavailable);
-    CHECK_FALSE(d->ping());
-    CHECK(seconds_since(start) < 2.0);
 }
 
 TEST_CASE("a server that never answers: unavailable within the timeout", "[ldap][openldap]") {
@@ -1008,58 +653,6 @@ TEST_CASE("failover: a URI that comes back is used again after its backoff", "[l
     CHECK(log.find("event=ldap.server_up directory=\"\" uri=" + comeback_uri) != std::string::npos);
 }
 
-TEST_CASE("a wrong CA file: refused, whatever the environment says", "[ldap][openldap]") {
-    const lab& l = lab::get();
-    // The environment (set by the lab fixture) says: do not verify, and trust the lab CA.
-    REQUIRE(std::string(std::getenv("LDAPTLS_REQCERT")) == "never");
-    const fs::path other_key = l.dir() / "other-ca.key";
-    const fs::path other_ca = l.dir() / "other-ca.crt";
-    REQUIRE(run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
-                " -keyout " +
-                shell_quote(other_key.string()) + " -out " + shell_quote(other_ca.string()) +
-                " -days 1 -subj /CN=other >/dev/null 2>&1") == 0);
-    for (const bool start_tls : {false, true}) {
-        INFO("start_tls: " << start_tls);
-        directory_settings s = lab_settings();
-        s.ca_file = other_ca.string();
-        if (start_tls) {
-            s.uris = {l["LAB_LDAP_URI"]};
-            s.start_tls = true;
-        }
-        auto d = make_directory(std::move(s));
-        std::string log;
-        {
-            stderr_capture capture(l.dir() / "stderr.log");
-            CHECK(d->find_user("alice").status == lookup_status::unavailable);
-            log = capture.text();
-        }
-        CHECK(log.find("TLS") != std::string::npos);
-        CHECK(log.find("certificate") != std::string::npos);
-        directory_user user;
-        user.dn = l.uid_dn("alice");
-        CHECK(d->verify_password(user, secret(alice_password)) == bind_status::unavailable);
-    }
-}
-
-TEST_CASE("ldap:// with StartTLS works; without it nothing is sent", "[ldap][openldap]") {
-    const lab& l = lab::get();
-    directory_settings s = lab_settings();
-    s.uris = {l["LAB_LDAP_URI"]};
-    s.start_tls = true;
-    auto d = make_directory(std::move(s));
-    const directory_user alice = must_find(*d, "alice");
-    CHECK(alice.email == "alice@example.test");
-    CHECK(d->verify_password(alice, secret(alice_password)) == bind_status::ok);
-    CHECK(d->ping());
-
-    directory_settings plain = lab_settings();
-    plain.uris = {l["LAB_LDAP_URI"]};
-    plain.start_tls = false;
-    auto refused = make_directory(std::move(plain));
-    CHECK(refused->find_user("alice").status == lookup_status::unavailable);
-    CHECK(refused->verify_password(alice, secret(alice_password)) == bind_status::unavailable);
-}
-
 TEST_CASE("ping and make_directory", "[ldap][openldap]") {
     CHECK(lab_directory()->ping());
     directory_settings no_uris = lab_settings();
@@ -1087,30 +680,4 @@ TEST_CASE("concurrent lookups share the pool", "[ldap][openldap]") {
         t.join();
     }
     CHECK(found == 60);
-}
-
-TEST_CASE("no password ever reaches the log", "[ldap][openldap]") {
-    const lab& l = lab::get();
-    const std::string svc_password = read_file(l["LAB_SVC_PASSWORD_FILE"]);
-    std::string log;
-    {
-        stderr_capture capture(l.dir() / "stderr-secrets.log");
-        auto d = lab_directory();
-        const directory_user alice = must_find(*d, "alice");
-        d->verify_password(alice, secret(alice_wrong_2));
-        d->reset_password(alice, secret(tiny));
-        d->change_password(alice, secret(alice_wrong_2), secret(tiny));
-        d->change_password(alice, secret(alice_password), secret(tiny));
-        // A good bind last: alice's ppolicy failure count is back to 0 for other tests.
-        CHECK(d->verify_password(alice, secret(alice_password)) == bind_status::ok);
-        directory_settings s = lab_settings();
-        s.bind_password = secret(wrong_svc);
-        make_directory(std::move(s))->find_user("alice");
-        log = capture.text();
-    }
-    CHECK_FALSE(log.empty());
-    CHECK(log.find(svc_password) == std::string::npos);
-    CHECK(log.find(alice_wrong_2) == std::string::npos);
-    CHECK(log.find(tiny) == std::string::npos);
-    CHECK(log.find(wrong_svc) == std::string::npos);
 }

@@ -1,37 +1,30 @@
 // The Active Directory directory against a real Samba AD domain controller
-// (tests/lab/samba.sh), one lab per test binary, always stopped and removed at exit. The
+// (tests/lab/samba.sh), one lab per test binary, always stopped and removed at exit: the
+// directory contract (tests/unit/ldap/directory_contract.hpp), then what only AD does. The
 // DC's ports are fixed, so this binary runs inside a private network namespace
 // (tests/lab/in-netns.sh; ctest does that). The service account is the delegated,
 // non-administrator svc-pwreset. Nothing here prints a password.
 //
 // Lockout is 3 bad passwords: every test keeps each user below that between good binds,
-// except the one that locks carol on purpose.
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
+// except the ones that lock an account on purpose.
 #include <catch2/catch.hpp>
-#include <chrono>
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <map>
-#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
+#include "integration/lab.hpp"
+#include "ldap/ad_password.hpp"
 #include "ldap/directory.hpp"
+#include "support/stderr_capture.hpp"
+#include "unit/ldap/directory_contract.hpp"
 
-namespace fs = std::filesystem;
 using namespace pwresetd;
 using namespace pwresetd::ldap;
+using namespace pwresetd::testing;
 
 namespace {
 
 // Passwords are named so that a failed CHECK echoes a name, never the value.
-constexpr const char* alice_password = "Alice-Old-Passw0rd!";
-constexpr const char* alice_wrong = "Alice-Wrong-Passw0rd!";
 constexpr const char* alice_new = "Alice-New-Passw0rd-1";
 constexpr const char* alice_too_short = "Sh0rt!x";
 // A quote, a backslash, é and an emoji (U+1F600, a surrogate pair in UTF-16).
@@ -42,154 +35,59 @@ constexpr const char* bob_password = "Bob-Old-Passw0rd!";
 constexpr const char* bob_wrong = "Bob-Wrong-Passw0rd!";
 constexpr const char* bob_new = "Bob-New-Passw0rd-1";
 constexpr const char* bob_newer = "Bob-Newer-Passw0rd-2";
-constexpr const char* bob_too_short = "B0b-short";
 constexpr const char* bob_simple = "alllowercaselongpassword";
-constexpr const char* carol_password = "Carol-Old-Passw0rd!";
 constexpr const char* carol_wrong = "Carol-Wrong-Passw0rd!";
 constexpr const char* carol_new = "Carol-New-Passw0rd-1";
 constexpr const char* carol_changed = "Carol-Changed-Passw0rd-2";
 constexpr const char* dave_password = "Dave-Old-Passw0rd!";
-constexpr const char* dave_new = "Dave-New-Passw0rd-1";
-constexpr const char* erin_password = "Erin-Old-Passw0rd!";
-constexpr const char* erin_new = "Erin-New-Passw0rd-1";
 constexpr const char* frank_password = "Frank-Old-Passw0rd!";
 constexpr const char* frank_new = "Frank-New-Passw0rd-1";
 constexpr const char* gina_new = "Gina-New-Passw0rd-1";
 constexpr const char* gina_changed = "Gina-Changed-Passw0rd-2";
 constexpr const char* whatever = "Whatever-Passw0rd-1";
 
-std::string read_file(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream out;
-    out << in.rdbuf();
-    return out.str();
-}
-
-std::string shell_quote(const std::string& s) {
-    std::string out = "'";
-    for (const char c : s) {
-        if (c == '\'') {
-            out += "'\\''";
-        } else {
-            out += c;
-        }
-    }
-    return out + "'";
-}
-
-int run(const std::string& command) {
-    const int status = std::system(command.c_str());
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 // The lab: started on first use, stopped and removed when the test binary exits (also
 // after failed tests: a function-local static).
-class lab {
+class lab : public lab_process {
 public:
     static lab& get() {
         static lab instance;
         return instance;
     }
-    lab(const lab&) = delete;
-    lab& operator=(const lab&) = delete;
-
-    const std::string& operator[](const std::string& key) const { return env_.at(key); }
-    const fs::path& dir() const { return dir_; }
-    std::string user_dn(const std::string& cn) const {
-        return "CN=" + cn + "," + env_.at("LAB_USER_BASE");
+    [[nodiscard]] std::string user_dn(const std::string& cn) const {
+        return "CN=" + cn + "," + (*this)["LAB_USER_BASE"];
+    }
+    // ldapsearch, not ldapwhoami: Samba has no whoami exop (LAB.md).
+    [[nodiscard]] bool binds(const std::string& dn, const std::string& password) const {
+        return binds_with("ldapsearch", dn, password, "-s base -b " + shell_quote(dn) + " dn");
     }
 
-    // Independent check with ldapsearch (ldapwhoami fails against Samba: no whoami exop,
-    // LAB.md); the password goes through a 0600 file, never a command line.
-    bool binds(const std::string& dn, const std::string& password) const {
-        const fs::path file = dir_ / "check-password";
-        {
-            std::ofstream out(file, std::ios::binary | std::ios::trunc);
-            out << password;
+    // A new enabled user in OU=people (so the delegation is inherited), added by the
+    // Administrator with its password: unicodePwd, quoted UTF-16LE, from a 0600 file.
+    void add_contract_user(const std::string& name, const std::string& password) const {
+        const auto value = encode_unicode_pwd(password);
+        if (!value) {
+            throw std::invalid_argument("add_contract_user: the password is not UTF-8");
         }
-        fs::permissions(file, fs::perms::owner_read | fs::perms::owner_write);
-        const int rc = run(ldap_tool("ldapsearch") + " -D " + shell_quote(dn) + " -y " +
-                           shell_quote(file.string()) + " -s base -b " + shell_quote(dn) +
-                           " dn >/dev/null 2>&1");
+        const fs::path file = dir() / "unicode-pwd.bin";
+        const auto bytes = value->bytes();
+        write_private_file(
+            file, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+        const std::string dn = user_dn(name);
+        admin_apply("dn: " + dn + "\nchangetype: add\nobjectClass: user\n" +
+                    "sAMAccountName: " + name + "\nuserPrincipalName: " + name +
+                    "@example.test\nmail: " + name + "@example.test\nmobile: " + contract::phone +
+                    "\ndisplayName: " + contract::display_name + "\nunicodePwd:< file://" +
+                    file.string() + "\nuserAccountControl: 512\n\n");
         fs::remove(file);
-        return rc == 0;
-    }
-
-    // One attribute's values as Administrator sees them ("attr: value" lines).
-    std::string admin_read(const std::string& dn, const std::string& attribute) const {
-        const fs::path out = dir_ / "admin-read.out";
-        const int rc = run(ldap_tool("ldapsearch") + " -LLL -o ldif-wrap=no -D " +
-                           shell_quote(env_.at("LAB_ADMIN_DN")) + " -y " +
-                           shell_quote(env_.at("LAB_ADMIN_PASSWORD_FILE")) + " -s base -b " +
-                           shell_quote(dn) + " '(objectClass=*)' " + shell_quote(attribute) +
-                           " > " + shell_quote(out.string()) + " 2>/dev/null");
-        if (rc != 0) {
-            throw std::runtime_error("ldapsearch as Administrator failed");
-        }
-        std::string text = read_file(out);
-        fs::remove(out);
-        const auto first_line_end = text.find('\n');  // drop the "dn:" line
-        return first_line_end == std::string::npos ? std::string()
-                                                   : text.substr(first_line_end + 1);
     }
 
 private:
-    lab() {
-        const char* source = std::getenv("PWRESETD_SOURCE_DIR");
-        const fs::path script = fs::path(source != nullptr ? source : PWRESETD_DEFAULT_SOURCE_DIR) /
-                                "tests" / "lab" / "samba.sh";
-        std::string templ = (fs::temp_directory_path() / "pwresetd-samba-XXXXXX").string();
-        if (::mkdtemp(templ.data()) == nullptr) {
-            throw std::runtime_error("mkdtemp failed");
-        }
-        dir_ = templ;
-        script_ = script.string();
-        // If this process dies without running destructors (a signal, a crash), a reaper
-        // stops the lab and removes the folder once it is gone.
-        run("nohup sh -c 'while kill -0 " + std::to_string(::getpid()) +
-            " 2>/dev/null; do sleep 0.5; done; \"$0\" stop \"$1\"; rm -rf \"$1\"' " +
-            shell_quote(script_) + " " + shell_quote(dir_.string()) + " >/dev/null 2>&1 &");
-        const auto start = std::chrono::steady_clock::now();
-        if (run(shell_quote(script_) + " start " + shell_quote(dir_.string()) + " >&2") != 0) {
-            stop();
-            throw std::runtime_error(
-                "tests/lab/samba.sh start failed (run this binary through tests/lab/in-netns.sh)");
-        }
-        std::istringstream lines(read_file(dir_ / "lab.env"));
-        for (std::string line; std::getline(lines, line);) {
-            const auto eq = line.find('=');
-            if (eq != std::string::npos) {
-                env_[line.substr(0, eq)] = line.substr(eq + 1);
-            }
-        }
-        WARN("Samba lab ready in "
-             << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()
-             << " s");
-        // Hostile environment for the rest of the run: libldap must ignore it (LDAPNOINIT,
-        // explicit per-handle TLS options), or the wrong-CA test would pass TLS. Child
-        // ldap-utils run with "env -u LDAPNOINIT" and their own settings.
-        ::setenv("LDAPTLS_REQCERT", "never", 1);
-        ::setenv("LDAPTLS_CACERT", env_.at("LAB_CA").c_str(), 1);
+    lab()
+        : lab_process("samba.sh", "pwresetd-samba",
+                      " (run this binary through tests/lab/in-netns.sh)") {
+        WARN("Samba lab ready in " << start_seconds() << " s");
     }
-    ~lab() { stop(); }
-
-    std::string ldap_tool(const std::string& tool) const {
-        return "env -u LDAPNOINIT LDAPTLS_REQCERT=demand LDAPTLS_CACERT=" +
-               shell_quote(env_.at("LAB_CA")) + " " + tool + " -x -o nettimeout=5 -H " +
-               shell_quote(env_.at("LAB_LDAPS_URI"));
-    }
-
-    void stop() noexcept {
-        if (!script_.empty()) {
-            run(shell_quote(script_) + " stop " + shell_quote(dir_.string()) + " >&2");
-        }
-        std::error_code ec;
-        fs::remove_all(dir_, ec);
-    }
-
-    fs::path dir_;
-    std::string script_;
-    std::map<std::string, std::string> env_;
 };
 
 directory_settings lab_settings() {
@@ -212,70 +110,19 @@ std::unique_ptr<directory> lab_directory() {
     return make_directory(lab_settings());
 }
 
-directory_user must_find(directory& d, std::string_view username) {
-    lookup_result r = d.find_user(username);
-    REQUIRE(r.status == lookup_status::found);
-    REQUIRE(r.user.has_value());
-    return *r.user;
-}
+using contract::must_find;
 
-// A loopback port with nothing listening.
-int closed_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    socklen_t len = sizeof addr;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    ::close(fd);
-    return ntohs(addr.sin_port);
-}
-
-// Captures what the process writes to stderr (where common/log writes) while alive.
-class stderr_capture {
-public:
-    explicit stderr_capture(const fs::path& file) : file_(file) {
-        std::fflush(stderr);
-        saved_ = ::dup(STDERR_FILENO);
-        const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        ::dup2(fd, STDERR_FILENO);
-        ::close(fd);
-    }
-    ~stderr_capture() { restore(); }
-    stderr_capture(const stderr_capture&) = delete;
-    stderr_capture& operator=(const stderr_capture&) = delete;
-    std::string text() {
-        restore();
-        return read_file(file_);
-    }
-
-private:
-    void restore() {
-        if (saved_ >= 0) {
-            std::fflush(stderr);
-            ::dup2(saved_, STDERR_FILENO);
-            ::close(saved_);
-            saved_ = -1;
-        }
-    }
-    fs::path file_;
-    int saved_ = -1;
-};
-
-std::size_t count_of(const std::string& text, const std::string& needle) {
-    std::size_t n = 0;
-    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
-        ++n;
-    }
-    return n;
-}
+using samba_backend = lab_backend<lab, lab_settings>;
 
 bool is_lower_hex(const std::string& s) {
     return s.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
 
 }  // namespace
+
+TEST_CASE("Samba AD meets the directory contract", "[ldap][samba][contract]") {
+    contract::run_directory_contract<samba_backend>();
+}
 
 TEST_CASE("find_user: objectGUID id, mail, mobile, display name", "[ldap][samba]") {
     auto d = lab_directory();
@@ -302,18 +149,12 @@ TEST_CASE("find_user: objectGUID id, mail, mobile, display name", "[ldap][samba]
     CHECK(must_find(*make_directory(std::move(named)), "alice").directory == "corp");
 }
 
-TEST_CASE("find_user: not found, ambiguous, hostile names", "[ldap][samba]") {
-    auto d = lab_directory();
-    CHECK(d->find_user("nobody").status == lookup_status::not_found);
-    CHECK(d->find_user("").status == lookup_status::not_found);
-    for (const char* name : {"*", "alice)(sAMAccountName=*", "al*", "*)(|(sAMAccountName=*", "\\",
-                             "alice*", "*lice", "alice)", "alice\\00"}) {
-        INFO("username: " << name);
-        CHECK(d->find_user(name).status == lookup_status::not_found);
-    }
+TEST_CASE("find_user: a filter that matches two entries is ambiguous", "[ldap][samba]") {
     directory_settings s = lab_settings();
     s.user_filter = "(&(objectClass=user)(|(sAMAccountName={username})(sAMAccountName=bob)))";
-    CHECK(make_directory(std::move(s))->find_user("alice").status == lookup_status::ambiguous);
+    const lookup_result r = make_directory(std::move(s))->find_user("alice");
+    CHECK(r.status == lookup_status::ambiguous);
+    CHECK_FALSE(r.user.has_value());
 }
 
 TEST_CASE("find_user: disabled, and protected through a nested group or adminCount",
@@ -322,6 +163,8 @@ TEST_CASE("find_user: disabled, and protected through a nested group or adminCou
     const directory_user dave = must_find(*d, "dave");
     CHECK(dave.disabled);
     CHECK_FALSE(dave.is_protected);
+    // data 533 (disabled): not a usable password.
+    CHECK(d->verify_password(dave, secret(dave_password)) == bind_status::invalid_credentials);
     // erin is in helpdesk-admins, which is in tier0 (the protected group): nested only.
     const directory_user erin = must_find(*d, "erin");
     CHECK(erin.is_protected);
@@ -431,41 +274,18 @@ TEST_CASE("find_user: a two_methods group that does not exist is reported once",
     CHECK(log.find("event=ldap.protected_group_missing") == std::string::npos);
 }
 
-TEST_CASE("verify_password: ok, wrong, empty, disabled", "[ldap][samba]") {
-    auto d = lab_directory();
-    const directory_user alice = must_find(*d, "alice");
-    CHECK(d->verify_password(alice, secret(alice_password)) == bind_status::ok);
-    CHECK(d->verify_password(alice, secret(alice_wrong)) == bind_status::invalid_credentials);
-    CHECK(d->verify_password(alice, secret("")) == bind_status::invalid_credentials);
-    CHECK(d->verify_password(alice, secret(alice_password)) == bind_status::ok);  // resets count
-    const directory_user dave = must_find(*d, "dave");
-    // data 533 (disabled): not a usable password.
-    CHECK(d->verify_password(dave, secret(dave_password)) == bind_status::invalid_credentials);
-}
-
-TEST_CASE("reset_password: new binds, old does not; too short is refused", "[ldap][samba]") {
+TEST_CASE("reset_password: the refusal names the rule and keeps AD's code", "[ldap][samba]") {
     const lab& l = lab::get();
     auto d = lab_directory();
     const directory_user alice = must_find(*d, "alice");
-    write_result r = d->reset_password(alice, secret(alice_new));
-    CHECK(r.status == write_status::ok);
-    CHECK_FALSE(r.unlocked);
-    CHECK_FALSE(r.reason.has_value());
-    CHECK(l.binds(alice.dn, alice_new));
-    CHECK_FALSE(l.binds(alice.dn, alice_password));  // old password allowed period = 0
-    CHECK(d->verify_password(alice, secret(alice_new)) == bind_status::ok);
-
-    r = d->reset_password(alice, secret(alice_too_short));
+    REQUIRE(d->reset_password(alice, secret(alice_new)).status == write_status::ok);
+    const write_result r = d->reset_password(alice, secret(alice_too_short));
     CHECK(r.status == write_status::rejected);
     REQUIRE(r.reason.has_value());
     CHECK(r.reason->rule == "min_length");
     CHECK(r.reason->detail.find("too short") != std::string::npos);
     CHECK(r.diagnostic.find("result=19") != std::string::npos);
     CHECK(r.diagnostic.find("ad=0000052D") != std::string::npos);
-    CHECK(l.binds(alice.dn, alice_new));
-
-    r = d->reset_password(alice, secret(""));
-    CHECK(r.status == write_status::rejected);
     CHECK(l.binds(alice.dn, alice_new));
 }
 
@@ -532,49 +352,29 @@ TEST_CASE("delegation: a service account without it cannot reset", "[ldap][samba
     CHECK_FALSE(l.binds(alice.dn, alice_undelegated));
 }
 
-TEST_CASE("change_password: works, and policy refusals name the rule", "[ldap][samba]") {
+TEST_CASE("change_password: complexity is named; a wrong password is 00000056", "[ldap][samba]") {
     const lab& l = lab::get();
     auto d = lab_directory();
     const directory_user bob = must_find(*d, "bob");
-    write_result r = d->change_password(bob, secret(bob_password), secret(bob_new));
-    CHECK(r.status == write_status::ok);
-    CHECK(l.binds(bob.dn, bob_new));
-    CHECK_FALSE(l.binds(bob.dn, bob_password));
-    CHECK(l.binds(bob.dn, bob_new));  // clears the bad-password count
-
-    r = d->change_password(bob, secret(bob_new), secret(bob_too_short));
-    CHECK(r.status == write_status::rejected);
-    REQUIRE(r.reason.has_value());
-    CHECK(r.reason->rule == "min_length");
-
-    r = d->change_password(bob, secret(bob_new), secret(bob_simple));
+    REQUIRE(d->change_password(bob, secret(bob_password), secret(bob_new)).status ==
+            write_status::ok);
+    write_result r = d->change_password(bob, secret(bob_new), secret(bob_simple));
     CHECK(r.status == write_status::rejected);
     REQUIRE(r.reason.has_value());
     CHECK(r.reason->rule == "complexity");
 
-    r = d->change_password(bob, secret(bob_new), secret(bob_password));  // in history
-    CHECK(r.status == write_status::rejected);
-    REQUIRE(r.reason.has_value());
-    CHECK(r.reason->rule == "history");
-
-    r = d->change_password(bob, secret(bob_new), secret(bob_new));  // the current one
-    CHECK(r.status == write_status::rejected);
-    REQUIRE(r.reason.has_value());
-    CHECK(r.reason->rule == "history");
-
     r = d->change_password(bob, secret(bob_wrong), secret(bob_newer));
     CHECK(r.status == write_status::wrong_password);
     CHECK(r.diagnostic.find("ad=00000056") != std::string::npos);
-    CHECK(d->change_password(bob, secret(""), secret(bob_newer)).status ==
-          write_status::wrong_password);
-    CHECK(l.binds(bob.dn, bob_new));
+    CHECK(l.binds(bob.dn, bob_new));  // clears the bad-password count
     CHECK_FALSE(l.binds(bob.dn, bob_newer));
 
     CHECK(d->change_password(bob, secret(bob_new), secret(bob_newer)).status == write_status::ok);
     CHECK(l.binds(bob.dn, bob_newer));
 }
 
-TEST_CASE("lockout: bad binds lock, a change says locked, a reset unlocks", "[ldap][samba]") {
+TEST_CASE("lockout: with unlock_on_reset false a reset leaves the account locked",
+          "[ldap][samba]") {
     const lab& l = lab::get();
     auto d = lab_directory();
     directory_user carol = must_find(*d, "carol");
@@ -582,32 +382,23 @@ TEST_CASE("lockout: bad binds lock, a change says locked, a reset unlocks", "[ld
     for (int i = 0; i < 3; ++i) {
         CHECK(d->verify_password(carol, secret(carol_wrong)) == bind_status::invalid_credentials);
     }
-    // data 775 now, even with the right password.
-    CHECK(d->verify_password(carol, secret(carol_password)) == bind_status::locked);
     carol = must_find(*d, "carol");
-    CHECK(carol.locked);
-    CHECK(d->change_password(carol, secret(carol_password), secret(carol_changed)).status ==
-          write_status::locked);
-
-    // unlock_on_reset false: the reset works, the account stays locked (AD semantics).
+    REQUIRE(carol.locked);
+    // An administrator reset does not unlock an AD account; lockoutTime 0 does.
     directory_settings keep_locked = lab_settings();
     keep_locked.unlock_on_reset = false;
     write_result r =
         make_directory(std::move(keep_locked))->reset_password(carol, secret(carol_new));
     CHECK(r.status == write_status::ok);
     CHECK_FALSE(r.unlocked);
+    CHECK(must_find(*d, "carol").locked);
     CHECK(d->verify_password(carol, secret(carol_new)) == bind_status::locked);
 
     r = d->reset_password(carol, secret(carol_changed));
     CHECK(r.status == write_status::ok);
     CHECK(r.unlocked);
-    CHECK_FALSE(must_find(*d, "carol").locked);
-    CHECK(d->verify_password(carol, secret(carol_changed)) == bind_status::ok);
+    CHECK(l.admin_read(carol.dn, "lockoutTime").find("lockoutTime: 0\n") != std::string::npos);
     CHECK(l.binds(carol.dn, carol_changed));
-    // Resetting an account that is not locked reports nothing unlocked.
-    r = d->reset_password(carol, secret(carol_new));
-    CHECK(r.status == write_status::ok);
-    CHECK_FALSE(r.unlocked);
 }
 
 TEST_CASE("force_change_at_next_logon: must_change on bind, change still works", "[ldap][samba]") {
@@ -628,31 +419,23 @@ TEST_CASE("force_change_at_next_logon: must_change on bind, change still works",
     CHECK(l.binds(gina.dn, gina_changed));
 }
 
-TEST_CASE("disabled and protected accounts are never written", "[ldap][samba]") {
+TEST_CASE("adminCount and disabled accounts are never written", "[ldap][samba]") {
     const lab& l = lab::get();
     auto d = lab_directory();
     const directory_user dave = must_find(*d, "dave");
-    const directory_user erin = must_find(*d, "erin");
     const directory_user frank = must_find(*d, "frank");
+    REQUIRE(frank.is_protected);  // adminCount=1
     const std::string dave_last_set = l.admin_read(dave.dn, "pwdLastSet");
     REQUIRE(dave_last_set.find("pwdLastSet: ") != std::string::npos);
 
-    for (const directory_user* u : {&dave, &erin, &frank}) {
-        INFO("user: " << u->username);
-        CHECK(d->reset_password(*u, secret(whatever)).status == write_status::failed);
-    }
-    CHECK(d->change_password(dave, secret(dave_password), secret(dave_new)).status ==
-          write_status::failed);
-    CHECK(d->change_password(erin, secret(erin_password), secret(erin_new)).status ==
-          write_status::failed);
+    CHECK(d->reset_password(frank, secret(frank_new)).status == write_status::failed);
     CHECK(d->change_password(frank, secret(frank_password), secret(frank_new)).status ==
           write_status::failed);
+    CHECK(d->reset_password(dave, secret(whatever)).status == write_status::failed);
 
     CHECK(l.admin_read(dave.dn, "pwdLastSet") == dave_last_set);
-    CHECK(must_find(*d, "dave").disabled);
-    CHECK(l.binds(erin.dn, erin_password));
     CHECK(l.binds(frank.dn, frank_password));
-    CHECK_FALSE(l.binds(erin.dn, whatever));
+    CHECK_FALSE(l.binds(frank.dn, frank_new));
 }
 
 TEST_CASE("failover: a dead first URI, then the DC", "[ldap][samba]") {
@@ -664,87 +447,4 @@ TEST_CASE("failover: a dead first URI, then the DC", "[ldap][samba]") {
     const directory_user bob = must_find(*d, "bob");
     CHECK(d->ping());
     CHECK(d->verify_password(bob, secret(bob_newer)) == bind_status::ok);
-}
-
-TEST_CASE("a dead DC: unavailable", "[ldap][samba]") {
-    directory_settings s = lab_settings();
-    s.uris = {"ldaps://127.0.0.1:" + std::to_string(closed_port())};
-    s.timeout_ms = 1000;
-    auto d = make_directory(std::move(s));
-    directory_user user;
-    user.dn = lab::get().user_dn("bob");
-    CHECK(d->find_user("bob").status == lookup_status::unavailable);
-    CHECK(d->reset_password(user, secret(whatever)).status == write_status::unavailable);
-    CHECK(d->change_password(user, secret(whatever), secret(whatever)).status ==
-          write_status::unavailable);
-    CHECK(d->verify_password(user, secret(whatever)) == bind_status::unavailable);
-    CHECK_FALSE(d->ping());
-}
-
-TEST_CASE("a wrong CA: unavailable, whatever the environment says", "[ldap][samba]") {
-    const lab& l = lab::get();
-    REQUIRE(std::string(std::getenv("LDAPTLS_REQCERT")) == "never");
-    const fs::path other_key = l.dir() / "other-ca.key";
-    const fs::path other_ca = l.dir() / "other-ca.crt";
-    REQUIRE(run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
-                " -keyout " +
-                shell_quote(other_key.string()) + " -out " + shell_quote(other_ca.string()) +
-                " -days 1 -subj /CN=other >/dev/null 2>&1") == 0);
-    for (const bool start_tls : {false, true}) {
-        INFO("start_tls: " << start_tls);
-        directory_settings s = lab_settings();
-        s.ca_file = other_ca.string();
-        if (start_tls) {
-            s.uris = {l["LAB_LDAP_URI"]};
-            s.start_tls = true;
-        }
-        auto d = make_directory(std::move(s));
-        CHECK(d->find_user("alice").status == lookup_status::unavailable);
-        directory_user user;
-        user.dn = l.user_dn("bob");
-        CHECK(d->verify_password(user, secret(bob_newer)) == bind_status::unavailable);
-    }
-}
-
-TEST_CASE("ldap:// with StartTLS works; without it nothing is sent", "[ldap][samba]") {
-    const lab& l = lab::get();
-    directory_settings s = lab_settings();
-    s.uris = {l["LAB_LDAP_URI"]};
-    s.start_tls = true;
-    auto d = make_directory(std::move(s));
-    const directory_user bob = must_find(*d, "bob");
-    CHECK(d->verify_password(bob, secret(bob_newer)) == bind_status::ok);
-    CHECK(d->ping());
-
-    directory_settings plain = lab_settings();
-    plain.uris = {l["LAB_LDAP_URI"]};
-    plain.start_tls = false;
-    auto refused = make_directory(std::move(plain));
-    CHECK(refused->find_user("bob").status == lookup_status::unavailable);
-    CHECK(refused->verify_password(bob, secret(bob_newer)) == bind_status::unavailable);
-}
-
-TEST_CASE("no password ever reaches the log", "[ldap][samba]") {
-    const lab& l = lab::get();
-    const std::string svc_password = read_file(l["LAB_SVC_PASSWORD_FILE"]);
-    const char* wrong = "Log-Wrong-Passw0rd-7";
-    const char* shorty = "L0g-short";
-    const char* fresh = "Log-Fresh-Passw0rd-8";
-    std::string log;
-    {
-        stderr_capture capture(l.dir() / "stderr-secrets.log");
-        auto d = lab_directory();
-        const directory_user bob = must_find(*d, "bob");
-        d->verify_password(bob, secret(wrong));
-        d->reset_password(bob, secret(shorty));
-        d->change_password(bob, secret(wrong), secret(fresh));
-        d->change_password(bob, secret(bob_newer), secret(shorty));
-        log = capture.text();
-    }
-    CHECK_FALSE(log.empty());
-    CHECK(log.find(svc_password) == std::string::npos);
-    CHECK(log.find(wrong) == std::string::npos);
-    CHECK(log.find(shorty) == std::string::npos);
-    CHECK(log.find(fresh) == std::string::npos);
-    CHECK(log.find(bob_newer) == std::string::npos);
 }
