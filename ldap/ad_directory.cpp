@@ -13,7 +13,9 @@
 #include <utility>
 #include <vector>
 
+#include "common/crypto.hpp"
 #include "common/log.hpp"
+#include "common/text.hpp"
 #include "ldap/ad_password.hpp"
 #include "ldap/ad_result_map.hpp"
 #include "ldap/dialects.hpp"
@@ -51,40 +53,9 @@ std::string_view hints_name(policy_hints h) {
     return "none";
 }
 
-std::string hex_lower(std::string_view bytes) {
-    static constexpr std::string_view digits = "0123456789abcdef";
-    std::string out;
-    out.reserve(bytes.size() * 2);
-    for (const char ch : bytes) {
-        const auto c = static_cast<unsigned char>(ch);
-        out.push_back(digits[c >> 4U]);
-        out.push_back(digits[c & 0x0FU]);
-    }
-    return out;
-}
-
 // A decimal attribute value (AD integers, possibly negative), nullopt when malformed.
 std::optional<std::int64_t> parse_int(std::string_view s) {
-    if (s.empty()) {
-        return std::nullopt;
-    }
-    bool negative = false;
-    std::size_t i = 0;
-    if (s[0] == '-') {
-        negative = true;
-        i = 1;
-    }
-    if (i == s.size() || s.size() - i > 18) {
-        return std::nullopt;
-    }
-    std::int64_t v = 0;
-    for (; i < s.size(); ++i) {
-        if (s[i] < '0' || s[i] > '9') {
-            return std::nullopt;
-        }
-        v = v * 10 + (s[i] - '0');
-    }
-    return negative ? -v : v;
+    return text::parse_int<std::int64_t>(s);
 }
 
 // (|(memberOf:IN_CHAIN:=group)...) for a base search on a user; empty without groups.
@@ -288,7 +259,9 @@ lookup_status ad_dialect::read_user(LDAP* ld, LDAPMessage* entry, directory_user
     if (guid.size() != 16) {
         return core_.incomplete_entry(user, attr_guid, rc);
     }
-    user.id = hex_lower(guid);  // the 16 bytes as stored, so it survives renames and moves
+    user.id = crypto::hex_encode(
+        std::span(reinterpret_cast<const unsigned char*>(guid.data()),
+                  guid.size()));  // the 16 bytes as stored, so it survives renames and moves
     const auto uac = parse_int(first_value(ld, entry, attr_uac));
     if (!uac) {
         return core_.incomplete_entry(user, attr_uac, rc);  // cannot tell whether disabled
