@@ -4,8 +4,10 @@
 // sockets; http_server.cpp feeds it parsed requests and writes what it returns.
 #include <boost/json/object.hpp>
 
+#include <array>
 #include <chrono>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -15,6 +17,7 @@
 #include "daemon/change_service.hpp"
 #include "daemon/enrollment_service.hpp"
 #include "daemon/health_monitor.hpp"
+#include "daemon/json_body.hpp"
 #include "daemon/messages.hpp"
 #include "daemon/outcome.hpp"
 #include "daemon/reset_service.hpp"
@@ -38,11 +41,14 @@ enum class endpoint {
     not_implemented,  // in API.md, arriving in a later version
 };
 
+struct route_spec;
+
 struct route {
     endpoint target = endpoint::health;
     std::string param;  // {reset_id} / {enrollment_id}
     std::string scope;  // empty: no client authentication (health)
     bool has_body = false;
+    const route_spec* spec = nullptr;  // its row in api::routes()
 };
 
 struct route_lookup {
@@ -50,6 +56,7 @@ struct route_lookup {
     std::string allow;  // when the path exists but not for this method: the Allow header
 };
 
+// The row of api::routes() for a request line; the query string is ignored.
 route_lookup find_route(std::string_view method, std::string_view target);
 
 struct api_response {
@@ -78,18 +85,29 @@ public:
     }
 };
 
-// Parses a request body: a JSON object, no duplicate keys (a second "username" must not
-// decide which one a check reads), into memory that is wiped when released. Empty optional
-// and `problem` set when refused.
-struct decoded_body {
-    std::optional<boost::json::value> value;
-    std::string problem;
-};
-decoded_body decode_body(std::string_view body);
-
 // What limits.per_ip_per_minute counts an address as: IPv6 per /64 (one host usually holds
 // a whole /64), IPv4-mapped IPv6 as IPv4, anything else as given.
 std::string ip_limit_address(std::string_view ip);
+
+class api;
+
+// One route of API.md: what the HTTP layer needs before the body (method, path, scope, whether
+// a body may come), and what the API does with it: the handler reads the decoded body, calls
+// the service and encodes its outcome; `floor` holds answers real and decoy requests give
+// alike (`floored` statuses) back to their usual latency (response_floor.hpp).
+struct route_spec {
+    using handler = api_response (api::*)(const route&, field_reader&, const request_context&,
+                                          language);
+    std::string_view method;
+    std::string_view path;  // "{}" stands for the one parameter
+    endpoint target;
+    std::string_view scope;  // empty: no client authentication
+    bool has_body = false;
+    bool reads_json = false;  // the body is decoded before the handler runs
+    handler handle = nullptr;
+    response_floor api::*floor = nullptr;
+    std::array<unsigned, 2> floored{};
+};
 
 class api final : public request_handler {
 public:
@@ -104,9 +122,34 @@ public:
     // GET /v1/health from the last directory ping (health_monitor.hpp).
     std::optional<api_response> answer_at_once(const route& r, language lang) override;
 
+    // Every route, in the order an Allow header lists methods.
+    static std::span<const route_spec> routes();
+
 private:
-    api_response route_request(const route& r, std::string_view body, const request_context& ctx,
+    api_response run(const route_spec& spec, const route& r, std::string_view body,
+                     const request_context& ctx, language lang);
+    api_response health_route(const route& r, field_reader& in, const request_context& ctx,
+                              language lang);
+    api_response not_implemented_route(const route& r, field_reader& in, const request_context& ctx,
+                                       language lang);
+    api_response policy_route(const route& r, field_reader& in, const request_context& ctx,
+                              language lang);
+    api_response start_route(const route& r, field_reader& in, const request_context& ctx,
+                             language lang);
+    api_response challenge_route(const route& r, field_reader& in, const request_context& ctx,
+                                 language lang);
+    api_response verify_route(const route& r, field_reader& in, const request_context& ctx,
+                              language lang);
+    api_response complete_route(const route& r, field_reader& in, const request_context& ctx,
+                                language lang);
+    api_response enroll_route(const route& r, field_reader& in, const request_context& ctx,
+                              language lang);
+    api_response confirm_route(const route& r, field_reader& in, const request_context& ctx,
                                language lang);
+    api_response change_route(const route& r, field_reader& in, const request_context& ctx,
+                              language lang);
+    api_response check_route(const route& r, field_reader& in, const request_context& ctx,
+                             language lang);
     std::optional<api_response> ip_limited(const request_context& ctx, language lang);
     static api_response health_reply(health_monitor::state state, language lang);
 

@@ -55,6 +55,12 @@ struct code_factor_settings {
     int code_digits = 6;  // extension: 6..10
 };
 
+struct email_factor_settings : code_factor_settings {
+    // extension: the mail domain most users' addresses are in; decoy hints show it
+    // (factors/decoy_hints.hpp). Empty: the domain of mail.from.
+    std::string hint_domain;
+};
+
 struct sms_factor_settings : code_factor_settings {
     factors::sms_settings webhook;  // webhook_url, bearer token, ca_file, timeout, retries
     // extension: "+46" turns national numbers (070...) into +4670... and shapes hints
@@ -67,7 +73,7 @@ struct factor_settings {
     bool totp_when_enrolled = true;
     int codes_per_destination_per_hour = 5;
     totp_settings totp;
-    code_factor_settings email;
+    email_factor_settings email;
     sms_factor_settings sms;
     // The enabled methods in the order the file lists them (totp, email, sms by default).
     std::vector<std::string> order{"totp"};

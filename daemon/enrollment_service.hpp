@@ -15,12 +15,14 @@
 #include <string_view>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "common/secret.hpp"
 #include "daemon/audit_log.hpp"
 #include "daemon/config.hpp"
 #include "daemon/decoy_timing.hpp"
 #include "daemon/outcome.hpp"
-#include "daemon/reset_service.hpp"
+#include "daemon/service_common.hpp"
+#include "daemon/username.hpp"
 #include "ldap/directory.hpp"
 #include "store/state_store.hpp"
 

@@ -37,6 +37,7 @@
 #include "daemon/audit_log.hpp"
 #include "daemon/config.hpp"
 #include "daemon/outcome.hpp"
+#include "daemon/service_common.hpp"
 #include "daemon/username.hpp"
 #include "factors/decoy_hints.hpp"
 #include "factors/delivery.hpp"
@@ -81,14 +82,6 @@ public:
     virtual bool send_sms(factors::sms_message message) = 0;
 };
 
-// Keys derived from secrets.key_file, so every node computes the same hashes and hints.
-struct factor_keys {
-    secret codes;     // email/SMS code hashes
-    secret recovery;  // recovery code hashes
-    secret hints;     // decoy destination hints
-};
-factor_keys derive_factor_keys(const secret& master);
-
 class reset_service {
 public:
     reset_service(const config& cfg, const policy::password_policy& policy,
@@ -119,8 +112,8 @@ private:
                     std::int64_t now);
     // The user's destination for `method` ("" when none), from the directory's current entry.
     std::string destination(const ldap::directory_user& user, std::string_view method) const;
-    // The masked destination, or a decoy hint (factors/decoy_hints.hpp), which learns from
-    // every real one shown.
+    // The masked destination, or a decoy hint (factors/decoy_hints.hpp); a real hint of
+    // another shape than the decoys' is logged for the operator.
     std::string hint(const std::optional<ldap::directory_user>& user, std::string_view username,
                      std::string_view method);
 
@@ -136,36 +129,5 @@ private:
     secret decoy_key_;  // a random TOTP key for decoys, so their verification costs the same
     factors::decoy_hints decoy_hints_;
 };
-
-// pwresetd's own policy, before the directory is asked: every violation at once, or nullopt
-// when the password is acceptable. Also refuses an empty or absurdly long password.
-std::optional<failure> policy_failure(const policy::password_policy& policy, const secret& password,
-                                      std::string_view username, std::string_view display_name);
-// The API violation for a directory's refusal.
-violation directory_violation(const ldap::write_result& written);
-// hex SHA-256 of an opaque id from the API (reset_id, enrollment_id); only this is stored.
-std::string id_hash(std::string_view id);
-// A fresh opaque id: 256 random bits, base64url (43 characters).
-std::string new_opaque_id();
-// A well-formed opaque id: base64url characters only, 22..128 of them.
-bool plausible_opaque_id(std::string_view id);
-// The key counters and enrollments use for a directory user or a decoy.
-std::string user_key_for(const ldap::directory_user& user);
-// Wrong current passwords are counted per account (or decoy name) in one counter that
-// change and enrollment share: limits.verify_failures guesses in all, then 423.
-std::string password_failure_key(std::string_view user_or_decoy_key);
-// The answer for a wrong current password that took failure slot `slot` (401, or 423 for
-// the failure that reaches the limit), or for a slot that was refused (423).
-failure wrong_password_failure(const store::failure_reservation& slot, int limit, std::int64_t now);
-// A code from the user's authenticator: accepted once (its time step is recorded).
-bool accept_totp_code(store::state_store& store, const factors::totp_params& params,
-                      std::string_view user_key, const secret& key, std::string_view code,
-                      std::int64_t now);
-// One of the user's recovery codes, as typed: consumed when it matches.
-bool consume_recovery_code(store::state_store& store, const factor_keys& keys,
-                           std::string_view user_key, std::string_view code);
-// The key a made-up name is counted and hinted under: the directory's lookup key, so every
-// spelling that would find one entry is one name.
-std::string decoy_key_for(const ldap::directory& directory, std::string_view username);
 
 }  // namespace pwresetd::daemon

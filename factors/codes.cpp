@@ -199,7 +199,13 @@ std::string mask_phone(std::string_view number, std::string_view country_code) {
 std::string decoy_email_hint(const secret& key, std::string_view username,
                              std::string_view mail_domain) {
     // Most addresses start like the username: so does the decoy.
-    char first = first_alnum(username);
+    char first = 0;
+    for (const char c : username) {
+        if (std::isalnum(static_cast<unsigned char>(c)) != 0) {
+            first = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            break;
+        }
+    }
     if (first == 0) {
         first = static_cast<char>('a' + hmac_number(key, "email", username) % 26U);
     }
@@ -215,15 +221,6 @@ std::string decoy_phone_hint(const secret& key, std::string_view username,
 
 std::uint32_t keyed_number(const secret& key, std::string_view label, std::string_view username) {
     return hmac_number(key, label, username);
-}
-
-char first_alnum(std::string_view username) {
-    for (const char c : username) {
-        if (std::isalnum(static_cast<unsigned char>(c)) != 0) {
-            return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        }
-    }
-    return 0;
 }
 
 }  // namespace pwresetd::factors

@@ -53,7 +53,5 @@ std::string decoy_phone_hint(const secret& key, std::string_view username,
 // A number that is stable per (label, username) under `key` and unpredictable without it;
 // usernames compare without ASCII case.
 std::uint32_t keyed_number(const secret& key, std::string_view label, std::string_view username);
-// The first letter or digit of a username, lower-cased; 0 when it has none.
-char first_alnum(std::string_view username);
 
 }  // namespace pwresetd::factors

@@ -2,23 +2,22 @@
 // Destination hints for users who have no such destination (made-up names, disabled and
 // protected accounts, users without the attribute), shaped like the hints real users get.
 //
-// A fixed shape — the name's first letter and the domain of mail.from — told made-up names
-// from real ones at a glance whenever the users' addresses look otherwise (another domain,
-// addresses that do not start like the usernames). So the decoys follow what the real hints
-// this process has shown look like, counting each user once:
-// - email: the part after the first character ("***@e***.test") is the one most real users
-//   show; the first character is the name's own first letter as often as real users' hints
-//   start with theirs, else one drawn from the first characters real hints show;
-// - sms: the prefix ("+46", "+**") most real users show; the last two digits are drawn.
-// Every draw is keyed (HMAC under a key derived from secrets.key_file) by the name, so a
-// name gets the same hint each time, on every node that has seen the same users. Before any
-// real hint has been shown, the fixed shape is used.
+// A decoy hint is a fixed function of the name, the key and the configuration, never of
+// what the process has seen: a hint that changed with traffic, restarts or the node would
+// tell a made-up name from a real one (a real user's hint comes from an address that does
+// not change). So the shape is configured:
+// - email: the first letter of the name ("östen" → "o", as an address would spell it; a
+//   name without a Latin letter or digit up front gets a keyed letter), then "***@" and the
+//   masked `factors.email.hint_domain` (default: the domain of mail.from);
+// - sms: `factors.sms.country_code` (or "+**") and two keyed digits.
+// To keep the configuration honest, every real hint shown is compared with the decoy shape:
+// a real shape the decoys do not have (another domain, another prefix) is logged once as
+// `factors.decoy_hint_mismatch`, naming the setting that fixes it.
 #include <cstdint>
-#include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
-#include <unordered_set>
 
 #include "common/secret.hpp"
 
@@ -26,41 +25,27 @@ namespace pwresetd::factors {
 
 class decoy_hints {
 public:
-    // `mail_domain`: the domain of mail.from, and `country_code`: factors.sms.country_code,
-    // for the fixed shape.
-    decoy_hints(const secret& key, std::string mail_domain, std::string country_code);
-
-    // A real user's hint as shown. `user` identifies the account (counted once), `name` is
-    // the username it was found by.
-    void observe(std::string_view user, std::string_view name, std::string_view method,
-                 std::string_view real_hint);
+    decoy_hints(const secret& key, std::string email_domain, std::string country_code);
 
     std::string email(std::string_view name) const;
     std::string phone(std::string_view name) const;
 
-    // Users counted so far (tests).
-    unsigned observed(std::string_view method) const;
+    // A real user's hint as shown, for the mismatch warning. True when it has the decoys'
+    // shape.
+    bool observe(std::string_view method, std::string_view real_hint);
 
 private:
-    using counts = std::map<std::string, unsigned>;
-    static constexpr std::size_t max_users = 4096;  // enough to know the shapes; bounded
-    static constexpr std::size_t max_shapes = 64;
-
-    static void count(counts& c, const std::string& shape);
-    static const std::string& most_common(const counts& c);
-    static const std::string& drawn(const counts& c, std::uint32_t n);
+    static constexpr std::size_t max_warnings = 16;
 
     const secret& key_;
-    const std::string mail_domain_;
-    const std::string country_code_;
-    mutable std::mutex mutex_;
-    std::unordered_set<std::string> seen_;  // method + user
-    unsigned email_users_ = 0;
-    unsigned email_starts_like_name_ = 0;
-    counts email_firsts_;  // the first character of the others
-    counts email_tails_;   // "***@e***.test"
-    unsigned phone_users_ = 0;
-    counts phone_prefixes_;  // "+46"
+    const std::string email_tail_;  // "***@e***.test"
+    const std::string phone_prefix_;
+    std::mutex mutex_;
+    std::set<std::string> warned_;
 };
+
+// The letter an address for `name` would most likely start with: its first character when
+// that is an ASCII letter or digit, or decomposes to one ("Ö" → 'o'); 0 otherwise.
+char address_initial(std::string_view name);
 
 }  // namespace pwresetd::factors

@@ -90,8 +90,18 @@ void read_directory_block(const config_reader& in, const map_view& m, ldap::dire
     read_required_string(r, m, "user_base", d.user_base);
     if (const auto filter = m.require(r, "user_filter")) {
         if (auto v = as_string(r, *filter)) {
-            if (v->find("{username}") == std::string::npos) {
+            const auto first = v->find("{username}");
+            if (first == std::string::npos) {
                 r.error(filter->value_mark(), filter->path, "must contain {username}");
+            } else if (v->find("{username}", first + 1) != std::string::npos) {
+                // Two attributes (uid or mail, sAMAccountName or userPrincipalName) find one
+                // account under two names, while a made-up name's two spellings stay two:
+                // counting then tells them apart (README "Security properties").
+                r.warning(filter->value_mark(), filter->path,
+                          "matches {username} in more than one attribute: an attacker who "
+                          "knows both forms of a name can tell real accounts from made-up "
+                          "ones by their shared lockout; use one attribute, and `domains:` "
+                          "for user@domain and DOMAIN\\user");
             }
             d.user_filter = std::move(*v);
         }

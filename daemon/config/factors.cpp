@@ -16,7 +16,8 @@ constexpr auto factor_keys =
                              "codes_per_destination_per_hour", "totp", "email", "sms"});
 constexpr auto totp_keys =
     std::to_array<key_spec>({"enabled", "issuer", "digits", "period", "skew_steps", "algorithm"});
-constexpr auto email_keys = std::to_array<key_spec>({"enabled", "code_ttl_s", "code_digits"});
+constexpr auto email_keys =
+    std::to_array<key_spec>({"enabled", "code_ttl_s", "code_digits", "hint_domain"});
 constexpr auto sms_keys = std::to_array<key_spec>(
     {"enabled", "webhook_url", "code_ttl_s", "code_digits", "bearer_token_file",
      "bearer_token_credential", inline_secret("bearer_token"), "ca_file", "timeout_ms", "retries",
@@ -51,6 +52,22 @@ void read_code_factor(report& r, const map_view& m, code_factor_settings& f) {
     read_int(r, m, "code_ttl_s", 5, 86400, f.code_ttl_s);
     read_int(r, m, "code_digits", factors::min_code_digits, factors::max_code_digits,
              f.code_digits);
+}
+
+void read_hint_domain(report& r, const map_view& m, std::string& domain) {
+    if (const auto f = m.get("hint_domain")) {
+        if (auto v = as_string(r, *f)) {
+            const bool ok = !v->empty() && v->size() <= 253 && v->find('@') == std::string::npos &&
+                            std::none_of(v->begin(), v->end(), [](char c) {
+                                return c == ' ' || static_cast<unsigned char>(c) < 0x20;
+                            });
+            if (!ok) {
+                r.error(f->value_mark(), f->path, "expected a mail domain, e.g. \"example.com\"");
+            } else {
+                domain = std::move(*v);
+            }
+        }
+    }
 }
 
 void read_sms(const config_reader& in, const map_view& m, sms_factor_settings& sms) {
@@ -114,6 +131,7 @@ void read_factors(const config_reader& in, config& cfg) {
         if (const auto email = m->get("email")) {
             if (const auto e = as_map(r, *email, email_keys)) {
                 read_code_factor(r, *e, settings.email);
+                read_hint_domain(r, *e, settings.email.hint_domain);
                 if (settings.email.enabled && !cfg.mail) {
                     r.error(email->key_mark, email->path,
                             "email codes need a `mail:` block (smtp_url, from)");

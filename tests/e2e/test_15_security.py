@@ -513,22 +513,41 @@ def email_hint(r) -> str:
     return next(m["hint"] for m in r.json["methods"] if m["method"] == "email")
 
 
-def test_decoy_email_hints_look_like_the_real_hints_shown(binary, workdir, world, pki, keys, lab, smtp_sink):
+def test_decoy_email_hints_follow_hint_domain_and_never_drift(binary, workdir, world, pki, keys, lab, smtp_sink):
     """Red team: a decoy's email hint took the domain of mail.from, so with mail sent from
-    another domain than the users' addresses one start told a made-up name from a real one.
-    Decoys now show what real hints look like (factors/decoy_hints.hpp)."""
+    another domain than the users' addresses one start told a made-up name from a real one;
+    a shape learned from traffic then drifted, which real hints never do. The decoy shape is
+    now configured (factors.email.hint_domain) and a fixed function of the name."""
     block = smtp_sink.mail_block().replace(smtp_sink.sender, "noreply@mailer.example.net")
     assert "mailer.example.net" in block
-    with own_daemon(binary, workdir / "sec-hints", world, pki, keys, lab, factors=mail_factors(),
+    domain = email_of("alice").split("@")[1]
+    factors = mail_factors().replace("    code_ttl_s: 600\n", f'    code_ttl_s: 600\n    hint_domain: "{domain}"\n', 1)
+    assert "hint_domain" in factors
+    names = ("nosuchuser", "Zelda.Unknown", "dave", *LAB.protected)
+    with own_daemon(binary, workdir / "sec-hints", world, pki, keys, lab, factors=factors,
                     extra=block) as (d, api):
+        first = {name: email_hint(start_reset(api, name)) for name in names}  # before any real hint
         real = email_hint(start_reset(api, "alice"))
-        address = email_of("alice")
-        assert real == f"a***@{address.split('@')[1][0]}***.{address.rsplit('.', 1)[1]}", real
-        # Made-up, disabled (dave) and protected names: as a real user of that name would show.
-        for name in ("nosuchuser", "Zelda.Unknown", "dave", *LAB.protected):
+        assert real == f"a***@{domain[0]}***.{domain.rsplit('.', 1)[1]}", real
+        for user in LAB.users:
+            start_reset(api, user)  # real hints of every lab user have been shown
+        for name in names:
+            # Made-up, disabled (dave) and protected names: as a real user of that name shows.
             hint = email_hint(start_reset(api, name))
             assert hint == name[0].lower() + real[1:], (name, hint, real)
-            assert email_hint(start_reset(api, name.upper())) == hint  # stable per name
+            assert hint == first[name], f"{name}'s hint moved from {first[name]} to {hint}"
+            assert email_hint(start_reset(api, name.upper())) == hint
+        assert "decoy_hint_mismatch" not in d.stderr()
+    # Without hint_domain the decoys show mail.from's domain, and the operator is told.
+    with own_daemon(binary, workdir / "sec-hints-default", world, pki, keys, lab, factors=mail_factors(),
+                    extra=block) as (d, api):
+        assert email_hint(start_reset(api, "nosuchuser")) == "n***@m***.net"
+        start_reset(api, "alice")
+        deadline = time.monotonic() + 5
+        while "decoy_hint_mismatch" not in d.stderr() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        warning = [l for l in d.stderr().splitlines() if "decoy_hint_mismatch" in l]
+        assert warning and "factors.email.hint_domain" in warning[0], d.stderr()[-2000:]
 
 
 # two_methods_groups of each lab: (group DN, a member who is a real user with an email address)

@@ -769,3 +769,16 @@ TEST_CASE("policy limits are checked", "[config]") {
     CHECK(errors[1] == file.string() + ":23:22: policy.character_classes: must be in 0..4, got 5");
     CHECK(errors[2].find(":24:3: policy.banned_words_file: ") != std::string::npos);
 }
+
+TEST_CASE("a user_filter over two attributes is warned about", "[config][security]") {
+    const fixture_copy copy;
+    const std::string one = "(&(objectClass=inetOrgPerson)(uid={username}))";
+    const std::string two = "(&(objectClass=inetOrgPerson)(|(uid={username})(mail={username})))";
+    CHECK(load_config(copy.dir() / "minimal.yaml").warnings.empty());
+    const auto both = copy.variant("two.yaml", one, two);
+    const config c = load_config(both);
+    REQUIRE(c.warnings.size() == 1);
+    CHECK(c.warnings[0].find("directory.user_filter: matches {username} in more than one "
+                             "attribute") != std::string::npos);
+    CHECK(c.directories.at(0).user_filter == two);  // a warning, not a refusal
+}
