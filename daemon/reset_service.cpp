@@ -485,23 +485,20 @@ outcome<reset_completed> reset_service::complete(const request_context& ctx,
             return f;
         }
         case ldap::write_status::unavailable:
-            give_back();
-            record["outcome"] = "directory_unavailable";
-            audit_.record(std::move(record));
-            log::warning("reset.write_failed", {{"request_id", ctx.request_id},
-                                                {"user", flow->username},
-                                                {"diagnostic", written.diagnostic}});
-            return fail(failure_code::directory_unavailable);
         case ldap::write_status::wrong_password:  // not an outcome of an administrator reset
         case ldap::write_status::locked:
-        case ldap::write_status::failed:
+        case ldap::write_status::failed: {
+            // Nothing was written: the flow is given back, so the user can try again.
             give_back();
-            record["outcome"] = "directory_error";
+            const bool unavailable = written.status == ldap::write_status::unavailable;
+            record["outcome"] = unavailable ? "directory_unavailable" : "directory_error";
             audit_.record(std::move(record));
-            log::error("reset.write_failed", {{"request_id", ctx.request_id},
-                                              {"user", flow->username},
-                                              {"diagnostic", written.diagnostic}});
-            return fail(failure_code::internal);
+            log::write(unavailable ? log::level::warning : log::level::error, "reset.write_failed",
+                       {{"request_id", ctx.request_id},
+                        {"user", flow->username},
+                        {"diagnostic", written.diagnostic}});
+            return fail(unavailable ? failure_code::directory_unavailable : failure_code::internal);
+        }
     }
 
     // The password is written: whatever the state store does now, the reset happened, is
