@@ -121,6 +121,9 @@ public:
                         language lang) override;
     // GET /v1/health from the last directory ping (health_monitor.hpp).
     std::optional<api_response> answer_at_once(const route& r, language lang) override;
+    // The directory's state once its first ping has finished (waits for it): startup
+    // announces READY only after the directory has been tried.
+    health_monitor::state await_directory() { return health_.await_known(); }
 
     // Every route, in the order an Allow header lists methods.
     static std::span<const route_spec> routes();

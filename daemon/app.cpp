@@ -8,7 +8,9 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <atomic>
 #include <csignal>
+#include <cstdint>
 #include <iostream>
 #include <thread>
 
@@ -99,6 +101,30 @@ void schedule_purge(net::steady_timer& timer, worker_pool& workers, store::state
     });
 }
 
+// WatchdogSec=: WATCHDOG=1 from the event loop at half the interval, so a loop that stops
+// turning is killed and restarted by systemd (sd_watchdog_enabled(3)).
+void schedule_watchdog(net::steady_timer& timer, std::chrono::microseconds every) {
+    timer.expires_after(every);
+    timer.async_wait([&timer, every](const boost::system::error_code& ec) {
+        if (ec) {
+            return;
+        }
+        sd_notify(0, "WATCHDOG=1");
+        schedule_watchdog(timer, every);
+    });
+}
+
+// The STATUS= line of READY=1: "serving on https://127.0.0.1:8443, directory ok".
+std::string serving_status(const config& cfg, health_monitor::state directory) {
+    std::string out = "serving on ";
+    for (std::size_t i = 0; i < cfg.listen.size(); ++i) {
+        out.append(i == 0 ? "" : ", ").append(cfg.listen[i].text);
+    }
+    out.append(directory == health_monitor::state::healthy ? ", directory ok"
+                                                           : ", directory degraded");
+    return out;
+}
+
 }  // namespace
 
 std::string version_string() {
@@ -174,6 +200,12 @@ int run(const options& opts) {
         net::steady_timer purge_timer(ioc);
         schedule_purge(purge_timer, workers, *state);
 
+        net::steady_timer watchdog_timer(ioc);
+        std::uint64_t watchdog_usec = 0;
+        if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
+            schedule_watchdog(watchdog_timer, std::chrono::microseconds(watchdog_usec / 2));
+        }
+
         net::steady_timer drain_timer(ioc);
         std::chrono::steady_clock::time_point drain_until;
         std::function<void()> wait_for_drain = [&] {
@@ -184,14 +216,16 @@ int run(const options& opts) {
             drain_timer.expires_after(std::chrono::milliseconds(20));
             drain_timer.async_wait([&](const boost::system::error_code&) { wait_for_drain(); });
         };
+        std::atomic<bool> stopping{false};
         net::signal_set signals(ioc, SIGINT, SIGTERM);
         signals.async_wait([&](const boost::system::error_code& ec, int signo) {
             if (ec) {
                 return;
             }
-            log::info("daemon.stopping",
-                      {{"signal", signo}, {"in_flight", shared.in_flight.load()}});
-            sd_notify(0, "STOPPING=1");
+            stopping = true;
+            const int in_flight = shared.in_flight.load();
+            log::info("daemon.stopping", {{"signal", signo}, {"in_flight", in_flight}});
+            sd_notifyf(0, "STOPPING=1\nSTATUS=stopping, draining %d requests", in_flight);
             server.stop_accepting();
             purge_timer.cancel();
             drain_until = std::chrono::steady_clock::now() + drain_deadline;
@@ -220,8 +254,16 @@ int run(const options& opts) {
         for (std::size_t i = 1; i < io_threads; ++i) {
             threads.emplace_back(run_io);
         }
-        sd_notify(0, "READY=1");
-        log::info("daemon.ready", {{"workers", static_cast<unsigned>(workers_count)}});
+        // READY=1 once the listeners are bound (above) and the directory has been tried: a
+        // unit ordered After=pwresetd.service finds a daemon that answers, and its status
+        // says whether the directory did. A degraded directory still serves health (503).
+        const auto directory_state = routes.await_directory();
+        const std::string status = serving_status(cfg, directory_state);
+        if (!stopping) {
+            sd_notifyf(0, "READY=1\nSTATUS=%s", status.c_str());
+        }
+        log::info("daemon.ready",
+                  {{"workers", static_cast<unsigned>(workers_count)}, {"status", status}});
         run_io();
         for (auto& t : threads) {
             t.join();
