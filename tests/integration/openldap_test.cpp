@@ -22,10 +22,16 @@
 
 #include "ldap/connection.hpp"
 #include "ldap/directory.hpp"
+#include "support/files.hpp"
+#include "support/lab_fixture.hpp"
+#include "support/net.hpp"
+#include "support/shell.hpp"
+#include "support/stderr_capture.hpp"
 
 namespace fs = std::filesystem;
 using namespace pwresetd;
 using namespace pwresetd::ldap;
+using namespace pwresetd::testing;
 
 namespace {
 
@@ -45,30 +51,6 @@ constexpr const char* too_short_2 = "too-short";
 constexpr const char* dave_new = "Dave-New-Passw0rd-1";
 constexpr const char* erin_new = "Erin-New-Passw0rd-1";
 
-std::string read_file(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream out;
-    out << in.rdbuf();
-    return out.str();
-}
-
-std::string shell_quote(const std::string& s) {
-    std::string out = "'";
-    for (const char c : s) {
-        if (c == '\'') {
-            out += "'\\''";
-        } else {
-            out += c;
-        }
-    }
-    return out + "'";
-}
-
-int run(const std::string& command) {
-    const int status = std::system(command.c_str());
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 // The lab: started on first use, stopped and removed when the test binary exits (also
 // after failed tests: this is a function-local static).
 class lab {
@@ -80,40 +62,41 @@ public:
     lab(const lab&) = delete;
     lab& operator=(const lab&) = delete;
 
-    const std::string& operator[](const std::string& key) const { return env_.at(key); }
-    const fs::path& dir() const { return dir_; }
+    const std::string& operator[](const std::string& key) const { return fixture_[key]; }
+    const fs::path& dir() const { return fixture_.dir(); }
     std::string uid_dn(const std::string& uid) const {
-        return "uid=" + uid + "," + env_.at("LAB_USER_BASE");
+        return "uid=" + uid + "," + fixture_["LAB_USER_BASE"];
     }
 
     // Independent check with ldapwhoami (password in a 0600 file, never on a command line).
     bool binds(const std::string& dn, const std::string& password) const {
-        const fs::path file = dir_ / "check-password";
+        const fs::path file = fixture_.dir() / "check-password";
         {
             std::ofstream out(file, std::ios::binary | std::ios::trunc);
             out << password;
         }
         fs::permissions(file, fs::perms::owner_read | fs::perms::owner_write);
         const std::string cmd = "env -u LDAPNOINIT LDAPTLS_REQCERT=demand LDAPTLS_CACERT=" +
-                                shell_quote(env_.at("LAB_CA")) + " ldapwhoami -x -H " +
-                                shell_quote(env_.at("LAB_LDAPS_URI")) + " -D " + shell_quote(dn) +
+                                shell_quote(fixture_["LAB_CA"]) + " ldapwhoami -x -H " +
+                                shell_quote(fixture_["LAB_LDAPS_URI"]) + " -D " + shell_quote(dn) +
                                 " -y " + shell_quote(file.string()) + " >/dev/null 2>&1";
-        const int rc = run(cmd);
+        const int rc = run_shell(cmd);
         fs::remove(file);
         return rc == 0;
     }
 
     // The values of one attribute as the lab's rootdn sees them ("attr: value" lines).
     std::string admin_read(const std::string& dn, const std::string& attribute) const {
-        const fs::path out = dir_ / "admin-read.out";
-        const std::string cmd =
-            "env -u LDAPNOINIT LDAPTLS_REQCERT=demand LDAPTLS_CACERT=" +
-            shell_quote(env_.at("LAB_CA")) + " ldapsearch -LLL -x -o ldif-wrap=no -H " +
-            shell_quote(env_.at("LAB_LDAPS_URI")) + " -D " + shell_quote(env_.at("LAB_ADMIN_DN")) +
-            " -y " + shell_quote(env_.at("LAB_ADMIN_PASSWORD_FILE")) + " -s base -b " +
-            shell_quote(dn) + " '(objectClass=*)' " + shell_quote(attribute) + " > " +
-            shell_quote(out.string()) + " 2>/dev/null";
-        if (run(cmd) != 0) {
+        const fs::path out = fixture_.dir() / "admin-read.out";
+        const std::string cmd = "env -u LDAPNOINIT LDAPTLS_REQCERT=demand LDAPTLS_CACERT=" +
+                                shell_quote(fixture_["LAB_CA"]) +
+                                " ldapsearch -LLL -x -o ldif-wrap=no -H " +
+                                shell_quote(fixture_["LAB_LDAPS_URI"]) + " -D " +
+                                shell_quote(fixture_["LAB_ADMIN_DN"]) + " -y " +
+                                shell_quote(fixture_["LAB_ADMIN_PASSWORD_FILE"]) + " -s base -b " +
+                                shell_quote(dn) + " '(objectClass=*)' " + shell_quote(attribute) +
+                                " > " + shell_quote(out.string()) + " 2>/dev/null";
+        if (run_shell(cmd) != 0) {
             throw std::runtime_error("ldapsearch as admin failed");
         }
         std::string text = read_file(out);
@@ -126,19 +109,19 @@ public:
     // Applies LDIF change records (with changetype lines) as the lab's rootdn. The LDIF may
     // hold passwords: it goes through a 0600 file, never a command line.
     void admin_apply(const std::string& ldif) const {
-        const fs::path file = dir_ / "admin-apply.ldif";
+        const fs::path file = fixture_.dir() / "admin-apply.ldif";
         {
             std::ofstream out(file, std::ios::binary | std::ios::trunc);
             out << ldif;
         }
         fs::permissions(file, fs::perms::owner_read | fs::perms::owner_write);
         const std::string cmd = "env -u LDAPNOINIT LDAPTLS_REQCERT=demand LDAPTLS_CACERT=" +
-                                shell_quote(env_.at("LAB_CA")) + " ldapmodify -x -H " +
-                                shell_quote(env_.at("LAB_LDAPS_URI")) + " -D " +
-                                shell_quote(env_.at("LAB_ADMIN_DN")) + " -y " +
-                                shell_quote(env_.at("LAB_ADMIN_PASSWORD_FILE")) + " -f " +
+                                shell_quote(fixture_["LAB_CA"]) + " ldapmodify -x -H " +
+                                shell_quote(fixture_["LAB_LDAPS_URI"]) + " -D " +
+                                shell_quote(fixture_["LAB_ADMIN_DN"]) + " -y " +
+                                shell_quote(fixture_["LAB_ADMIN_PASSWORD_FILE"]) + " -f " +
                                 shell_quote(file.string()) + " >/dev/null 2>&1";
-        const int rc = run(cmd);
+        const int rc = run_shell(cmd);
         fs::remove(file);
         if (rc != 0) {
             throw std::runtime_error("ldapmodify as admin failed");
@@ -149,7 +132,7 @@ public:
     // test that changes passwords does not depend on what other tests did to theirs.
     std::string add_user(const std::string& uid, const std::string& password,
                          const std::string& extra_lines = "") const {
-        const std::string dn = uid_dn(uid);
+        std::string dn = uid_dn(uid);
         admin_apply("dn: " + dn + "\nchangetype: add\nobjectClass: inetOrgPerson\nuid: " + uid +
                     "\ncn: " + uid + "\nsn: " + uid + "\nmail: " + uid +
                     "@example.test\nuserPassword: " + password + "\n" + extra_lines + "\n");
@@ -157,52 +140,17 @@ public:
     }
 
 private:
+    // The lab folder, its reaper and lab.env: see support/lab_fixture.hpp.
     lab() {
-        const char* source = std::getenv("PWRESETD_SOURCE_DIR");
-        const fs::path script = fs::path(source != nullptr ? source : PWRESETD_DEFAULT_SOURCE_DIR) /
-                                "tests" / "lab" / "openldap.sh";
-        std::string templ = (fs::temp_directory_path() / "pwresetd-ldap-XXXXXX").string();
-        if (::mkdtemp(templ.data()) == nullptr) {
-            throw std::runtime_error("mkdtemp failed");
-        }
-        dir_ = templ;
-        script_ = script.string();
-        // If this process dies without running destructors (a signal, a crash), a reaper
-        // stops the lab and removes the folder once it is gone.
-        run("nohup sh -c 'while kill -0 " + std::to_string(::getpid()) +
-            " 2>/dev/null; do sleep 0.5; done; \"$0\" stop \"$1\"; rm -rf \"$1\"' " +
-            shell_quote(script_) + " " + shell_quote(dir_.string()) + " >/dev/null 2>&1 &");
-        if (run(shell_quote(script_) + " start " + shell_quote(dir_.string()) + " >&2") != 0) {
-            stop();
-            throw std::runtime_error("tests/lab/openldap.sh start failed");
-        }
-        std::istringstream lines(read_file(dir_ / "lab.env"));
-        for (std::string line; std::getline(lines, line);) {
-            const auto eq = line.find('=');
-            if (eq != std::string::npos) {
-                env_[line.substr(0, eq)] = line.substr(eq + 1);
-            }
-        }
         // (Child processes that use ldap-utils run with "env -u LDAPNOINIT": the library sets
         // LDAPNOINIT for the whole process.)
         // Hostile environment for the rest of the run: libldap must ignore it (LDAPNOINIT,
         // explicit per-handle TLS options), or the wrong-CA test below would pass TLS.
         ::setenv("LDAPTLS_REQCERT", "never", 1);
-        ::setenv("LDAPTLS_CACERT", env_.at("LAB_CA").c_str(), 1);
-    }
-    ~lab() { stop(); }
-
-    void stop() noexcept {
-        if (!script_.empty()) {
-            run(shell_quote(script_) + " stop " + shell_quote(dir_.string()) + " >&2");
-        }
-        std::error_code ec;
-        fs::remove_all(dir_, ec);
+        ::setenv("LDAPTLS_CACERT", fixture_["LAB_CA"].c_str(), 1);
     }
 
-    fs::path dir_;
-    std::string script_;
-    std::map<std::string, std::string> env_;
+    lab_fixture fixture_{"openldap.sh"};
 };
 
 directory_settings lab_settings() {
@@ -232,19 +180,6 @@ directory_user must_find(directory& d, std::string_view username) {
     return *r.user;
 }
 
-// A loopback port with nothing listening (bound, never listened on, then closed).
-int closed_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    socklen_t len = sizeof addr;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    ::close(fd);
-    return ntohs(addr.sin_port);
-}
-
 // A socket that accepts TCP connections (kernel backlog) but never says a word.
 class silent_server {
 public:
@@ -252,7 +187,7 @@ public:
         sockaddr_in addr{};
         addr.sin_family = AF_INET;
         addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
         ::listen(fd_, 16);
         socklen_t len = sizeof addr;
         ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
@@ -275,7 +210,7 @@ public:
     explicit relay(int target_port)
         : target_port_(target_port), fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
         sockaddr_in addr = loopback(0);
-        ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
         socklen_t len = sizeof addr;
         ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
         port_ = ntohs(addr.sin_port);
@@ -357,37 +292,6 @@ private:
     std::vector<std::thread> threads_;
 };
 
-// Captures what the process writes to stderr (where common/log writes) while alive.
-class stderr_capture {
-public:
-    explicit stderr_capture(const fs::path& file) : file_(file) {
-        std::fflush(stderr);
-        saved_ = ::dup(STDERR_FILENO);
-        const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        ::dup2(fd, STDERR_FILENO);
-        ::close(fd);
-    }
-    ~stderr_capture() { restore(); }
-    stderr_capture(const stderr_capture&) = delete;
-    stderr_capture& operator=(const stderr_capture&) = delete;
-    std::string text() {
-        restore();
-        return read_file(file_);
-    }
-
-private:
-    void restore() {
-        if (saved_ >= 0) {
-            std::fflush(stderr);
-            ::dup2(saved_, STDERR_FILENO);
-            ::close(saved_);
-            saved_ = -1;
-        }
-    }
-    fs::path file_;
-    int saved_ = -1;
-};
-
 using clock_type = std::chrono::steady_clock;
 
 double seconds_since(clock_type::time_point start) {
@@ -407,7 +311,7 @@ int port_of(const std::string& uri) {
 }
 
 std::string dead_uri() {
-    return "ldaps://127.0.0.1:" + std::to_string(closed_port());
+    return "ldaps://127.0.0.1:" + std::to_string(free_port());
 }
 
 }  // namespace
@@ -488,7 +392,6 @@ TEST_CASE("find_user: members of two_methods_groups need two methods", "[ldap][o
 
 TEST_CASE("find_user: a two_methods group that does not exist is reported, lookups still work",
           "[ldap][openldap]") {
-    const lab& l = lab::get();
     directory_settings s = lab_settings();
     s.two_methods_groups = {"cn=nosuch,ou=groups,dc=example,dc=test",
                             "cn=staff,ou=groups,dc=example,dc=test"};
@@ -496,7 +399,7 @@ TEST_CASE("find_user: a two_methods group that does not exist is reported, looku
     lookup_result alice;
     lookup_result carol;
     {
-        stderr_capture capture(l.dir() / "stderr-two-methods.log");
+        stderr_capture capture;
         auto d = make_directory(std::move(s));
         alice = d->find_user("alice");
         carol = d->find_user("carol");
@@ -511,13 +414,12 @@ TEST_CASE("find_user: a two_methods group that does not exist is reported, looku
 }
 
 TEST_CASE("find_user: fails closed when two_methods_groups cannot be checked", "[ldap][openldap]") {
-    const lab& l = lab::get();
     directory_settings s = lab_settings();
     s.two_methods_groups = {"this is not a DN"};  // slapd answers 34 (invalidDNSyntax)
     std::string log;
     lookup_result r;
     {
-        stderr_capture capture(l.dir() / "stderr-two-methods-closed.log");
+        stderr_capture capture;
         r = make_directory(std::move(s))->find_user("carol");
         log = capture.text();
     }
@@ -540,7 +442,7 @@ TEST_CASE("verify_password: ok, wrong, empty, locked", "[ldap][openldap]") {
 
 TEST_CASE("verify_password: an empty password never reaches the server", "[ldap][openldap]") {
     directory_settings s = lab_settings();
-    s.uris = {"ldaps://127.0.0.1:" + std::to_string(closed_port())};
+    s.uris = {"ldaps://127.0.0.1:" + std::to_string(free_port())};
     auto d = make_directory(std::move(s));
     directory_user user;
     user.dn = lab::get().uid_dn("alice");
@@ -864,7 +766,7 @@ TEST_CASE("change_password: refusals that never reach the server", "[ldap][openl
 TEST_CASE("a dead server: unavailable, quickly", "[ldap][openldap]") {
     const lab& l = lab::get();
     directory_settings s = lab_settings();
-    s.uris = {"ldaps://127.0.0.1:" + std::to_string(closed_port())};
+    s.uris = {"ldaps://127.0.0.1:" + std::to_string(free_port())};
     s.timeout_ms = 1000;
     auto d = make_directory(std::move(s));
     directory_user user;
@@ -899,7 +801,7 @@ TEST_CASE("failover: the second URI answers when the first is down", "[ldap][ope
     s.uris = {dead, l["LAB_LDAPS_URI"]};
     std::string log;
     {
-        stderr_capture capture(l.dir() / "stderr-failover.log");
+        stderr_capture capture;
         auto d = make_directory(std::move(s));
         const directory_user alice = must_find(*d, "alice");
         // Wrong first, then right: alice's ppolicy failure count ends at 0.
@@ -970,7 +872,7 @@ TEST_CASE("failover: every URI dead, unavailable quickly, each call still tries"
     {
         // Both URIs are in backoff now: the next open still tries one (the one whose backoff
         // ends first) rather than answer "no server" without asking any.
-        stderr_capture capture(l.dir() / "stderr-all-dead.log");
+        stderr_capture capture;
         CHECK(d->verify_password(user, secret(whatever)) == bind_status::unavailable);
         log = capture.text();
     }
@@ -992,7 +894,7 @@ TEST_CASE("failover: a URI that comes back is used again after its backoff", "[l
     auto d = make_directory(std::move(s));
     std::string log;
     {
-        stderr_capture capture(l.dir() / "stderr-comeback.log");
+        stderr_capture capture;
         const directory_user alice = must_find(*d, "alice");  // first URI refused: down
         comeback.start();
         // Still in backoff: skipped although it listens now.
@@ -1014,10 +916,10 @@ TEST_CASE("a wrong CA file: refused, whatever the environment says", "[ldap][ope
     REQUIRE(std::string(std::getenv("LDAPTLS_REQCERT")) == "never");
     const fs::path other_key = l.dir() / "other-ca.key";
     const fs::path other_ca = l.dir() / "other-ca.crt";
-    REQUIRE(run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
-                " -keyout " +
-                shell_quote(other_key.string()) + " -out " + shell_quote(other_ca.string()) +
-                " -days 1 -subj /CN=other >/dev/null 2>&1") == 0);
+    REQUIRE(run_shell("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+                      " -keyout " +
+                      shell_quote(other_key.string()) + " -out " + shell_quote(other_ca.string()) +
+                      " -days 1 -subj /CN=other >/dev/null 2>&1") == 0);
     for (const bool start_tls : {false, true}) {
         INFO("start_tls: " << start_tls);
         directory_settings s = lab_settings();
@@ -1029,7 +931,7 @@ TEST_CASE("a wrong CA file: refused, whatever the environment says", "[ldap][ope
         auto d = make_directory(std::move(s));
         std::string log;
         {
-            stderr_capture capture(l.dir() / "stderr.log");
+            stderr_capture capture;
             CHECK(d->find_user("alice").status == lookup_status::unavailable);
             log = capture.text();
         }
@@ -1094,7 +996,7 @@ TEST_CASE("no password ever reaches the log", "[ldap][openldap]") {
     const std::string svc_password = read_file(l["LAB_SVC_PASSWORD_FILE"]);
     std::string log;
     {
-        stderr_capture capture(l.dir() / "stderr-secrets.log");
+        stderr_capture capture;
         auto d = lab_directory();
         const directory_user alice = must_find(*d, "alice");
         d->verify_password(alice, secret(alice_wrong_2));

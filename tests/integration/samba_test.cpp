@@ -22,10 +22,16 @@
 #include <string>
 
 #include "ldap/directory.hpp"
+#include "support/files.hpp"
+#include "support/lab_fixture.hpp"
+#include "support/net.hpp"
+#include "support/shell.hpp"
+#include "support/stderr_capture.hpp"
 
 namespace fs = std::filesystem;
 using namespace pwresetd;
 using namespace pwresetd::ldap;
+using namespace pwresetd::testing;
 
 namespace {
 
@@ -58,30 +64,6 @@ constexpr const char* gina_new = "Gina-New-Passw0rd-1";
 constexpr const char* gina_changed = "Gina-Changed-Passw0rd-2";
 constexpr const char* whatever = "Whatever-Passw0rd-1";
 
-std::string read_file(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream out;
-    out << in.rdbuf();
-    return out.str();
-}
-
-std::string shell_quote(const std::string& s) {
-    std::string out = "'";
-    for (const char c : s) {
-        if (c == '\'') {
-            out += "'\\''";
-        } else {
-            out += c;
-        }
-    }
-    return out + "'";
-}
-
-int run(const std::string& command) {
-    const int status = std::system(command.c_str());
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 // The lab: started on first use, stopped and removed when the test binary exits (also
 // after failed tests: a function-local static).
 class lab {
@@ -93,36 +75,36 @@ public:
     lab(const lab&) = delete;
     lab& operator=(const lab&) = delete;
 
-    const std::string& operator[](const std::string& key) const { return env_.at(key); }
-    const fs::path& dir() const { return dir_; }
+    const std::string& operator[](const std::string& key) const { return fixture_[key]; }
+    const fs::path& dir() const { return fixture_.dir(); }
     std::string user_dn(const std::string& cn) const {
-        return "CN=" + cn + "," + env_.at("LAB_USER_BASE");
+        return "CN=" + cn + "," + fixture_["LAB_USER_BASE"];
     }
 
     // Independent check with ldapsearch (ldapwhoami fails against Samba: no whoami exop,
     // LAB.md); the password goes through a 0600 file, never a command line.
     bool binds(const std::string& dn, const std::string& password) const {
-        const fs::path file = dir_ / "check-password";
+        const fs::path file = fixture_.dir() / "check-password";
         {
             std::ofstream out(file, std::ios::binary | std::ios::trunc);
             out << password;
         }
         fs::permissions(file, fs::perms::owner_read | fs::perms::owner_write);
-        const int rc = run(ldap_tool("ldapsearch") + " -D " + shell_quote(dn) + " -y " +
-                           shell_quote(file.string()) + " -s base -b " + shell_quote(dn) +
-                           " dn >/dev/null 2>&1");
+        const int rc = run_shell(ldap_tool("ldapsearch") + " -D " + shell_quote(dn) + " -y " +
+                                 shell_quote(file.string()) + " -s base -b " + shell_quote(dn) +
+                                 " dn >/dev/null 2>&1");
         fs::remove(file);
         return rc == 0;
     }
 
     // One attribute's values as Administrator sees them ("attr: value" lines).
     std::string admin_read(const std::string& dn, const std::string& attribute) const {
-        const fs::path out = dir_ / "admin-read.out";
-        const int rc = run(ldap_tool("ldapsearch") + " -LLL -o ldif-wrap=no -D " +
-                           shell_quote(env_.at("LAB_ADMIN_DN")) + " -y " +
-                           shell_quote(env_.at("LAB_ADMIN_PASSWORD_FILE")) + " -s base -b " +
-                           shell_quote(dn) + " '(objectClass=*)' " + shell_quote(attribute) +
-                           " > " + shell_quote(out.string()) + " 2>/dev/null");
+        const fs::path out = fixture_.dir() / "admin-read.out";
+        const int rc = run_shell(ldap_tool("ldapsearch") + " -LLL -o ldif-wrap=no -D " +
+                                 shell_quote(fixture_["LAB_ADMIN_DN"]) + " -y " +
+                                 shell_quote(fixture_["LAB_ADMIN_PASSWORD_FILE"]) + " -s base -b " +
+                                 shell_quote(dn) + " '(objectClass=*)' " + shell_quote(attribute) +
+                                 " > " + shell_quote(out.string()) + " 2>/dev/null");
         if (rc != 0) {
             throw std::runtime_error("ldapsearch as Administrator failed");
         }
@@ -134,62 +116,23 @@ public:
     }
 
 private:
+    // The lab folder, its reaper and lab.env: see support/lab_fixture.hpp.
     lab() {
-        const char* source = std::getenv("PWRESETD_SOURCE_DIR");
-        const fs::path script = fs::path(source != nullptr ? source : PWRESETD_DEFAULT_SOURCE_DIR) /
-                                "tests" / "lab" / "samba.sh";
-        std::string templ = (fs::temp_directory_path() / "pwresetd-samba-XXXXXX").string();
-        if (::mkdtemp(templ.data()) == nullptr) {
-            throw std::runtime_error("mkdtemp failed");
-        }
-        dir_ = templ;
-        script_ = script.string();
-        // If this process dies without running destructors (a signal, a crash), a reaper
-        // stops the lab and removes the folder once it is gone.
-        run("nohup sh -c 'while kill -0 " + std::to_string(::getpid()) +
-            " 2>/dev/null; do sleep 0.5; done; \"$0\" stop \"$1\"; rm -rf \"$1\"' " +
-            shell_quote(script_) + " " + shell_quote(dir_.string()) + " >/dev/null 2>&1 &");
-        const auto start = std::chrono::steady_clock::now();
-        if (run(shell_quote(script_) + " start " + shell_quote(dir_.string()) + " >&2") != 0) {
-            stop();
-            throw std::runtime_error(
-                "tests/lab/samba.sh start failed (run this binary through tests/lab/in-netns.sh)");
-        }
-        std::istringstream lines(read_file(dir_ / "lab.env"));
-        for (std::string line; std::getline(lines, line);) {
-            const auto eq = line.find('=');
-            if (eq != std::string::npos) {
-                env_[line.substr(0, eq)] = line.substr(eq + 1);
-            }
-        }
-        WARN("Samba lab ready in "
-             << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()
-             << " s");
+        WARN("Samba lab ready in " << fixture_.start_seconds() << " s");
         // Hostile environment for the rest of the run: libldap must ignore it (LDAPNOINIT,
         // explicit per-handle TLS options), or the wrong-CA test would pass TLS. Child
         // ldap-utils run with "env -u LDAPNOINIT" and their own settings.
         ::setenv("LDAPTLS_REQCERT", "never", 1);
-        ::setenv("LDAPTLS_CACERT", env_.at("LAB_CA").c_str(), 1);
+        ::setenv("LDAPTLS_CACERT", fixture_["LAB_CA"].c_str(), 1);
     }
-    ~lab() { stop(); }
 
     std::string ldap_tool(const std::string& tool) const {
         return "env -u LDAPNOINIT LDAPTLS_REQCERT=demand LDAPTLS_CACERT=" +
-               shell_quote(env_.at("LAB_CA")) + " " + tool + " -x -o nettimeout=5 -H " +
-               shell_quote(env_.at("LAB_LDAPS_URI"));
+               shell_quote(fixture_["LAB_CA"]) + " " + tool + " -x -o nettimeout=5 -H " +
+               shell_quote(fixture_["LAB_LDAPS_URI"]);
     }
 
-    void stop() noexcept {
-        if (!script_.empty()) {
-            run(shell_quote(script_) + " stop " + shell_quote(dir_.string()) + " >&2");
-        }
-        std::error_code ec;
-        fs::remove_all(dir_, ec);
-    }
-
-    fs::path dir_;
-    std::string script_;
-    std::map<std::string, std::string> env_;
+    lab_fixture fixture_{"samba.sh", "run this binary through tests/lab/in-netns.sh"};
 };
 
 directory_settings lab_settings() {
@@ -218,50 +161,6 @@ directory_user must_find(directory& d, std::string_view username) {
     REQUIRE(r.user.has_value());
     return *r.user;
 }
-
-// A loopback port with nothing listening.
-int closed_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    socklen_t len = sizeof addr;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    ::close(fd);
-    return ntohs(addr.sin_port);
-}
-
-// Captures what the process writes to stderr (where common/log writes) while alive.
-class stderr_capture {
-public:
-    explicit stderr_capture(const fs::path& file) : file_(file) {
-        std::fflush(stderr);
-        saved_ = ::dup(STDERR_FILENO);
-        const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        ::dup2(fd, STDERR_FILENO);
-        ::close(fd);
-    }
-    ~stderr_capture() { restore(); }
-    stderr_capture(const stderr_capture&) = delete;
-    stderr_capture& operator=(const stderr_capture&) = delete;
-    std::string text() {
-        restore();
-        return read_file(file_);
-    }
-
-private:
-    void restore() {
-        if (saved_ >= 0) {
-            std::fflush(stderr);
-            ::dup2(saved_, STDERR_FILENO);
-            ::close(saved_);
-            saved_ = -1;
-        }
-    }
-    fs::path file_;
-    int saved_ = -1;
-};
 
 std::size_t count_of(const std::string& text, const std::string& needle) {
     std::size_t n = 0;
@@ -299,7 +198,8 @@ TEST_CASE("find_user: objectGUID id, mail, mobile, display name", "[ldap][samba]
 
     directory_settings named = lab_settings();
     named.name = "corp";
-    CHECK(must_find(*make_directory(std::move(named)), "alice").directory == "corp");
+    const auto corp = make_directory(std::move(named));
+    CHECK(must_find(*corp, "alice").directory == "corp");
 }
 
 TEST_CASE("find_user: not found, ambiguous, hostile names", "[ldap][samba]") {
@@ -313,7 +213,8 @@ TEST_CASE("find_user: not found, ambiguous, hostile names", "[ldap][samba]") {
     }
     directory_settings s = lab_settings();
     s.user_filter = "(&(objectClass=user)(|(sAMAccountName={username})(sAMAccountName=bob)))";
-    CHECK(make_directory(std::move(s))->find_user("alice").status == lookup_status::ambiguous);
+    const auto both = make_directory(std::move(s));
+    CHECK(both->find_user("alice").status == lookup_status::ambiguous);
 }
 
 TEST_CASE("find_user: disabled, and protected through a nested group or adminCount",
@@ -346,7 +247,8 @@ TEST_CASE("find_user: disabled, and protected through a nested group or adminCou
     // A protected group given in another case and spacing still matches.
     directory_settings spaced = lab_settings();
     spaced.protected_groups = {"cn=TIER0, ou=People, dc=Example, dc=Test"};
-    CHECK(must_find(*make_directory(std::move(spaced)), "erin").is_protected);
+    const auto d3 = make_directory(std::move(spaced));
+    CHECK(must_find(*d3, "erin").is_protected);
 }
 
 TEST_CASE("find_user: a protected group that does not exist is reported", "[ldap][samba]") {
@@ -358,7 +260,7 @@ TEST_CASE("find_user: a protected group that does not exist is reported", "[ldap
         std::string log;
         lookup_result r;
         {
-            stderr_capture capture(l.dir() / "stderr-groups.log");
+            stderr_capture capture;
             r = make_directory(std::move(s))->find_user("erin");
             log = capture.text();
         }
@@ -416,7 +318,7 @@ TEST_CASE("find_user: a two_methods group that does not exist is reported once",
     lookup_result gina;
     lookup_result alice;
     {
-        stderr_capture capture(l.dir() / "stderr-two-methods.log");
+        stderr_capture capture;
         auto d = make_directory(std::move(s));
         gina = d->find_user("gina");
         alice = d->find_user("alice");
@@ -493,7 +395,7 @@ TEST_CASE("require_policy_hints: Samba lists neither control, so the reset is re
     write_result r;
     directory_user alice;
     {
-        stderr_capture capture(l.dir() / "stderr-hints.log");
+        stderr_capture capture;
         auto d = make_directory(std::move(s));
         alice = must_find(*d, "alice");
         r = d->reset_password(alice, secret(alice_after_hints));
@@ -521,7 +423,7 @@ TEST_CASE("delegation: a service account without it cannot reset", "[ldap][samba
     std::string log;
     write_result r;
     {
-        stderr_capture capture(l.dir() / "stderr-undelegated.log");
+        stderr_capture capture;
         r = d->reset_password(alice, secret(alice_undelegated));
         log = capture.text();
     }
@@ -658,7 +560,7 @@ TEST_CASE("disabled and protected accounts are never written", "[ldap][samba]") 
 TEST_CASE("failover: a dead first URI, then the DC", "[ldap][samba]") {
     const lab& l = lab::get();
     directory_settings s = lab_settings();
-    s.uris = {"ldaps://127.0.0.1:" + std::to_string(closed_port()), l["LAB_LDAPS_URI"]};
+    s.uris = {"ldaps://127.0.0.1:" + std::to_string(free_port()), l["LAB_LDAPS_URI"]};
     s.timeout_ms = 2000;
     auto d = make_directory(std::move(s));
     const directory_user bob = must_find(*d, "bob");
@@ -668,7 +570,7 @@ TEST_CASE("failover: a dead first URI, then the DC", "[ldap][samba]") {
 
 TEST_CASE("a dead DC: unavailable", "[ldap][samba]") {
     directory_settings s = lab_settings();
-    s.uris = {"ldaps://127.0.0.1:" + std::to_string(closed_port())};
+    s.uris = {"ldaps://127.0.0.1:" + std::to_string(free_port())};
     s.timeout_ms = 1000;
     auto d = make_directory(std::move(s));
     directory_user user;
@@ -686,10 +588,10 @@ TEST_CASE("a wrong CA: unavailable, whatever the environment says", "[ldap][samb
     REQUIRE(std::string(std::getenv("LDAPTLS_REQCERT")) == "never");
     const fs::path other_key = l.dir() / "other-ca.key";
     const fs::path other_ca = l.dir() / "other-ca.crt";
-    REQUIRE(run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
-                " -keyout " +
-                shell_quote(other_key.string()) + " -out " + shell_quote(other_ca.string()) +
-                " -days 1 -subj /CN=other >/dev/null 2>&1") == 0);
+    REQUIRE(run_shell("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+                      " -keyout " +
+                      shell_quote(other_key.string()) + " -out " + shell_quote(other_ca.string()) +
+                      " -days 1 -subj /CN=other >/dev/null 2>&1") == 0);
     for (const bool start_tls : {false, true}) {
         INFO("start_tls: " << start_tls);
         directory_settings s = lab_settings();
@@ -732,7 +634,7 @@ TEST_CASE("no password ever reaches the log", "[ldap][samba]") {
     const char* fresh = "Log-Fresh-Passw0rd-8";
     std::string log;
     {
-        stderr_capture capture(l.dir() / "stderr-secrets.log");
+        stderr_capture capture;
         auto d = lab_directory();
         const directory_user bob = must_find(*d, "bob");
         d->verify_password(bob, secret(wrong));
