@@ -156,6 +156,7 @@ int main(int argc, char** argv) {
     const double compile_s = seconds_since(compile_start);
     rusage usage{};
     ::getrusage(RUSAGE_SELF, &usage);
+    // NOLINTNEXTLINE(cppcoreguidelines-pro-type-union-access): glibc's rusage fields are unions
     const double peak_rss_mib = static_cast<double>(usage.ru_maxrss) / 1024.0;
 
     const auto open_start = clock_type::now();

@@ -135,6 +135,7 @@ std::string candidate(generator& g, const std::vector<std::string>& terms) {
 long peak_rss_mib() {
     rusage usage{};
     ::getrusage(RUSAGE_SELF, &usage);
+    // NOLINTNEXTLINE(cppcoreguidelines-pro-type-union-access): glibc's rusage fields are unions
     return usage.ru_maxrss / 1024;
 }
 
@@ -158,16 +159,19 @@ int main(int argc, char** argv) {
     const std::vector<std::string_view> args(argv + 1, argv + argc);
     for (std::size_t i = 0; i < args.size(); ++i) {
         const bool has_value = i + 1 < args.size();
-        if (args[i] == "--terms" && has_value && parse_number(args[i + 1], term_count)) {
-            ++i;
-        } else if (args[i] == "--checks" && has_value && parse_number(args[i + 1], checks) &&
-                   checks > 0) {
-            ++i;
+        bool ok = true;
+        if (args[i] == "--terms" && has_value) {
+            ok = parse_number(args[++i], term_count);
+        } else if (args[i] == "--checks" && has_value) {
+            ok = parse_number(args[++i], checks) && checks > 0;
         } else if (args[i] == "--dir" && has_value) {
             dir = args[++i];
         } else if (args[i] == "--keep") {
             keep = true;
         } else {
+            ok = false;
+        }
+        if (!ok) {
             std::cerr << "usage: policy_bench [--terms N] [--checks N] [--dir DIR] [--keep]\n";
             return 2;
         }

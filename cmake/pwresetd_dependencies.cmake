@@ -1,4 +1,4 @@
-# Every dependency is a Debian 12 package; .ci/run and tests/lab/install-deps install them.
+# Every dependency is a Debian 12 package; scripts/install-deps installs them.
 find_package(Threads REQUIRED)
 find_package(Boost 1.81 REQUIRED COMPONENTS json)
 find_package(OpenSSL 3 REQUIRED)

@@ -23,7 +23,6 @@
 
 namespace pwresetd::daemon {
 namespace beast = boost::beast;
-namespace http = beast::http;
 namespace net = boost::asio;
 namespace ssl = net::ssl;
 using tcp = net::ip::tcp;

@@ -62,7 +62,7 @@ struct server_shared {
     log::rate_limited overloaded_log{};       // and these (a flood of health checks)
 };
 
-inline constexpr std::size_t header_limit_bytes = 8 * 1024;
+inline constexpr std::size_t header_limit_bytes = std::size_t{8} * 1024;
 
 // Finds the end of a header block for asio::async_read_until: the blank line (CRLF CRLF),
 // or LF LF, which the parser then refuses as a bad line ending.
@@ -489,7 +489,7 @@ private:
 
     // After an early error reply, read and discard at most this much of an unwanted body,
     // for at most drain_time, so the client sees the reply instead of a connection reset.
-    static constexpr std::size_t drain_limit_bytes = 1024 * 1024;
+    static constexpr std::size_t drain_limit_bytes = std::size_t{1024} * 1024;
     static constexpr auto drain_time = std::chrono::seconds(2);
 
     Stream stream_;

@@ -43,7 +43,7 @@ constexpr int confirm_attempts = 3;
 // rest of its data lifetime by this machine's clock plus a day, so clock differences
 // between nodes (or a test clock in the past) never make Redis drop live data, and keys
 // of abandoned flows, enrollments and counters still go away on their own.
-constexpr std::int64_t ttl_slack_s = 24 * 60 * 60;
+constexpr std::int64_t ttl_slack_s = std::int64_t{24} * 60 * 60;
 constexpr std::int64_t max_data_ttl_s = 400LL * 24 * 60 * 60;
 
 constexpr std::string_view key_prefix = "pwresetd:";

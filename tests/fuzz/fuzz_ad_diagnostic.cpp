@@ -32,7 +32,8 @@ std::uint32_t hex_of(std::string_view digits) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     using namespace pwresetd::ldap;
     pwresetd::fuzz::input in(data, size);
-    const int ldap_result = static_cast<std::int8_t>(in.byte());
+    const int byte = in.byte();
+    const int ldap_result = byte < 128 ? byte : byte - 256;  // -128..127
     const std::string_view text = in.rest_text();
 
     const auto code = ad_error_code(text);

@@ -235,7 +235,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     totp_params params;
     params.algorithm = static_cast<totp_algorithm>(p % 3);
     params.digits = (p & 0x04U) != 0 ? 8 : 6;
-    params.skew_steps = (p >> 3U) & 0x03U;
+    params.skew_steps = static_cast<int>((p >> 3U) & 0x03U);
     params.period = (p & 0x20U) != 0 ? 30 : 1 + static_cast<int>(clock % 300);
 
     check_base32(key_text, raw);

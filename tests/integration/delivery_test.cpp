@@ -29,11 +29,18 @@
 #include <vector>
 
 #include "factors/delivery.hpp"
+#include "support/files.hpp"
+#include "support/lab_fixture.hpp"
+#include "support/net.hpp"
+#include "support/shell.hpp"
+#include "support/stderr_capture.hpp"
+#include "support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 namespace json = boost::json;
 using namespace pwresetd;
 using namespace pwresetd::factors;
+using namespace pwresetd::testing;
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
 
@@ -48,35 +55,6 @@ constexpr std::string_view lab_token = "lab-token-7f3a9c21e5";
 // Debian's python3, where python3-aiosmtpd lives (another python3 may come first on PATH).
 constexpr const char* python = "/usr/bin/python3";
 
-fs::path source_dir() {
-    const char* env = std::getenv("PWRESETD_SOURCE_DIR");
-    return env != nullptr && *env != '\0' ? fs::path(env) : fs::path(PWRESETD_DEFAULT_SOURCE_DIR);
-}
-
-std::string read_file(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream out;
-    out << in.rdbuf();
-    return out.str();
-}
-
-void write_file(const fs::path& path, std::string_view text) {
-    std::ofstream out(path, std::ios::binary);
-    out << text;
-}
-
-std::string shell_quote(const std::string& s) {
-    std::string out = "'";
-    for (const char c : s) {
-        if (c == '\'') {
-            out += "'\\''";
-        } else {
-            out += c;
-        }
-    }
-    return out + "'";
-}
-
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds limit) {
     const auto deadline = steady::now() + limit;
     while (steady::now() < deadline) {
@@ -88,44 +66,10 @@ bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds lim
     return done();
 }
 
-class temp_dir {
-public:
-    temp_dir() {
-        std::string tmpl = (fs::temp_directory_path() / "pwresetd-delivery-XXXXXX").string();
-        if (::mkdtemp(tmpl.data()) == nullptr) {
-            throw std::runtime_error("mkdtemp failed");
-        }
-        path_ = tmpl;
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    const fs::path& path() const { return path_; }
-
-private:
-    fs::path path_;
-};
-
-int free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(fd >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    socklen_t len = sizeof addr;
-    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    ::close(fd);
-    return ntohs(addr.sin_port);
-}
-
 // Two throwaway CAs, each with a server certificate for 127.0.0.1 and localhost: "lab"
 // is the one the client trusts, "other" is a stranger. Made once per run.
 struct certificates {
-    temp_dir dir;
+    temp_dir dir{"pwresetd-delivery"};
     fs::path ca, cert, key;
     fs::path other_cert, other_key;
 
@@ -180,7 +124,7 @@ public:
     lab_process(const fs::path& dir, const std::string& name, std::vector<std::string> args)
         : log_(dir / (name + ".log")) {
         const fs::path ready = dir / (name + ".ready");
-        const fs::path script = source_dir() / "tests" / "lab" / (name + ".py");
+        const fs::path script = lab_file(name + ".py");
         REQUIRE(fs::exists(script));
         args.insert(args.begin(), {python, script.string()});
         args.insert(args.end(),
@@ -290,7 +234,7 @@ public:
     std::string log() const { return process_->log(); }
 
 private:
-    temp_dir dir_;
+    temp_dir dir_{"pwresetd-delivery"};
     std::optional<lab_process> process_;
 };
 
@@ -321,41 +265,8 @@ public:
     }
 
 private:
-    temp_dir dir_;
+    temp_dir dir_{"pwresetd-delivery"};
     std::optional<lab_process> process_;
-};
-
-// Everything written to fd 2 (where the log goes) while it lives, or until text().
-class stderr_capture {
-public:
-    stderr_capture() {
-        std::fflush(stderr);
-        saved_ = ::dup(STDERR_FILENO);
-        const int fd = ::open((dir_.path() / "stderr.log").c_str(),
-                              O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        REQUIRE(fd >= 0);
-        ::dup2(fd, STDERR_FILENO);
-        ::close(fd);
-    }
-    stderr_capture(const stderr_capture&) = delete;
-    stderr_capture& operator=(const stderr_capture&) = delete;
-    ~stderr_capture() { restore(); }
-    std::string text() {
-        restore();
-        return read_file(dir_.path() / "stderr.log");
-    }
-
-private:
-    void restore() {
-        if (saved_ >= 0) {
-            std::fflush(stderr);
-            ::dup2(saved_, STDERR_FILENO);
-            ::close(saved_);
-            saved_ = -1;
-        }
-    }
-    temp_dir dir_;
-    int saved_ = -1;
 };
 
 std::size_t count(std::string_view haystack, std::string_view needle) {
@@ -516,7 +427,7 @@ TEST_CASE("smtps:// is TLS from the first byte", "[smtp][tls]") {
 
 TEST_CASE("SMTP AUTH logs in over TLS; a wrong password is not retried", "[smtp][tls]") {
     const auto& c = certs();
-    temp_dir dir;
+    temp_dir dir{"pwresetd-delivery"};
     write_file(dir.path() / "auth", "relay-user:relay-Passw0rd-1\n");
     smtp_sink sink({"--tls-cert", c.cert.string(), "--tls-key", c.key.string(), "--auth-file",
                     (dir.path() / "auth").string()});

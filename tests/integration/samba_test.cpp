@@ -201,7 +201,7 @@ TEST_CASE("find_user: a protected group that does not exist is reported", "[ldap
         std::string log;
         lookup_result r;
         {
-            stderr_capture capture(l.dir() / "stderr-groups.log");
+            stderr_capture capture;
             r = make_directory(std::move(s))->find_user("erin");
             log = capture.text();
         }
@@ -259,7 +259,7 @@ TEST_CASE("find_user: a two_methods group that does not exist is reported once",
     lookup_result gina;
     lookup_result alice;
     {
-        stderr_capture capture(l.dir() / "stderr-two-methods.log");
+        stderr_capture capture;
         auto d = make_directory(std::move(s));
         gina = d->find_user("gina");
         alice = d->find_user("alice");
@@ -313,7 +313,7 @@ TEST_CASE("require_policy_hints: Samba lists neither control, so the reset is re
     write_result r;
     directory_user alice;
     {
-        stderr_capture capture(l.dir() / "stderr-hints.log");
+        stderr_capture capture;
         auto d = make_directory(std::move(s));
         alice = must_find(*d, "alice");
         r = d->reset_password(alice, secret(alice_after_hints));
@@ -341,7 +341,7 @@ TEST_CASE("delegation: a service account without it cannot reset", "[ldap][samba
     std::string log;
     write_result r;
     {
-        stderr_capture capture(l.dir() / "stderr-undelegated.log");
+        stderr_capture capture;
         r = d->reset_password(alice, secret(alice_undelegated));
         log = capture.text();
     }

@@ -20,80 +20,12 @@ readonly ADMIN_DN="cn=admin,${BASE}"
 readonly MODULE_DIR="/usr/lib/ldap"
 readonly SCHEMA_DIR="/etc/ldap/schema"
 
-die() {
-    echo "openldap.sh: error: $*" >&2
-    exit 1
-}
-
-usage() {
-    echo "usage: $0 start|stop DIR" >&2
-    exit 2
-}
-
-# slapd's pid from lab.env (or the pid file), empty when unknown.
-lab_pid() {
-    local dir=$1 pid=""
-    if [[ -f "${dir}/lab.env" ]]; then
-        pid=$(sed -n 's/^LAB_PID=//p' "${dir}/lab.env" | tail -n1)
-    fi
-    if [[ -z "${pid}" && -f "${dir}/slapd.pid" ]]; then
-        pid=$(tr -d '[:space:]' <"${dir}/slapd.pid")
-    fi
-    echo "${pid}"
-}
-
-# True while the process exists and is not a zombie (slapd may linger as Z after SIGTERM
-# when PID 1 does not reap).
-alive() {
-    local pid=$1 state
-    [[ -n "${pid}" && -r "/proc/${pid}/stat" ]] || return 1
-    state=$(sed -E 's/^[0-9]+ \(.*\) ([A-Za-z]).*/\1/' "/proc/${pid}/stat" 2>/dev/null) || return 1
-    [[ "${state}" != "Z" ]]
-}
-
-stop_pid() {
-    local pid=$1 i
-    alive "${pid}" || return 0
-    # Only signal a slapd: a stale pid may have been reused by something else.
-    grep -q slapd "/proc/${pid}/comm" 2>/dev/null || return 0
-    kill -TERM "${pid}" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        alive "${pid}" || return 0
-        sleep 0.1
-    done
-    kill -KILL "${pid}" 2>/dev/null || true
-    for ((i = 0; i < 20; i++)); do
-        alive "${pid}" || return 0
-        sleep 0.1
-    done
-    echo "openldap.sh: warning: slapd pid ${pid} did not exit" >&2
-}
-
-cmd_stop() {
-    local dir=$1
-    [[ -d "${dir}" ]] || return 0
-    stop_pid "$(lab_pid "${dir}")"
-    rm -f "${dir}/lab.env"
-}
-
-need() {
-    local tool
-    for tool in "$@"; do
-        command -v "${tool}" >/dev/null 2>&1 || [[ -x "/usr/sbin/${tool}" ]] ||
-            die "${tool} not found (install the slapd, ldap-utils, openssl and python3 packages)"
-    done
-}
-
-# Writes a random password (no newline) to FILE with mode 0600.
-random_password_file() {
-    local file=$1
-    (umask 077 && printf '%s' "Lab-$(openssl rand -hex 12)" >"${file}")
-}
-
-fixed_password_file() {
-    local file=$1 value=$2
-    (umask 077 && printf '%s' "${value}" >"${file}")
-}
+readonly LAB_NAME="openldap.sh"
+readonly LAB_PID_FILE="slapd.pid"
+readonly LAB_COMM="slapd"
+readonly LAB_PACKAGES="the slapd, ldap-utils, openssl and python3 packages"
+# shellcheck source=tests/lab/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 hash_file() {
     slappasswd -n -h '{SSHA}' -T "$1"
@@ -101,20 +33,8 @@ hash_file() {
 
 make_certificates() {
     local dir=$1
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -keyout "${dir}/ca.key" -out "${dir}/ca.crt" -days 30 -subj "/CN=pwresetd lab CA" \
-        -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>"${dir}/openssl.log"
-    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -keyout "${dir}/server.key" -out "${dir}/server.csr" -subj "/CN=localhost" \
-        2>>"${dir}/openssl.log"
-    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
-        "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" \
-        >"${dir}/server.ext"
-    openssl x509 -req -in "${dir}/server.csr" -CA "${dir}/ca.crt" -CAkey "${dir}/ca.key" \
-        -CAcreateserial -days 30 -extfile "${dir}/server.ext" -out "${dir}/server.crt" \
-        2>>"${dir}/openssl.log"
-    chmod 600 "${dir}/ca.key" "${dir}/server.key"
+    lab_certificates "${dir}" "${dir}/ca.crt" "${dir}/server.key" "${dir}/server.crt" \
+        "pwresetd lab CA" localhost "IP:127.0.0.1,DNS:localhost"
 }
 
 # Two free loopback ports (both bound at once, so they differ), "P Q".
@@ -339,18 +259,6 @@ wait_ready() {
     return 1
 }
 
-START_DIR=""
-START_OK=0
-on_start_exit() {
-    local rc=$?
-    if [[ ${START_OK} -eq 0 && -n "${START_DIR}" ]]; then
-        stop_pid "$(lab_pid "${START_DIR}")"
-        rm -f "${START_DIR}/lab.env"
-        echo "openldap.sh: start failed (exit ${rc}); files kept in ${START_DIR}" >&2
-        [[ ${rc} -eq 0 ]] && exit 1
-    fi
-}
-
 cmd_start() {
     local dir=$1
     need slapd slapadd slappasswd ldapsearch openssl python3
@@ -359,8 +267,7 @@ cmd_start() {
     mkdir -p "${dir}" || die "cannot create ${dir}"
     dir=$(cd "${dir}" && pwd)
     cmd_stop "${dir}"
-    START_DIR=${dir}
-    trap on_start_exit EXIT
+    start_guard "${dir}"
     export PATH="${PATH}:/usr/sbin"
 
     rm -rf "${dir}/slapd.d" "${dir}/data" "${dir}/passwords"
@@ -426,13 +333,4 @@ EOF
     echo "openldap.sh: slapd pid ${pid} on ldap://127.0.0.1:${port} ldaps://127.0.0.1:${tls_port} (${dir}/lab.env)"
 }
 
-main() {
-    [[ $# -eq 2 ]] || usage
-    case "$1" in
-    start) cmd_start "$2" ;;
-    stop) cmd_stop "$2" ;;
-    *) usage ;;
-    esac
-}
-
-main "$@"
+lab_main "$@"

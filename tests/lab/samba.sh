@@ -37,15 +37,12 @@ readonly ATTR_LOCKOUT_TIME="28630ebf-41d5-11d1-a9c1-0000f80367c1"
 readonly ATTR_PWD_LAST_SET="bf967a0a-0de6-11d0-a285-00aa003049e2"
 readonly CLASS_USER="bf967aba-0de6-11d0-a285-00aa003049e2"
 
-die() {
-    echo "samba.sh: error: $*" >&2
-    exit 1
-}
-
-usage() {
-    echo "usage: $0 start|stop DIR" >&2
-    exit 2
-}
+readonly LAB_NAME="samba.sh"
+readonly LAB_PID_FILE="samba.pid"
+readonly LAB_COMM="^samba"
+readonly LAB_PACKAGES="samba-ad-dc samba-ad-provision ldap-utils openssl"
+# shellcheck source=tests/lab/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # True when this shell runs in a network namespace other than the host's. /proc/1/ns/net
 # is the host's; where it is unreadable (no CAP_SYS_PTRACE), in-netns.sh passes the id
@@ -57,85 +54,16 @@ in_private_netns() {
     [[ -n "${host}" && "${self}" != "${host}" ]]
 }
 
-lab_pid() {
-    local dir=$1 pid=""
-    if [[ -f "${dir}/lab.env" ]]; then
-        pid=$(sed -n 's/^LAB_PID=//p' "${dir}/lab.env" | tail -n1)
-    fi
-    if [[ -z "${pid}" && -f "${dir}/samba.pid" ]]; then
-        pid=$(tr -d '[:space:]' <"${dir}/samba.pid")
-    fi
-    echo "${pid}"
-}
-
-alive() {
-    local pid=$1 state
-    [[ -n "${pid}" && -r "/proc/${pid}/stat" ]] || return 1
-    state=$(sed -E 's/^[0-9]+ \(.*\) ([A-Za-z]).*/\1/' "/proc/${pid}/stat" 2>/dev/null) || return 1
-    [[ "${state}" != "Z" ]]
-}
-
-stop_pid() {
-    local pid=$1 i
-    alive "${pid}" || return 0
-    # Only signal a samba: a stale pid may have been reused by something else.
-    grep -q '^samba' "/proc/${pid}/comm" 2>/dev/null || return 0
-    kill -TERM "${pid}" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        alive "${pid}" || return 0
-        sleep 0.1
-    done
-    kill -KILL "${pid}" 2>/dev/null || true
-    for ((i = 0; i < 20; i++)); do
-        alive "${pid}" || return 0
-        sleep 0.1
-    done
-    echo "samba.sh: warning: samba pid ${pid} did not exit" >&2
-}
-
-cmd_stop() {
-    local dir=$1
-    [[ -d "${dir}" ]] || return 0
-    stop_pid "$(lab_pid "${dir}")"
-    rm -f "${dir}/lab.env" "${dir}/samba.pid"
-}
-
-need() {
-    local tool
-    for tool in "$@"; do
-        command -v "${tool}" >/dev/null 2>&1 || [[ -x "/usr/sbin/${tool}" ]] ||
-            die "${tool} not found (install samba-ad-dc samba-ad-provision ldap-utils openssl)"
-    done
-}
-
 # A random password that meets AD complexity (upper, lower, digit, other).
-random_password_file() {
-    local file=$1
-    (umask 077 && printf '%s' "Lab-$(openssl rand -hex 12)-X" >"${file}")
-}
-
-fixed_password_file() {
-    (umask 077 && printf '%s' "$2" >"$1")
+complex_password_file() {
+    random_password_file "$1" -X
 }
 
 make_certificates() {
     local dir=$1 tls="$1/private/tls"
     mkdir -p "${tls}"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -keyout "${dir}/ca.key" -out "${tls}/ca.pem" -days 30 -subj "/CN=pwresetd Samba lab CA" \
-        -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>"${dir}/openssl.log"
-    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -keyout "${tls}/key.pem" -out "${dir}/server.csr" -subj "/CN=dc1.example.test" \
-        2>>"${dir}/openssl.log"
-    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:dc1.example.test" "basicConstraints=CA:FALSE" \
-        "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" \
-        >"${dir}/server.ext"
-    openssl x509 -req -in "${dir}/server.csr" -CA "${tls}/ca.pem" -CAkey "${dir}/ca.key" \
-        -CAcreateserial -days 30 -extfile "${dir}/server.ext" -out "${tls}/cert.pem" \
-        2>>"${dir}/openssl.log"
-    # Samba refuses a key file readable by others.
-    chmod 600 "${dir}/ca.key" "${tls}/key.pem"
+    lab_certificates "${dir}" "${tls}/ca.pem" "${tls}/key.pem" "${tls}/cert.pem" \
+        "pwresetd Samba lab CA" dc1.example.test "IP:127.0.0.1,DNS:dc1.example.test"
 }
 
 provision() {
@@ -168,7 +96,7 @@ provision() {
 provision_or_copy() {
     local dir=$1 cache=${PWRESETD_SAMBA_TEMPLATE_CACHE:-}
     if [[ -z "${cache}" ]]; then
-        random_password_file "${dir}/admin-password"
+        complex_password_file "${dir}/admin-password"
         provision "${dir}"
         return
     fi
@@ -178,7 +106,7 @@ provision_or_copy() {
     template="${cache}/samba-${key}"
     if [[ ! -f "${template}/.complete" ]]; then
         tmp=$(mktemp -d "${cache}/.samba-${key}.XXXXXX")
-        random_password_file "${tmp}/admin-password"
+        complex_password_file "${tmp}/admin-password"
         provision "${tmp}"
         printf '%s' "${tmp}" >"${tmp}/.provisioned-path"
         touch "${tmp}/.complete"
@@ -290,18 +218,6 @@ admin_ldap() {
         "${tool}" -x -H ldaps://127.0.0.1 -D "${ADMIN_DN}" -y "${dir}/admin-password" "$@"
 }
 
-START_DIR=""
-START_OK=0
-on_start_exit() {
-    local rc=$?
-    if [[ ${START_OK} -eq 0 && -n "${START_DIR}" ]]; then
-        stop_pid "$(lab_pid "${START_DIR}")"
-        rm -f "${START_DIR}/lab.env"
-        echo "samba.sh: start failed (exit ${rc}); files kept in ${START_DIR}" >&2
-        [[ ${rc} -eq 0 ]] && exit 1
-    fi
-}
-
 cmd_start() {
     local dir=$1
     local t0=${EPOCHREALTIME}
@@ -316,8 +232,7 @@ cmd_start() {
     mkdir -p "${dir}" || die "cannot create ${dir}"
     dir=$(cd "${dir}" && pwd)
     cmd_stop "${dir}"
-    START_DIR=${dir}
-    trap on_start_exit EXIT
+    start_guard "${dir}"
     # Lab only: no fsync for Samba's tdb/ldb files (provision is disk-bound otherwise).
     export TDB_NO_FSYNC=1
 
@@ -329,8 +244,8 @@ cmd_start() {
     touch "${dir}/.pwresetd-samba-lab"
     (umask 077 && mkdir -p "${dir}/passwords" "${dir}/run")
 
-    random_password_file "${dir}/svc-password"
-    random_password_file "${dir}/undelegated-password"
+    complex_password_file "${dir}/svc-password"
+    complex_password_file "${dir}/undelegated-password"
     local name
     for name in alice bob carol dave erin frank gina; do
         fixed_password_file "${dir}/passwords/${name}" "${name^}-Old-Passw0rd!"
@@ -421,13 +336,4 @@ EOF
                    pid, env, p - a, s - p, r - s, r - a }' >&2
 }
 
-main() {
-    [[ $# -eq 2 ]] || usage
-    case "$1" in
-    start) cmd_start "$2" ;;
-    stop) cmd_stop "$2" ;;
-    *) usage ;;
-    esac
-}
-
-main "$@"
+lab_main "$@"

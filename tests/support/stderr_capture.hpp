@@ -1,48 +1,29 @@
 #pragma once
-// Captures what the process writes to stderr (where common/log writes) while alive, through
-// a 0600 file. text() stops the capture and returns what was written.
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
+// Captures what the process writes to fd 2 (where common/log writes) from construction
+// until text() or destruction, in a file of its own temporary folder. Not for use from
+// two threads or nested: fd 2 is process-wide.
 #include <string>
+
+#include "support/temp_dir.hpp"
 
 namespace pwresetd::testing {
 
 class stderr_capture {
 public:
-    explicit stderr_capture(std::filesystem::path file) : file_(std::move(file)) {
-        std::fflush(stderr);
-        saved_ = ::dup(STDERR_FILENO);
-        const int fd = ::open(file_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        ::dup2(fd, STDERR_FILENO);
-        ::close(fd);
-    }
-    ~stderr_capture() { restore(); }
+    stderr_capture();  // throws std::system_error when fd 2 cannot be redirected
+    ~stderr_capture();
     stderr_capture(const stderr_capture&) = delete;
     stderr_capture& operator=(const stderr_capture&) = delete;
+    stderr_capture(stderr_capture&&) = delete;
+    stderr_capture& operator=(stderr_capture&&) = delete;
 
-    std::string text() {
-        restore();
-        std::ifstream in(file_, std::ios::binary);
-        std::ostringstream out;
-        out << in.rdbuf();
-        return out.str();
-    }
+    // Restores fd 2 (capturing stops) and returns everything captured.
+    [[nodiscard]] std::string text();
 
 private:
-    void restore() {
-        if (saved_ >= 0) {
-            std::fflush(stderr);
-            ::dup2(saved_, STDERR_FILENO);
-            ::close(saved_);
-            saved_ = -1;
-        }
-    }
-    std::filesystem::path file_;
+    void restore() noexcept;
+
+    temp_dir dir_{"pwresetd-stderr"};
     int saved_ = -1;
 };
 

@@ -9,15 +9,13 @@
 #include <fstream>
 #include <set>
 
+#include "support/temp_dir.hpp"
+
 namespace crypto = pwresetd::crypto;
 using pwresetd::secret;
+using pwresetd::testing::temp_dir;
 
 namespace {
-std::filesystem::path temp_dir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "pwresetd-test-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    return tmpl;
-}
 std::span<const unsigned char> bytes(std::string_view s) {
     return {reinterpret_cast<const unsigned char*>(s.data()), s.size()};
 }
@@ -78,7 +76,7 @@ TEST_CASE("seal/open round trip, bound to key and context", "[crypto]") {
 }
 
 TEST_CASE("key file is created 0600 with 32 bytes and read back", "[crypto]") {
-    const auto dir = temp_dir();
+    const temp_dir dir("pwresetd-crypto");
     const auto path = dir / "secret.key";
     const secret first = crypto::load_or_create_key_file(path);
     REQUIRE(first.size() == 32);
@@ -95,11 +93,10 @@ TEST_CASE("key file is created 0600 with 32 bytes and read back", "[crypto]") {
                       Catch::Contains("exactly 32 bytes"));
     CHECK_THROWS_WITH(crypto::load_or_create_key_file(dir / "missing-dir" / "k"),
                       Catch::Contains("missing-dir"));
-    std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("a key file that group or others can read is refused", "[crypto]") {
-    const auto dir = temp_dir();
+    const temp_dir dir("pwresetd-crypto");
     const auto path = dir / "secret.key";
     (void)crypto::load_or_create_key_file(path);
     for (const auto mode : {0640, 0604, 0660, 0610}) {
@@ -115,5 +112,4 @@ TEST_CASE("a key file that group or others can read is refused", "[crypto]") {
     const auto fifo = dir / "fifo.key";
     REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
     CHECK_THROWS_WITH(crypto::load_or_create_key_file(fifo), Catch::Contains("not a regular file"));
-    std::filesystem::remove_all(dir);
 }

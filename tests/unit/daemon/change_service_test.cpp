@@ -6,6 +6,7 @@
 
 #include "fakes/fake_directory.hpp"
 #include "store/state_store.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace pwresetd;
 using namespace pwresetd::daemon;
@@ -13,7 +14,7 @@ using namespace pwresetd::daemon;
 namespace {
 
 struct change_harness {
-    std::filesystem::path dir;
+    testing::temp_dir dir{"pwresetd-chg"};
     config cfg;
     testing::fake_directory directory;
     policy::password_policy policy{policy::settings{}};
@@ -24,10 +25,6 @@ struct change_harness {
     request_context ctx{"req-2", "portal", "192.0.2.2"};
 
     change_harness() {
-        std::string tmpl =
-            (std::filesystem::temp_directory_path() / "pwresetd-chg-XXXXXX").string();
-        REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-        dir = tmpl;
         cfg.limits.verify_failures = 3;
         cfg.limits.lockout_s = 600;
         state = store::open_sqlite_store(dir / "state.db", secret(std::string(32, 'k')));
@@ -39,7 +36,6 @@ struct change_harness {
         directory.add("erin", "Erin-Old-Passw0rd!", false, false, /*is_protected=*/true);
         directory.add("carol", "Carol-Old-Passw0rd!", /*locked=*/true);
     }
-    ~change_harness() { std::filesystem::remove_all(dir); }
 
     outcome<bool> change(const std::string& user, const std::string& current,
                          const std::string& next) {

@@ -17,6 +17,9 @@
 #include <system_error>
 #include <vector>
 
+#include "support/files.hpp"
+#include "support/temp_dir.hpp"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -47,22 +50,11 @@ std::vector<std::string> errors_of(const fs::path& file) {
 class fixture_copy {
 public:
     fixture_copy() {
-        std::string pattern = (fs::temp_directory_path() / "pwresetd-config-XXXXXX").string();
-        if (::mkdtemp(pattern.data()) == nullptr) {
-            throw std::system_error(errno, std::generic_category(), "mkdtemp");
-        }
-        dir_ = pattern;
-        fs::copy(source_fixtures(), dir_, fs::copy_options::recursive);
+        fs::copy(source_fixtures(), dir_.path(), fs::copy_options::recursive);
         chmod("bind-password", fs::perms::owner_read | fs::perms::owner_write);
     }
-    fixture_copy(const fixture_copy&) = delete;
-    fixture_copy& operator=(const fixture_copy&) = delete;
-    ~fixture_copy() {
-        std::error_code ignored;
-        fs::remove_all(dir_, ignored);
-    }
 
-    [[nodiscard]] const fs::path& dir() const noexcept { return dir_; }
+    [[nodiscard]] const fs::path& dir() const noexcept { return dir_.path(); }
 
     fs::path write(const std::string& name, std::string_view text) const {
         fs::path file = dir_ / name;
@@ -77,9 +69,7 @@ public:
 
     // minimal.yaml with one exact text replaced, written under a new name.
     fs::path variant(const std::string& name, std::string_view from, std::string_view to) const {
-        std::ifstream in(dir_ / "minimal.yaml", std::ios::binary);
-        std::string text(fs::file_size(dir_ / "minimal.yaml"), '\0');
-        in.read(text.data(), static_cast<std::streamsize>(text.size()));
+        std::string text = pwresetd::testing::read_file(dir_ / "minimal.yaml");
         const auto at = text.find(from);
         REQUIRE(at != std::string::npos);
         text.replace(at, from.size(), to);
@@ -87,7 +77,7 @@ public:
     }
 
 private:
-    fs::path dir_;
+    pwresetd::testing::temp_dir dir_{"pwresetd-config"};
 };
 
 class scoped_env {

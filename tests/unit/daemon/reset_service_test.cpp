@@ -14,22 +14,13 @@
 #include "factors/totp.hpp"
 #include "fakes/fake_directory.hpp"
 #include "store/state_store.hpp"
+#include "support/files.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace pwresetd;
 using namespace pwresetd::daemon;
 
 namespace {
-
-struct temp_folder {
-    std::filesystem::path path;
-    temp_folder() {
-        std::string tmpl =
-            (std::filesystem::temp_directory_path() / "pwresetd-svc-XXXXXX").string();
-        REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-        path = tmpl;
-    }
-    ~temp_folder() { std::filesystem::remove_all(path); }
-};
 
 // Records what would have been sent, so tests can read the codes.
 struct recording_outbox final : code_outbox {
@@ -66,7 +57,7 @@ std::string code_in(std::string_view text, std::size_t digits = 6) {
 }
 
 struct harness {
-    temp_folder dir;
+    testing::temp_dir dir{"pwresetd-svc"};
     config cfg;
     testing::fake_directory directory;
     policy::password_policy policy{policy::settings{}};
@@ -91,8 +82,8 @@ struct harness {
         cfg.limits.verify_failures = 3;
         cfg.limits.lockout_s = 900;
         cfg.limits.reset_ttl_s = 900;
-        state = store::open_sqlite_store(dir.path / "state.db", secret(std::string(32, 'k')));
-        audit = std::make_unique<audit_log>(dir.path / "audit.jsonl");
+        state = store::open_sqlite_store(dir / "state.db", secret(std::string(32, 'k')));
+        audit = std::make_unique<audit_log>(dir / "audit.jsonl");
         auto clock = [this] { return now; };
         resets = std::make_unique<reset_service>(cfg, policy, directory, *state, *audit, outbox,
                                                  keys, clock);
@@ -139,12 +130,7 @@ struct harness {
         return std::get<reset_started>(r).reset_id;
     }
 
-    std::string audit_text() const {
-        std::ifstream in(dir.path / "audit.jsonl");
-        std::stringstream ss;
-        ss << in.rdbuf();
-        return ss.str();
-    }
+    std::string audit_text() const { return testing::read_file(dir / "audit.jsonl"); }
 };
 
 failure_code code_of(const auto& outcome) {

@@ -18,9 +18,11 @@
 #include <vector>
 
 #include "common/text.hpp"
+#include "support/stderr_capture.hpp"
 
 using namespace pwresetd;
 using namespace pwresetd::factors;
+using pwresetd::testing::stderr_capture;
 
 namespace {
 
@@ -62,47 +64,6 @@ std::string decode_encoded_words(std::string_view value) {
     }
     return out;
 }
-
-// Everything written to fd 2 while it lives (the log writes there).
-class stderr_capture {
-public:
-    stderr_capture() {
-        path_ = (std::filesystem::temp_directory_path() /
-                 ("pwresetd-delivery-unit-" + std::to_string(::getpid()) + ".log"))
-                    .string();
-        std::fflush(stderr);
-        saved_ = ::dup(STDERR_FILENO);
-        std::FILE* f = std::fopen(path_.c_str(), "w");
-        REQUIRE(f != nullptr);
-        ::dup2(::fileno(f), STDERR_FILENO);
-        std::fclose(f);
-    }
-    stderr_capture(const stderr_capture&) = delete;
-    stderr_capture& operator=(const stderr_capture&) = delete;
-    ~stderr_capture() {
-        restore();
-        std::filesystem::remove(path_);
-    }
-    std::string text() {
-        restore();
-        std::ifstream in(path_);
-        std::ostringstream s;
-        s << in.rdbuf();
-        return s.str();
-    }
-
-private:
-    void restore() {
-        if (saved_ >= 0) {
-            std::fflush(stderr);
-            ::dup2(saved_, STDERR_FILENO);
-            ::close(saved_);
-            saved_ = -1;
-        }
-    }
-    std::string path_;
-    int saved_ = -1;
-};
 
 email_message mail_to(std::string to, std::string subject = "Your code") {
     email_message m;

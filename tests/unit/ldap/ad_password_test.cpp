@@ -51,9 +51,9 @@ TEST_CASE("encode_unicode_pwd: no normalization, no truncation", "[ldap][ad_pass
     CHECK(encoded("a  ") == bytes{0x22, 0, 'a', 0, ' ', 0, ' ', 0, 0x22, 0});
     const std::string long_password(1000, 'x');
     const bytes b = encoded(long_password);
-    CHECK(b.size() == 2 * (1000 + 2));
-    CHECK(b[2 * 1000] == 'x');
-    CHECK(b[2 * 1001] == 0x22);
+    CHECK(b.size() == std::size_t{2} * (1000 + 2));
+    CHECK(b[std::size_t{2} * 1000] == 'x');
+    CHECK(b[std::size_t{2} * 1001] == 0x22);
 }
 
 TEST_CASE("encode_unicode_pwd: invalid UTF-8 is refused", "[ldap][ad_password]") {

@@ -133,7 +133,7 @@ void run_transport_contract(Backend& backend) {
             auto d = make_directory(std::move(s));
             std::string log;
             {
-                testing::stderr_capture capture(backend.scratch() / "stderr-ca.log");
+                testing::stderr_capture capture;
                 CHECK(d->find_user(name).status == lookup_status::unavailable);
                 log = capture.text();
             }
@@ -149,7 +149,7 @@ void run_transport_contract(Backend& backend) {
         s.bind_password = secret(wrong_service);
         std::string log;
         {
-            testing::stderr_capture capture(backend.scratch() / "stderr-svc.log");
+            testing::stderr_capture capture;
             auto d = make_directory(std::move(s));
             CHECK(d->find_user(name).status == lookup_status::unavailable);
             CHECK_FALSE(d->ping());
@@ -374,7 +374,7 @@ void run_directory_contract() {
         const std::string name = backend.add_user(first_password);
         std::string log;
         {
-            testing::stderr_capture capture(backend.scratch() / "stderr-secrets.log");
+            testing::stderr_capture capture;
             auto d = backend.open();
             const directory_user user = must_find(*d, name);
             (void)d->verify_password(user, secret(wrong_password));

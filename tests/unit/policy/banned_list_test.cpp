@@ -18,6 +18,7 @@
 #include "common/text.hpp"
 #include "policy/normalize.hpp"
 #include "policy/password_policy.hpp"
+#include "support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace std::literals;
@@ -31,6 +32,7 @@ using pwresetd::policy::normalization_substitutions;
 using pwresetd::policy::normalize_char;
 using pwresetd::policy::policy_error;
 using pwresetd::policy::text_span;
+using pwresetd::testing::temp_dir;
 
 namespace {
 
@@ -99,25 +101,6 @@ std::string pronounceable(std::mt19937_64& rng) {
     }
     return w;
 }
-
-class temp_folder {
-public:
-    temp_folder() {
-        std::string pattern = (fs::temp_directory_path() / "banned-test-XXXXXX").string();
-        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-        path_ = pattern;
-    }
-    temp_folder(const temp_folder&) = delete;
-    temp_folder& operator=(const temp_folder&) = delete;
-    ~temp_folder() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    [[nodiscard]] fs::path operator/(const std::string& name) const { return path_ / name; }
-
-private:
-    fs::path path_;
-};
 
 }  // namespace
 
@@ -410,7 +393,7 @@ TEST_CASE("parse: comments, blank lines, normalization, counts", "[policy][banne
 }
 
 TEST_CASE("load: an unreadable file is an error naming it", "[policy][banned]") {
-    const temp_folder dir;
+    const temp_dir dir;
     const auto missing = dir / "missing.txt";
     try {
         (void)banned_list::load(missing);

@@ -17,6 +17,8 @@
 
 #include "policy/breached_format.hpp"
 #include "policy/password_policy.hpp"
+#include "support/files.hpp"
+#include "support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using pwresetd::policy::breached_set;
@@ -25,29 +27,12 @@ using pwresetd::policy::compile_error;
 using pwresetd::policy::compile_options;
 using pwresetd::policy::policy_error;
 using pwresetd::policy::sha1_digest;
+using pwresetd::testing::read_file;
+using pwresetd::testing::temp_dir;
+using pwresetd::testing::write_file;
 namespace fmt = pwresetd::policy::breached_format;
 
 namespace {
-
-class temp_folder {
-public:
-    temp_folder() {
-        std::string pattern = (fs::temp_directory_path() / "breached-test-XXXXXX").string();
-        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-        path_ = pattern;
-    }
-    temp_folder(const temp_folder&) = delete;
-    temp_folder& operator=(const temp_folder&) = delete;
-    ~temp_folder() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    [[nodiscard]] fs::path operator/(const std::string& name) const { return path_ / name; }
-    [[nodiscard]] const fs::path& path() const { return path_; }
-
-private:
-    fs::path path_;
-};
 
 std::vector<sha1_digest> random_hashes(std::size_t n, std::uint64_t seed) {
     std::mt19937_64 rng(seed);
@@ -98,17 +83,6 @@ pwresetd::policy::compile_stats compile_text(const std::string& text, const fs::
     return compile_breached_set(in, out, options);
 }
 
-std::string read_bytes(const fs::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void write_bytes(const fs::path& file, const std::string& bytes) {
-    std::ofstream out(file, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    REQUIRE(out.good());
-}
-
 // Recomputes every checksum, so only the structural checks can refuse the file.
 std::string reseal(std::string bytes) {
     auto* p = reinterpret_cast<unsigned char*>(bytes.data());
@@ -153,7 +127,7 @@ TEST_CASE("XXH64 matches the reference vectors", "[breached]") {
 }
 
 TEST_CASE("every compiled hash is found, edge values included", "[breached]") {
-    const temp_folder dir;
+    const temp_dir dir;
     auto hashes = random_hashes(3000, 1);
     sha1_digest zeros{};
     sha1_digest ones{};
@@ -181,7 +155,7 @@ TEST_CASE("every compiled hash is found, edge values included", "[breached]") {
 }
 
 TEST_CASE("absent hashes are found at most at the false-positive rate", "[breached]") {
-    const temp_folder dir;
+    const temp_dir dir;
     const auto hashes = random_hashes(100'000, 2);
     const auto stats = compile_text(lines_of(hashes), dir / "set.bin");
     const double bytes_per_hash =
@@ -204,7 +178,7 @@ TEST_CASE("absent hashes are found at most at the false-positive rate", "[breach
 }
 
 TEST_CASE("order, duplicates, case and counts do not change the bytes", "[breached]") {
-    const temp_folder dir;
+    const temp_dir dir;
     const auto hashes = random_hashes(5000, 4);
     compile_text(lines_of(hashes), dir / "a.bin");
 
@@ -218,14 +192,14 @@ TEST_CASE("order, duplicates, case and counts do not change the bytes", "[breach
     const auto stats = compile_text(text, dir / "b.bin");
     CHECK(stats.lines == 7000);
     CHECK(stats.hashes == 5000);
-    CHECK(read_bytes(dir / "a.bin") == read_bytes(dir / "b.bin"));
+    CHECK(read_file(dir / "a.bin") == read_file(dir / "b.bin"));
 
     compile_text(lines_of(random_hashes(5000, 6)), dir / "c.bin");
-    CHECK(read_bytes(dir / "a.bin") != read_bytes(dir / "c.bin"));
+    CHECK(read_file(dir / "a.bin") != read_file(dir / "c.bin"));
 }
 
 TEST_CASE("a tiny memory budget spills sorted runs and gives the same bytes", "[breached]") {
-    const temp_folder dir;
+    const temp_dir dir;
     const auto spill_dir = dir / "spill";
     fs::create_directory(spill_dir);
     auto hashes = random_hashes(100'000, 7);
@@ -243,7 +217,7 @@ TEST_CASE("a tiny memory budget spills sorted runs and gives the same bytes", "[
         options.temp_dir = spill_dir;
         const auto stats = compile_text(text, dir / "spilled.bin", options);
         CHECK(stats.hashes == 100'000);
-        CHECK(read_bytes(dir / "memory.bin") == read_bytes(dir / "spilled.bin"));
+        CHECK(read_file(dir / "memory.bin") == read_file(dir / "spilled.bin"));
         CHECK(fs::is_empty(spill_dir));
     }
     const auto set = breached_set::open(dir / "spilled.bin");
@@ -252,7 +226,7 @@ TEST_CASE("a tiny memory budget spills sorted runs and gives the same bytes", "[
 }
 
 TEST_CASE("a malformed line is an error naming its line number", "[breached]") {
-    const temp_folder dir;
+    const temp_dir dir;
     const std::string good = hex(random_hashes(1, 9)[0]);
     const std::string bad = GENERATE(
         as<std::string>{}, "zzz", "0123456789abcdef0123456789abcdef012345678",
@@ -281,7 +255,7 @@ TEST_CASE("a malformed line is an error naming its line number", "[breached]") {
 }
 
 TEST_CASE("skip_bad counts every malformed line and keeps the good ones", "[breached]") {
-    const temp_folder dir;
+    const temp_dir dir;
     const auto hashes = random_hashes(10, 10);
     std::string text;
     for (const auto& h : hashes) {
@@ -300,7 +274,7 @@ TEST_CASE("skip_bad counts every malformed line and keeps the good ones", "[brea
 }
 
 TEST_CASE("CRLF, blank lines and a missing final newline are accepted", "[breached]") {
-    const temp_folder dir;
+    const temp_dir dir;
     const auto hashes = random_hashes(3, 11);
     const std::string text = "\r\n" + hex(hashes[0]) + ":10\r\n\r\n  \t\n" + hex(hashes[1], false) +
                              "\r\n\n" + hex(hashes[2]) + ":7";
@@ -317,7 +291,7 @@ TEST_CASE("CRLF, blank lines and a missing final newline are accepted", "[breach
 }
 
 TEST_CASE("an empty input gives an empty set", "[breached]") {
-    const temp_folder dir;
+    const temp_dir dir;
     const auto stats = compile_text("", dir / "empty.bin");
     CHECK(stats.hashes == 0);
     CHECK(stats.lines == 0);
@@ -327,14 +301,14 @@ TEST_CASE("an empty input gives an empty set", "[breached]") {
         CHECK_FALSE(set->contains(h));
     }
     compile_text("\n\r\n", dir / "blank.bin");
-    CHECK(read_bytes(dir / "blank.bin") == read_bytes(dir / "empty.bin"));
+    CHECK(read_file(dir / "blank.bin") == read_file(dir / "empty.bin"));
 }
 
 TEST_CASE("a truncated, corrupt or foreign file is refused at open", "[breached]") {
-    const temp_folder dir;
+    const temp_dir dir;
     const auto hashes = random_hashes(2000, 13);
     compile_text(lines_of(hashes), dir / "good.bin");
-    const std::string good = read_bytes(dir / "good.bin");
+    const std::string good = read_file(dir / "good.bin");
     const std::size_t index_at = fmt::header_size;
     const std::uint64_t blocks = fmt::load_le64(
         reinterpret_cast<const unsigned char*>(good.data()) + fmt::offset::block_count);
@@ -342,8 +316,8 @@ TEST_CASE("a truncated, corrupt or foreign file is refused at open", "[breached]
     const fs::path bad = dir / "bad.bin";
 
     const auto refused = [&](const std::string& bytes, const std::string& why) {
-        write_bytes(bad, bytes);
-        const std::string message = refusal(bad);
+        write_file(bad, bytes);
+        std::string message = refusal(bad);
         INFO(why << ": " << message);
         CHECK(message.find(bad.string()) != std::string::npos);
         return message;
@@ -425,8 +399,9 @@ TEST_CASE("a truncated, corrupt or foreign file is refused at open", "[breached]
     SECTION("a sealed index out of order or out of range") {
         for (const std::uint64_t value : {std::uint64_t{0}, ~std::uint64_t{0}, std::uint64_t{5}}) {
             std::string copy = good;
-            fmt::store_le64(reinterpret_cast<unsigned char*>(copy.data()) + index_at + 8 * 7,
-                            value);
+            fmt::store_le64(
+                reinterpret_cast<unsigned char*>(copy.data()) + index_at + std::ptrdiff_t{8} * 7,
+                value);
             refused(reseal(copy), "index entry 7 = " + std::to_string(value));
         }
         std::string copy = good;
@@ -442,9 +417,9 @@ TEST_CASE("a truncated, corrupt or foreign file is refused at open", "[breached]
 
 TEST_CASE("a sealed file with a scrambled payload opens and answers without a crash",
           "[breached]") {
-    const temp_folder dir;
+    const temp_dir dir;
     compile_text(lines_of(random_hashes(2000, 15)), dir / "set.bin");
-    std::string bytes = read_bytes(dir / "set.bin");
+    std::string bytes = read_file(dir / "set.bin");
     const std::uint64_t blocks = fmt::load_le64(
         reinterpret_cast<const unsigned char*>(bytes.data()) + fmt::offset::block_count);
     const std::size_t payload_at = fmt::header_size + static_cast<std::size_t>((blocks + 1) * 8);
@@ -464,7 +439,7 @@ TEST_CASE("a sealed file with a scrambled payload opens and answers without a cr
             auto& last = bytes[payload_at + used_bytes - 1];
             last = static_cast<char>(static_cast<unsigned char>(last) & ((1U << (bits % 8)) - 1));
         }
-        write_bytes(dir / "scrambled.bin", reseal(bytes));
+        write_file(dir / "scrambled.bin", reseal(bytes));
         const auto set = breached_set::open(dir / "scrambled.bin");
         std::size_t found = 0;
         for (const auto& h : random_hashes(20'000, 17)) {
@@ -481,25 +456,25 @@ struct run_result {
     std::string err;
 };
 
-run_result run_pwresetctl(const temp_folder& dir, const std::string& args,
+run_result run_pwresetctl(const temp_dir& dir, const std::string& args,
                           const std::string& stdin_text) {
     const char* binary_dir = std::getenv("PWRESETD_BINARY_DIR");
     REQUIRE(binary_dir != nullptr);
     const fs::path binary = fs::path(binary_dir) / "daemon" / "pwresetctl";
     REQUIRE(fs::exists(binary));
-    write_bytes(dir / "stdin.txt", stdin_text);
+    write_file(dir / "stdin.txt", stdin_text);
     const std::string command = "'" + binary.string() + "' " + args + " < '" +
                                 (dir / "stdin.txt").string() + "' > /dev/null 2> '" +
                                 (dir / "stderr.txt").string() + "'";
     const int status = std::system(command.c_str());
     REQUIRE(WIFEXITED(status));
-    return {WEXITSTATUS(status), read_bytes(dir / "stderr.txt")};
+    return {WEXITSTATUS(status), read_file(dir / "stderr.txt")};
 }
 
 }  // namespace
 
 TEST_CASE("pwresetctl breached compile", "[breached][pwresetctl]") {
-    const temp_folder dir;
+    const temp_dir dir;
     const auto hashes = random_hashes(3, 18);
     const std::string out = "'" + (dir / "out.bin").string() + "'";
     const std::string good = lines_of(hashes);
@@ -511,13 +486,13 @@ TEST_CASE("pwresetctl breached compile", "[breached][pwresetctl]") {
     CHECK(
         std::all_of(hashes.begin(), hashes.end(), [&](const auto& h) { return set->contains(h); }));
 
-    write_bytes(dir / "input.txt", good);
+    write_file(dir / "input.txt", good);
     r = run_pwresetctl(dir,
                        "breached compile --memory-mib 1 '" + (dir / "input.txt").string() + "' '" +
                            (dir / "from-file.bin").string() + "'",
                        "");
     CHECK(r.exit_code == 0);
-    CHECK(read_bytes(dir / "from-file.bin") == read_bytes(dir / "out.bin"));
+    CHECK(read_file(dir / "from-file.bin") == read_file(dir / "out.bin"));
 
     const std::string bad_text = good + "nonsense\n";
     r = run_pwresetctl(dir, "breached compile - '" + (dir / "bad.bin").string() + "'", bad_text);

@@ -14,35 +14,17 @@
 #include <vector>
 
 #include "policy/breached_set.hpp"
+#include "support/temp_dir.hpp"
 
-namespace fs = std::filesystem;
 using pwresetd::policy::context;
 using pwresetd::policy::password_policy;
 using pwresetd::policy::policy_error;
 using pwresetd::policy::rule_info;
 using pwresetd::policy::settings;
 using pwresetd::policy::violation;
+using pwresetd::testing::temp_dir;
 
 namespace {
-
-class temp_folder {
-public:
-    temp_folder() {
-        std::string pattern = (fs::temp_directory_path() / "policy-test-XXXXXX").string();
-        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-        path_ = pattern;
-    }
-    temp_folder(const temp_folder&) = delete;
-    temp_folder& operator=(const temp_folder&) = delete;
-    ~temp_folder() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    [[nodiscard]] fs::path operator/(const std::string& name) const { return path_ / name; }
-
-private:
-    fs::path path_;
-};
 
 std::vector<std::string> rule_names(const std::vector<violation>& v) {
     std::vector<std::string> out;
@@ -236,7 +218,7 @@ TEST_CASE("banned: runs are scored even without a list", "[policy]") {
 }
 
 TEST_CASE("banned: Microsoft's worked examples through the policy", "[policy]") {
-    const temp_folder dir;
+    const temp_dir dir;
     const auto file = dir / "banned.txt";
     std::ofstream(file) << "# the tenant's list\ncontoso\n\nblank\n";
     settings s = lenient();
@@ -253,7 +235,7 @@ TEST_CASE("banned: Microsoft's worked examples through the policy", "[policy]") 
 }
 
 TEST_CASE("banned_words_file that cannot be read names the file", "[policy]") {
-    const temp_folder dir;
+    const temp_dir dir;
     settings s;
     s.banned_words_file = dir / "no-such-list.txt";
     try {
@@ -265,7 +247,7 @@ TEST_CASE("banned_words_file that cannot be read names the file", "[policy]") {
 }
 
 TEST_CASE("breached: the offline set", "[policy]") {
-    const temp_folder dir;
+    const temp_dir dir;
     const auto file = dir / "breached.bin";
     std::istringstream hashes(sha1_hex("Sunflower-Lantern-1987") + ":12\n" + sha1_hex("unrelated") +
                               ":1\n");
@@ -283,7 +265,7 @@ TEST_CASE("breached: the offline set", "[policy]") {
 }
 
 TEST_CASE("violations come in the rules() order", "[policy]") {
-    const temp_folder dir;
+    const temp_dir dir;
     const auto file = dir / "banned.txt";
     std::ofstream(file) << "summer\n";
     settings s;
@@ -305,7 +287,7 @@ TEST_CASE("check: invalid UTF-8 is a caller bug", "[policy]") {
 }
 
 TEST_CASE("check: several threads at once get the same answers", "[policy]") {
-    const temp_folder dir;
+    const temp_dir dir;
     const auto file = dir / "banned.txt";
     std::ofstream(file) << "contoso\nblank\nsummer\nwinter\n";
     settings s = lenient();

@@ -32,6 +32,9 @@
 #include <utility>
 #include <vector>
 
+#include "support/net.hpp"
+#include "support/stderr_capture.hpp"
+#include "support/temp_dir.hpp"
 #include "unit/store/store_contract.hpp"
 
 namespace store = pwresetd::store;
@@ -39,34 +42,15 @@ namespace contract = pwresetd::store::contract;
 using contract::id_hash;
 using contract::t0;
 using pwresetd::secret;
+using pwresetd::testing::free_port;
+using pwresetd::testing::stderr_capture;
+using pwresetd::testing::temp_dir;
 using namespace std::chrono_literals;
 
 namespace {
 
 constexpr std::string_view key_a = "sealing-key-A-0123456789abcdefgh";
 constexpr std::string_view key_b = "sealing-key-B-0123456789abcdefgh";
-
-class temp_dir {
-public:
-    temp_dir() {
-        std::string tmpl =
-            (std::filesystem::temp_directory_path() / "pwresetd-redis-XXXXXX").string();
-        if (::mkdtemp(tmpl.data()) == nullptr) {
-            throw std::runtime_error("mkdtemp failed");
-        }
-        path_ = tmpl;
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    ~temp_dir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    const std::filesystem::path& path() const { return path_; }
-
-private:
-    std::filesystem::path path_;
-};
 
 struct context_deleter {
     void operator()(redisContext* c) const noexcept { redisFree(c); }
@@ -128,20 +112,6 @@ public:
 private:
     context_ptr ctx_;
 };
-
-int free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(fd >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    socklen_t len = sizeof addr;
-    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    ::close(fd);
-    return ntohs(addr.sin_port);
-}
 
 // A private redis-server: loopback port and unix socket in a temporary folder, nothing
 // saved to disk. It runs as our child (--daemonize no) with PR_SET_PDEATHSIG, so it dies
@@ -254,7 +224,7 @@ private:
         return false;
     }
 
-    temp_dir dir_;
+    temp_dir dir_{"pwresetd-redis"};
     std::string config_;
     int port_ = 0;
     pid_t pid_ = -1;
@@ -325,47 +295,6 @@ std::string call_error(Call call) {
     FAIL("the call did not throw");
     return {};
 }
-
-// Everything written to fd 2 while it lives (the log writes there).
-class stderr_capture {
-public:
-    stderr_capture() {
-        path_ = (std::filesystem::temp_directory_path() /
-                 ("pwresetd-redis-log-" + std::to_string(::getpid()) + ".log"))
-                    .string();
-        std::fflush(stderr);
-        saved_ = ::dup(STDERR_FILENO);
-        std::FILE* f = std::fopen(path_.c_str(), "w");
-        REQUIRE(f != nullptr);
-        ::dup2(::fileno(f), STDERR_FILENO);
-        std::fclose(f);
-    }
-    stderr_capture(const stderr_capture&) = delete;
-    stderr_capture& operator=(const stderr_capture&) = delete;
-    ~stderr_capture() {
-        restore();
-        std::filesystem::remove(path_);
-    }
-    std::string text() {
-        restore();
-        std::ifstream in(path_);
-        std::ostringstream s;
-        s << in.rdbuf();
-        return s.str();
-    }
-
-private:
-    void restore() {
-        if (saved_ >= 0) {
-            std::fflush(stderr);
-            ::dup2(saved_, STDERR_FILENO);
-            ::close(saved_);
-            saved_ = -1;
-        }
-    }
-    std::string path_;
-    int saved_ = -1;
-};
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -447,7 +376,7 @@ TEST_CASE("redis store keys carry a TTL; enrollments and replay marks do not", "
     redis_backend backend;
     auto s = backend.open();
     raw_connection raw(shared_server().port());
-    constexpr std::int64_t day = 24 * 60 * 60;
+    constexpr std::int64_t day = std::int64_t{24} * 60 * 60;
 
     // The tests' clock is in the past: keys still live a day (the slack), not zero.
     auto flow = contract::make_flow("reset-1", "guid-alice");

@@ -14,6 +14,8 @@
 #include <functional>
 #include <stdexcept>
 
+#include "support/files.hpp"
+#include "support/temp_dir.hpp"
 #include "unit/store/store_contract.hpp"
 
 namespace store = pwresetd::store;
@@ -21,37 +23,15 @@ namespace contract = pwresetd::store::contract;
 using contract::id_hash;
 using contract::t0;
 using pwresetd::secret;
+using pwresetd::testing::temp_dir;
 
 namespace {
 
 constexpr std::string_view key_a = "sealing-key-A-0123456789abcdefgh";
 constexpr std::string_view key_b = "sealing-key-B-0123456789abcdefgh";
 
-// A folder under the system temporary folder, removed with everything in it.
-class temp_dir {
-public:
-    temp_dir() {
-        std::string tmpl =
-            (std::filesystem::temp_directory_path() / "pwresetd-store-XXXXXX").string();
-        if (::mkdtemp(tmpl.data()) == nullptr) {
-            throw std::runtime_error("mkdtemp failed");
-        }
-        path_ = tmpl;
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    ~temp_dir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    const std::filesystem::path& path() const { return path_; }
-
-private:
-    std::filesystem::path path_;
-};
-
 struct sqlite_backend {
-    temp_dir dir;
+    temp_dir dir{"pwresetd-store"};
     std::filesystem::path db = dir.path() / "state.db";
     std::unique_ptr<store::state_store> open(std::string_view key = key_a) {
         return store::open_sqlite_store(db, secret(key));
@@ -157,10 +137,7 @@ std::string all_bytes(const std::filesystem::path& dir) {
     std::string bytes;
     for (const auto& entry : std::filesystem::directory_iterator(dir)) {
         if (entry.is_regular_file()) {
-            std::string content(static_cast<std::size_t>(entry.file_size()), '\0');
-            std::ifstream in(entry.path(), std::ios::binary);
-            in.read(content.data(), static_cast<std::streamsize>(content.size()));
-            bytes += content;
+            bytes += pwresetd::testing::read_file(entry.path());
         }
     }
     return bytes;
