@@ -187,7 +187,6 @@ api::api(const config& cfg, const policy::password_policy& policy, reset_service
       resets_(resets),
       enrollments_(enrollments),
       changes_(changes),
-      directory_(directory),
       store_(store),
       clock_(std::move(clock)),
       health_(directory) {}

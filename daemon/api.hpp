@@ -161,7 +161,6 @@ private:
     reset_service& resets_;
     enrollment_service& enrollments_;
     change_service& changes_;
-    ldap::directory& directory_;
     store::state_store& store_;
     clock_fn clock_;
     // A burst of health checks must not become a burst of directory searches.

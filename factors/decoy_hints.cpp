@@ -41,7 +41,8 @@ char address_initial(std::string_view name) {
     return static_cast<char>(std::tolower(first));
 }
 
-decoy_hints::decoy_hints(const secret& key, std::string email_domain, std::string country_code)
+decoy_hints::decoy_hints(const secret& key, const std::string& email_domain,
+                         std::string country_code)
     : key_(key),
       email_tail_(decoy_email_hint(key, "x", email_domain).substr(1)),
       phone_prefix_(country_code.empty() ? std::string("+**") : std::move(country_code)) {}

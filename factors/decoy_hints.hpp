@@ -25,7 +25,7 @@ namespace pwresetd::factors {
 
 class decoy_hints {
 public:
-    decoy_hints(const secret& key, std::string email_domain, std::string country_code);
+    decoy_hints(const secret& key, const std::string& email_domain, std::string country_code);
 
     std::string email(std::string_view name) const;
     std::string phone(std::string_view name) const;

@@ -68,7 +68,7 @@ struct user_session {
 
 // One attribute modification a dialect makes after a successful reset.
 struct attribute_change {
-    int operation;  // LDAP_MOD_REPLACE / LDAP_MOD_DELETE
+    int operation = 0;  // LDAP_MOD_REPLACE / LDAP_MOD_DELETE
     std::string attribute;
     std::vector<std::string_view> values;  // none with LDAP_MOD_DELETE: the attribute goes
 };

@@ -66,7 +66,10 @@ inline int closed_port() {
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        ::close(fd);
+        return 9;  // discard: nothing listens there either
+    }
     socklen_t len = sizeof addr;
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
     ::close(fd);
@@ -218,7 +221,7 @@ struct lab_backend {
     }
     std::string add_user(const std::string& password) {
         static int added = 0;
-        const std::string name = "contract-" + std::to_string(++added);
+        std::string name = "contract-" + std::to_string(++added);
         l.add_contract_user(name, password);
         return name;
     }

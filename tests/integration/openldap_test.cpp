@@ -57,7 +57,7 @@ public:
     // test that changes passwords does not depend on what other tests did to theirs.
     std::string add_user(const std::string& uid, const std::string& password,
                          const std::string& extra_lines = "") const {
-        const std::string dn = uid_dn(uid);
+        std::string dn = uid_dn(uid);
         admin_apply("dn: " + dn + "\nchangetype: add\nobjectClass: inetOrgPerson\nuid: " + uid +
                     "\ncn: " + uid + "\nsn: " + uid + "\nmail: " + uid +
                     "@example.test\nuserPassword: " + password + "\n" + extra_lines + "\n");
@@ -103,8 +103,10 @@ public:
         sockaddr_in addr{};
         addr.sin_family = AF_INET;
         addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-        ::listen(fd_, 16);
+        if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+            ::listen(fd_, 16) != 0) {
+            throw std::runtime_error("cannot listen on loopback");
+        }
         socklen_t len = sizeof addr;
         ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
         port_ = ntohs(addr.sin_port);
@@ -126,7 +128,9 @@ public:
     explicit relay(int target_port)
         : target_port_(target_port), fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
         sockaddr_in addr = loopback(0);
-        ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+        if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+            throw std::runtime_error("cannot bind on loopback");
+        }
         socklen_t len = sizeof addr;
         ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
         port_ = ntohs(addr.sin_port);
@@ -249,7 +253,8 @@ TEST_CASE("find_user: entryUUID id, the lab's attributes, twins, metacharacters"
 
     directory_settings named = lab_settings();
     named.name = "corp";
-    CHECK(must_find(*make_directory(std::move(named)), "alice").directory == "corp");
+    const auto named_directory = make_directory(std::move(named));
+    CHECK(must_find(*named_directory, "alice").directory == "corp");
 }
 
 TEST_CASE("find_user: ppolicy's locks; direct members of a protected group", "[ldap][openldap]") {

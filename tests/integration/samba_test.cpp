@@ -146,7 +146,8 @@ TEST_CASE("find_user: objectGUID id, mail, mobile, display name", "[ldap][samba]
 
     directory_settings named = lab_settings();
     named.name = "corp";
-    CHECK(must_find(*make_directory(std::move(named)), "alice").directory == "corp");
+    const auto named_directory = make_directory(std::move(named));
+    CHECK(must_find(*named_directory, "alice").directory == "corp");
 }
 
 TEST_CASE("find_user: a filter that matches two entries is ambiguous", "[ldap][samba]") {
@@ -189,7 +190,8 @@ TEST_CASE("find_user: disabled, and protected through a nested group or adminCou
     // A protected group given in another case and spacing still matches.
     directory_settings spaced = lab_settings();
     spaced.protected_groups = {"cn=TIER0, ou=People, dc=Example, dc=Test"};
-    CHECK(must_find(*make_directory(std::move(spaced)), "erin").is_protected);
+    const auto spaced_directory = make_directory(std::move(spaced));
+    CHECK(must_find(*spaced_directory, "erin").is_protected);
 }
 
 TEST_CASE("find_user: a protected group that does not exist is reported", "[ldap][samba]") {

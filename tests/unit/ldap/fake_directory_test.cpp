@@ -64,7 +64,7 @@ struct fake_backend {
     std::unique_ptr<ldap::directory> open() { return std::make_unique<fake_view>(fake); }
     std::unique_ptr<ldap::directory> open_down() { return std::make_unique<fake_view>(down_fake); }
     std::string add_user(const std::string& password) {
-        const std::string name = "contract-" + std::to_string(++added);
+        std::string name = "contract-" + std::to_string(++added);
         for (auto* f : {&fake, &down_fake}) {
             f->add(name, password);
             auto& user = f->user_of(name);
