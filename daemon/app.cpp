@@ -192,8 +192,10 @@ int run(const options& opts) {
         const auto workers_count = static_cast<std::size_t>(std::max(1, pool_size));
         worker_pool workers(workers_count, workers_count * queue_per_worker);
 
-        net::io_context ioc(static_cast<int>(io_threads));
+        // shared before ioc: destroying ioc destroys the handlers still queued, and with them
+        // sessions whose destructors update shared's counters (ASan: stack-use-after-scope).
         server_shared shared{cfg, tls, routes, auth, workers};
+        net::io_context ioc(static_cast<int>(io_threads));
         http_server server(ioc, shared);
         server.listen();
 
