@@ -38,12 +38,17 @@ lab_fixture::lab_fixture(std::string_view script, std::string_view hint)
     }
     start_seconds_ =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::istringstream lines(read_file(dir_ / "lab.env"));
-    for (std::string line; std::getline(lines, line);) {
-        const auto eq = line.find('=');
-        if (eq != std::string::npos) {
-            env_[line.substr(0, eq)] = line.substr(eq + 1);
+    try {
+        std::istringstream lines(read_file(dir_ / "lab.env"));
+        for (std::string line; std::getline(lines, line);) {
+            const auto eq = line.find('=');
+            if (eq != std::string::npos) {
+                env_[line.substr(0, eq)] = line.substr(eq + 1);
+            }
         }
+    } catch (...) {
+        stop();  // no destructor runs for a constructor that throws
+        throw;
     }
 }
 
