@@ -191,6 +191,14 @@ api::api(const config& cfg, const policy::password_policy& policy, reset_service
       clock_(std::move(clock)),
       health_(directory) {}
 
+void api::inherit_timing(const api& older) {
+    for (const auto& spec : routes()) {
+        if (spec.floor != nullptr) {
+            (this->*spec.floor).inherit(older.*spec.floor);
+        }
+    }
+}
+
 api_response api::health_reply(health_monitor::state state, language lang) {
     api_response r;
     if (state == health_monitor::state::healthy) {

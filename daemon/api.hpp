@@ -124,6 +124,8 @@ public:
     // The directory's state once its first ping has finished (waits for it): startup
     // announces READY only after the directory has been tried.
     health_monitor::state await_directory() { return health_.await_known(); }
+    // A reload's new api holds answers to the floors this one has learned.
+    void inherit_timing(const api& older);
 
     // Every route, in the order an Allow header lists methods.
     static std::span<const route_spec> routes();

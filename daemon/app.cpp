@@ -3,15 +3,22 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <systemd/sd-daemon.h>
+#include <time.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/json/array.hpp>
 
 #include <atomic>
+#include <condition_variable>
 #include <csignal>
 #include <cstdint>
+#include <cstdlib>
+#include <deque>
+#include <functional>
 #include <iostream>
+#include <mutex>
 #include <thread>
 
 #include "common/crypto.hpp"
@@ -22,6 +29,7 @@
 #include "daemon/client_auth.hpp"
 #include "daemon/config.hpp"
 #include "daemon/enrollment_service.hpp"
+#include "daemon/generation.hpp"
 #include "daemon/http_server.hpp"
 #include "daemon/reset_service.hpp"
 #include "daemon/worker_pool.hpp"
@@ -49,47 +57,6 @@ void harden_process() {
 #endif
 }
 
-// The courier owns its settings (secrets included); the configuration keeps its own.
-std::optional<factors::mail_settings> copy_of(const std::optional<factors::mail_settings>& m) {
-    if (!m) {
-        return std::nullopt;
-    }
-    factors::mail_settings out;
-    out.smtp_url = m->smtp_url;
-    out.from = m->from;
-    out.ca_file = m->ca_file;
-    out.require_tls = m->require_tls;
-    out.username = m->username;
-    out.password = secret(m->password.bytes());
-    out.timeout_ms = m->timeout_ms;
-    out.retries = m->retries;
-    return out;
-}
-
-std::optional<factors::sms_settings> copy_of(const factors::sms_settings& s) {
-    factors::sms_settings out;
-    out.webhook_url = s.webhook_url;
-    out.ca_file = s.ca_file;
-    out.bearer_token = secret(s.bearer_token.bytes());
-    out.timeout_ms = s.timeout_ms;
-    out.retries = s.retries;
-    return out;
-}
-
-class courier_outbox final : public code_outbox {
-public:
-    explicit courier_outbox(factors::courier& courier) : courier_(courier) {}
-    bool send_email(factors::email_message message) override {
-        return courier_.send_email(std::move(message));
-    }
-    bool send_sms(factors::sms_message message) override {
-        return courier_.send_sms(std::move(message));
-    }
-
-private:
-    factors::courier& courier_;
-};
-
 void schedule_purge(net::steady_timer& timer, worker_pool& workers, store::state_store& state) {
     timer.expires_after(purge_interval);
     timer.async_wait([&timer, &workers, &state](const boost::system::error_code& ec) {
@@ -115,14 +82,108 @@ void schedule_watchdog(net::steady_timer& timer, std::chrono::microseconds every
 }
 
 // The STATUS= line of READY=1: "serving on https://127.0.0.1:8443, directory ok".
-std::string serving_status(const config& cfg, health_monitor::state directory) {
+std::string serving_status(const std::vector<std::string>& listening,
+                           health_monitor::state directory) {
     std::string out = "serving on ";
-    for (std::size_t i = 0; i < cfg.listen.size(); ++i) {
-        out.append(i == 0 ? "" : ", ").append(cfg.listen[i].text);
+    for (std::size_t i = 0; i < listening.size(); ++i) {
+        out.append(i == 0 ? "" : ", ").append(listening[i]);
     }
     out.append(directory == health_monitor::state::healthy ? ", directory ok"
                                                            : ", directory degraded");
     return out;
+}
+
+// Runs reloads, and the destruction of generations no request holds any more, on a thread
+// of its own: neither may block an I/O thread (a courier drains its queue, a health monitor
+// waits for its ping). Tasks run in order; once stopping, post() runs a task at once.
+class background {
+public:
+    background() : thread_([this] { loop(); }) {}
+    background(const background&) = delete;
+    background& operator=(const background&) = delete;
+    ~background() { stop(); }
+
+    // Runs what is queued, then ends the thread; idempotent.
+    void stop() {
+        {
+            const std::lock_guard lock(mutex_);
+            stopping_ = true;
+        }
+        wake_.notify_one();
+        if (thread_.joinable()) {
+            thread_.join();
+        }
+    }
+
+    void post(std::function<void()> task) {
+        {
+            std::unique_lock lock(mutex_);
+            if (!stopping_) {
+                tasks_.push_back(std::move(task));
+                lock.unlock();
+                wake_.notify_one();
+                return;
+            }
+        }
+        task();
+    }
+
+private:
+    void loop() {
+        for (;;) {
+            std::function<void()> task;
+            {
+                std::unique_lock lock(mutex_);
+                wake_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+                if (tasks_.empty()) {
+                    return;
+                }
+                task = std::move(tasks_.front());
+                tasks_.pop_front();
+            }
+            try {
+                task();
+            } catch (const std::exception& e) {
+                log::error("daemon.background_failed", {{"error", e.what()}});
+            }
+        }
+    }
+
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::deque<std::function<void()>> tasks_;
+    bool stopping_ = false;
+    std::thread thread_;
+};
+
+// The sockets systemd passed (sd_listen_fds(3)), with their FileDescriptorName=.
+struct passed_socket {
+    int fd = -1;
+    std::string name;
+};
+
+std::vector<passed_socket> sockets_from_systemd() {
+    char** names = nullptr;
+    const int n = sd_listen_fds_with_names(1, &names);
+    std::vector<passed_socket> out;
+    for (int i = 0; i < n; ++i) {
+        out.push_back({SD_LISTEN_FDS_START + i,
+                       names != nullptr && names[i] != nullptr ? names[i] : "unknown"});
+    }
+    if (names != nullptr) {
+        for (int i = 0; i < n; ++i) {
+            std::free(names[i]);  // NOLINT(cppcoreguidelines-no-malloc): sd_listen_fds_with_names
+        }
+        std::free(static_cast<void*>(names));  // NOLINT(cppcoreguidelines-no-malloc)
+    }
+    return out;
+}
+
+std::uint64_t monotonic_usec() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1000000U +
+           static_cast<std::uint64_t>(ts.tv_nsec) / 1000U;
 }
 
 }  // namespace
@@ -165,8 +226,9 @@ int run(const options& opts) {
     }
 
     try {
-        auto tls = make_server_tls(cfg.tls);
-        const policy::password_policy policy(cfg.policy);
+        // Declared first, destroyed last: every generation is deleted through it.
+        background behind;
+        const std::string config_file = cfg.source.string();
         const secret master_key = crypto::load_or_create_key_file(cfg.secrets_key_file);
         const factor_keys keys = derive_factor_keys(master_key);
         auto state = cfg.state.backend == "redis"
@@ -174,30 +236,45 @@ int run(const options& opts) {
                                                    secret(cfg.state.redis_password.bytes()))
                          : store::open_sqlite_store(cfg.state.path, secret(master_key.bytes()));
         audit_log audit(cfg.audit_file);
-        // Codes leave through the courier's own threads: a reply never waits for delivery.
-        factors::courier courier(
-            cfg.factors.email.enabled ? copy_of(cfg.mail) : std::nullopt,
-            cfg.factors.sms.enabled ? copy_of(cfg.factors.sms.webhook) : std::nullopt);
-        courier_outbox outbox(courier);
-        int pool_size = 0;
-        for (const auto& d : cfg.directories) {
-            pool_size += d.pool_size;
-        }
-        auto directory = ldap::make_directories(std::move(cfg.directories));
-        reset_service resets(cfg, policy, *directory, *state, audit, outbox, keys);
-        enrollment_service enrollments(cfg, *directory, *state, audit, keys);
-        change_service changes(cfg, policy, *directory, *state, audit);
-        api routes(cfg, policy, resets, enrollments, changes, *directory, *state);
-        const client_auth auth(cfg.clients);
-        const auto workers_count = static_cast<std::size_t>(std::max(1, pool_size));
+        const process_parts parts{*state, audit, keys};
+
+        // A generation is deleted on the background thread once the last connection or
+        // request holding it lets go.
+        const auto make_generation = [&behind, &parts](config c, const generation* older) {
+            return std::shared_ptr<generation>(
+                new generation(std::move(c), parts, older), [&behind](generation* g) {
+                    behind.post([g] { delete g; });  // NOLINT(cppcoreguidelines-owning-memory)
+                });
+        };
+        const auto serving_of = [](const std::shared_ptr<generation>& g) {
+            return std::shared_ptr<const serving_set>(g, &g->serving());
+        };
+        std::shared_ptr<generation> current = make_generation(std::move(cfg), nullptr);
+        std::mutex current_mutex;  // `current` is replaced by reloads on the background thread
+        const auto workers_count =
+            static_cast<std::size_t>(std::max(1, current->directory_connections()));
         worker_pool workers(workers_count, workers_count * queue_per_worker);
 
         // shared before ioc: destroying ioc destroys the handlers still queued, and with them
         // sessions whose destructors update shared's counters (ASan: stack-use-after-scope).
-        server_shared shared{cfg, tls, routes, auth, workers};
+        server_shared shared(serving_of(current), workers);
         net::io_context ioc(static_cast<int>(io_threads));
         http_server server(ioc, shared);
-        server.listen();
+        std::vector<std::string> listening;
+        for (const auto& passed : sockets_from_systemd()) {
+            server.adopt(passed.fd, passed.name);
+            listening.push_back("systemd:" + passed.name);
+        }
+        if (listening.empty()) {
+            server.listen();
+            for (const auto& ep : current->cfg().listen) {
+                listening.push_back(ep.text);
+            }
+        } else {
+            log::info("http.socket_activation",
+                      {{"sockets", static_cast<unsigned>(listening.size())},
+                       {"note", "the listen addresses of the configuration are not bound"}});
+        }
 
         net::steady_timer purge_timer(ioc);
         schedule_purge(purge_timer, workers, *state);
@@ -207,6 +284,115 @@ int run(const options& opts) {
         if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
             schedule_watchdog(watchdog_timer, std::chrono::microseconds(watchdog_usec / 2));
         }
+
+        // SIGHUP: a new generation from the file, built on the background thread, swapped in
+        // when whole; anything wrong keeps the serving one. Signals that arrive during a
+        // reload make one more reload after it.
+        std::atomic<int> reloads_wanted{0};
+        std::atomic<bool> stopping{false};
+        const auto reload = [&] {
+            do {
+                if (stopping) {
+                    reloads_wanted = 0;
+                    return;
+                }
+                sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
+                           static_cast<unsigned long long>(monotonic_usec()), config_file.c_str());
+                log::info("daemon.reloading", {{"config", config_file}});
+                std::shared_ptr<generation> serving;
+                {
+                    const std::lock_guard lock(current_mutex);
+                    serving = current;
+                }
+                boost::json::object record;
+                record["event"] = "daemon.reload";
+                record["config"] = config_file;
+                const auto refuse = [&](std::string_view why, std::size_t errors) {
+                    log::error("daemon.reload_refused",
+                               {{"config", config_file},
+                                {"reason", why},
+                                {"errors", static_cast<unsigned>(errors)}});
+                    record["outcome"] = "refused";
+                    record["reason"] = why;
+                    record["errors"] = errors;
+                };
+                try {
+                    config next_cfg = load_config(config_file);
+                    for (const auto& w : next_cfg.warnings) {
+                        log::warning("config.warning", {{"message", w}});
+                    }
+                    const auto stays = needs_restart(*serving, next_cfg);
+                    const auto level = next_cfg.log_level;
+                    auto next = make_generation(std::move(next_cfg), serving.get());
+                    const auto before = serving->routes().await_directory();
+                    const auto after = next->routes().await_directory();
+                    if (before == health_monitor::state::healthy &&
+                        after != health_monitor::state::healthy) {
+                        refuse("the directory does not answer with the new settings", 1);
+                    } else {
+                        {
+                            const std::lock_guard lock(current_mutex);
+                            current = next;
+                        }
+                        shared.replace(serving_of(next));
+                        log::set_level(level);
+                        boost::json::array restart;
+                        for (const auto& line : stays) {
+                            log::warning("daemon.reload_needs_restart", {{"setting", line}});
+                            restart.emplace_back(line);
+                        }
+                        record["outcome"] = "applied";
+                        record["needs_restart"] = std::move(restart);
+                        log::info("daemon.reloaded",
+                                  {{"config", config_file},
+                                   {"needs_restart", static_cast<unsigned>(stays.size())}});
+                    }
+                } catch (const config_error& e) {
+                    for (const auto& line : e.errors()) {
+                        log::error("config.reload_error", {{"error", line}});
+                    }
+                    refuse("the configuration has errors", e.errors().size());
+                } catch (const std::exception& e) {
+                    log::error("config.reload_error", {{"error", e.what()}});
+                    refuse(e.what(), 1);
+                }
+                try {
+                    audit.record(std::move(record));
+                } catch (const std::exception& e) {
+                    log::error("audit.write_failed", {{"error", e.what()}});
+                }
+                health_monitor::state directory_state = health_monitor::state::unknown;
+                {
+                    const std::lock_guard lock(current_mutex);
+                    directory_state = current->routes().await_directory();
+                }
+                const std::string status = serving_status(listening, directory_state);
+                if (!stopping) {
+                    sd_notifyf(0, "READY=1\nSTATUS=%s", status.c_str());
+                }
+            } while (reloads_wanted.fetch_sub(1) > 1 && !stopping);
+        };
+        // Before anything `reload` uses goes out of scope, the background thread has finished.
+        struct stop_at_exit {
+            background& thread;
+            explicit stop_at_exit(background& b) : thread(b) {}
+            stop_at_exit(const stop_at_exit&) = delete;
+            stop_at_exit& operator=(const stop_at_exit&) = delete;
+            ~stop_at_exit() { thread.stop(); }
+        } const stop_behind{behind};
+        net::signal_set hangups(ioc, SIGHUP);
+        std::function<void()> await_hangup = [&] {
+            hangups.async_wait([&](const boost::system::error_code& ec, int /*signo*/) {
+                if (ec) {
+                    return;
+                }
+                if (!stopping && reloads_wanted.fetch_add(1) == 0) {
+                    behind.post(reload);
+                }
+                await_hangup();
+            });
+        };
+        await_hangup();
 
         net::steady_timer drain_timer(ioc);
         std::chrono::steady_clock::time_point drain_until;
@@ -218,7 +404,6 @@ int run(const options& opts) {
             drain_timer.expires_after(std::chrono::milliseconds(20));
             drain_timer.async_wait([&](const boost::system::error_code&) { wait_for_drain(); });
         };
-        std::atomic<bool> stopping{false};
         net::signal_set signals(ioc, SIGINT, SIGTERM);
         signals.async_wait([&](const boost::system::error_code& ec, int signo) {
             if (ec) {
@@ -230,6 +415,7 @@ int run(const options& opts) {
             sd_notifyf(0, "STOPPING=1\nSTATUS=stopping, draining %d requests", in_flight);
             server.stop_accepting();
             purge_timer.cancel();
+            hangups.cancel();
             drain_until = std::chrono::steady_clock::now() + drain_deadline;
             wait_for_drain();
         });
@@ -259,8 +445,8 @@ int run(const options& opts) {
         // READY=1 once the listeners are bound (above) and the directory has been tried: a
         // unit ordered After=pwresetd.service finds a daemon that answers, and its status
         // says whether the directory did. A degraded directory still serves health (503).
-        const auto directory_state = routes.await_directory();
-        const std::string status = serving_status(cfg, directory_state);
+        const auto directory_state = current->routes().await_directory();
+        const std::string status = serving_status(listening, directory_state);
         if (!stopping) {
             sd_notifyf(0, "READY=1\nSTATUS=%s", status.c_str());
         }
@@ -271,7 +457,6 @@ int run(const options& opts) {
             t.join();
         }
         workers.stop();
-        courier.stop();
         log::info("daemon.stopped");
         return 0;
     } catch (const std::exception& e) {

@@ -32,6 +32,9 @@ public:
     outcome<bool> change(const request_context& ctx, std::string_view username,
                          const secret& current_password, const secret& new_password);
 
+    // A reload's new service starts from what this one has measured (decoy_timing).
+    void inherit_timing(const change_service& older) { bind_timing_.inherit(older.bind_timing_); }
+
 private:
     const limit_settings& limits_;
     const policy::password_policy& policy_;

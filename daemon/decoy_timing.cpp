@@ -47,4 +47,15 @@ void decoy_timing::imitate() {
     late_ = (late_ * 7 + woke_late) / 8;
 }
 
+void decoy_timing::inherit(const decoy_timing& older) {
+    if (&older == this) {
+        return;
+    }
+    const std::scoped_lock lock(mutex_, older.mutex_);
+    samples_ = older.samples_;
+    count_ = older.count_;
+    next_ = older.next_;
+    late_ = older.late_;
+}
+
 }  // namespace pwresetd::daemon

@@ -28,6 +28,8 @@ public:
     void record(clock::duration took);
     // Blocks this (worker) thread for a duration drawn from the recorded ones.
     void imitate();
+    // Starts from the samples `older` has recorded (a reload builds new services).
+    void inherit(const decoy_timing& older);
 
     [[nodiscard]] std::size_t samples() const;
 

@@ -55,6 +55,11 @@ public:
                                                     std::string_view enrollment_id,
                                                     std::string_view code);
 
+    // A reload's new service starts from what this one has measured (decoy_timing).
+    void inherit_timing(const enrollment_service& older) {
+        bind_timing_.inherit(older.bind_timing_);
+    }
+
 private:
     const factor_settings& factors_;
     const limit_settings& limits_;

@@ -1,6 +1,7 @@
 #include "daemon/http_server.hpp"
 
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -78,7 +79,20 @@ public:
         acceptor_.listen(net::socket_base::max_listen_connections);
     }
 
+    // A socket that is already bound and listening (socket activation); owns `fd` from here.
+    listener(net::io_context& ioc, const tcp& protocol, int fd, server_shared& shared)
+        : ioc_(ioc),
+          acceptor_(net::make_strand(ioc)),
+          backoff_timer_(acceptor_.get_executor()),
+          shared_(shared) {
+        acceptor_.assign(protocol, fd);
+    }
+
     void run() { do_accept(); }
+
+    tcp::endpoint local_endpoint(beast::error_code& ec) const {
+        return acceptor_.local_endpoint(ec);
+    }
 
     void stop() {
         net::post(acceptor_.get_executor(), [self = shared_from_this()] {
@@ -122,19 +136,22 @@ private:
         const auto peer = socket.remote_endpoint(peer_ec);
         std::string peer_ip = peer_ec ? std::string("-") : peer.address().to_string();
         // limits.max_connections: beyond it a connection is closed at once, not queued.
-        if (shared_.connections.fetch_add(1) >= shared_.cfg.limits.max_connections) {
+        auto set = shared_.current();
+        const int max_connections = set->cfg.limits.max_connections;
+        if (shared_.connections.fetch_add(1) >= max_connections) {
             --shared_.connections;
             refused_log_.write(log::level::warning, "http.connection_refused",
                                {{"ip", peer_ip},
                                 {"reason", "max_connections"},
-                                {"max_connections", shared_.cfg.limits.max_connections}});
+                                {"max_connections", max_connections}});
             beast::error_code ignored;
             socket.close(ignored);
         } else {
             beast::error_code ignored;
             socket.set_option(tcp::no_delay(true), ignored);
+            auto& tls = set->tls;
             std::make_shared<http_session<beast::ssl_stream<beast::tcp_stream>>>(
-                shared_, std::move(peer_ip), std::move(socket), shared_.tls)
+                shared_, std::move(set), std::move(peer_ip), std::move(socket), tls)
                 ->run();
         }
         do_accept();
@@ -155,7 +172,8 @@ http_server::http_server(net::io_context& ioc, server_shared& shared)
 http_server::~http_server() = default;
 
 void http_server::listen() {
-    for (const auto& ep : shared_.cfg.listen) {
+    const auto set = shared_.current();
+    for (const auto& ep : set->cfg.listen) {
         if (ep.type != listen_endpoint::kind::https) {
             throw std::runtime_error(ep.text +
                                      ": unix socket listeners are not supported by this "
@@ -181,6 +199,25 @@ void http_server::listen() {
             }
         }
     }
+}
+
+void http_server::adopt(int fd, const std::string& name) {
+    sockaddr_storage address{};
+    socklen_t length = sizeof address;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0 ||
+        (address.ss_family != AF_INET && address.ss_family != AF_INET6)) {
+        throw std::runtime_error("passed socket " + name + " (fd " + std::to_string(fd) +
+                                 ") is not a TCP socket");
+    }
+    const tcp protocol = address.ss_family == AF_INET ? tcp::v4() : tcp::v6();
+    auto l = std::make_shared<listener>(ioc_, protocol, fd, shared_);
+    beast::error_code ec;
+    const auto local = l->local_endpoint(ec);
+    l->run();
+    listeners_.push_back(std::move(l));
+    log::info("http.listening", {{"listen", "systemd:" + name},
+                                 {"address", ec ? std::string("-") : local.address().to_string()},
+                                 {"port", ec ? 0U : static_cast<unsigned>(local.port())}});
 }
 
 void http_server::stop_accepting() {

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "daemon/config.hpp"
@@ -27,6 +28,10 @@ public:
     ~http_server();
     // Binds every https listener of the configuration; throws on a bind error.
     void listen();
+    // Serves a TCP socket that systemd passed already bound and listening (socket
+    // activation: sd_listen_fds(3)) instead of binding; `name` is its FileDescriptorName=.
+    // Throws when `fd` is not a TCP socket.
+    void adopt(int fd, const std::string& name);
     void stop_accepting();
 
 private:

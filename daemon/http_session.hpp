@@ -30,6 +30,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -48,18 +49,45 @@
 
 namespace pwresetd::daemon {
 
-// What every connection shares; outlives all of them.
-struct server_shared {
+// What one configuration serves with: a reload (SIGHUP) builds a new set and swaps it in.
+// A connection keeps the set it was accepted with for its TLS context; each request takes
+// the newest set when its header arrives and keeps it until it is answered, so a revoked API
+// key is refused on an old keep-alive connection and an in-flight request finishes with the
+// services that started it.
+struct serving_set {
     const config& cfg;
     boost::asio::ssl::context& tls;
     request_handler& routes;
     const client_auth& auth;
+};
+
+// What every connection shares; outlives all of them.
+struct server_shared {
+    server_shared(std::shared_ptr<const serving_set> first, worker_pool& pool)
+        : workers(pool), current_(std::move(first)) {}
+    server_shared(const server_shared&) = delete;
+    server_shared& operator=(const server_shared&) = delete;
+
+    std::shared_ptr<const serving_set> current() const {
+        const std::lock_guard lock(mutex_);
+        return current_;
+    }
+    // The old set lives on in the connections and requests that hold it.
+    void replace(std::shared_ptr<const serving_set> next) {
+        const std::lock_guard lock(mutex_);
+        current_.swap(next);
+    }
+
     worker_pool& workers;
     std::atomic<int> in_flight{0};            // requests admitted and not yet answered
     std::atomic<int> connections{0};          // open client connections (limits.max_connections)
     unauthenticated_limit unauthenticated{};  // per_ip_per_minute before authentication
     log::rate_limited unauthenticated_log{};  // an outsider can make these at will
     log::rate_limited overloaded_log{};       // and these (a flood of health checks)
+
+private:
+    mutable std::mutex mutex_;
+    std::shared_ptr<const serving_set> current_;
 };
 
 inline constexpr std::size_t header_limit_bytes = std::size_t{8} * 1024;
@@ -155,11 +183,15 @@ class http_session : public std::enable_shared_from_this<http_session<Stream>> {
 
 public:
     // The caller has counted the connection in shared.connections; the session uncounts it.
+    // `accepted_with` is the set whose TLS context the stream was made with.
     template <class... StreamArgs>
-    http_session(server_shared& shared, std::string peer_ip, StreamArgs&&... stream_args)
+    http_session(server_shared& shared, std::shared_ptr<const serving_set> accepted_with,
+                 std::string peer_ip, StreamArgs&&... stream_args)
         : stream_(std::forward<StreamArgs>(stream_args)...),
           hold_(stream_.get_executor()),
           shared_(shared),
+          connection_set_(std::move(accepted_with)),
+          set_(connection_set_),
           socket_ip_(std::move(peer_ip)) {
         buffer_.max_size(header_limit_bytes);
     }
@@ -176,7 +208,7 @@ private:
     std::shared_ptr<self_type> self() { return this->shared_from_this(); }
 
     std::chrono::seconds timeout() const {
-        return std::chrono::seconds(shared_.cfg.limits.header_timeout_s);
+        return std::chrono::seconds(set_->cfg.limits.header_timeout_s);
     }
 
     void on_run() {
@@ -245,6 +277,7 @@ private:
 
     void on_header() {
         namespace http = boost::beast::http;
+        set_ = shared_.current();
         const auto& req = parser_->get();
         lang_ = pick_language(req[http::field::accept_language]);
         if (auto problem = framing_problem(*parser_); !problem.empty()) {
@@ -256,10 +289,10 @@ private:
         // API.md: authentication comes before routing, so an unauthenticated caller learns
         // nothing about which paths exist.
         if (!public_route) {
-            client_ = shared_.auth.authenticate(req[http::field::authorization]);
+            client_ = set_->auth.authenticate(req[http::field::authorization]);
             if (client_ == nullptr) {
-                if (const auto wait = shared_.unauthenticated.hit(
-                        socket_ip_, shared_.cfg.limits.per_ip_per_minute);
+                if (const auto wait =
+                        shared_.unauthenticated.hit(socket_ip_, set_->cfg.limits.per_ip_per_minute);
                     wait > 0) {
                     auto reply = error_reply(429, "rate_limited", lang_);
                     reply.body["retry_after"] = wait;
@@ -300,7 +333,7 @@ private:
         }
         // The body limit holds before the first body byte: Beast's string body reserves the
         // declared Content-Length, so it must never see one above the limit.
-        const std::size_t limit = route_.has_body ? shared_.cfg.limits.max_body_bytes : 0;
+        const std::size_t limit = route_.has_body ? set_->cfg.limits.max_body_bytes : 0;
         const auto length = parser_->content_length();
         if ((length && *length > limit) || (parser_->chunked() && limit == 0)) {
             return send_early(error_reply(413, "payload_too_large", lang_));
@@ -331,7 +364,7 @@ private:
     void do_read_body() {
         // The body may be larger than a header block; the header limit is back on for the
         // next request's header.
-        buffer_.max_size(shared_.cfg.limits.max_body_bytes + header_limit_bytes);
+        buffer_.max_size(set_->cfg.limits.max_body_bytes + header_limit_bytes);
         session_detail::arm_timeout(stream_, timeout());
         boost::beast::http::async_read(
             stream_, buffer_, *parser_,
@@ -359,19 +392,20 @@ private:
         auto req = std::make_shared<request>(parser_->release());
         keep_alive_ = req->keep_alive();
         // Health from the last ping: a flood of checks never takes a worker's place.
-        if (auto at_once = shared_.routes.answer_at_once(route_, lang_)) {
+        if (auto at_once = set_->routes.answer_at_once(route_, lang_)) {
             return send(std::move(*at_once), keep_alive_, false);
         }
         request_context ctx{request_id_, client_ != nullptr ? client_->name : std::string{},
                             remote_ip_};
         // The guard keeps the I/O context running until the reply has been handed back.
         auto guard = boost::asio::make_work_guard(stream_.get_executor());
-        const bool admitted = shared_.workers.try_submit([self = self(), req, route = route_,
-                                                          ctx = std::move(ctx), lang = lang_,
+        const bool admitted = shared_.workers.try_submit([self = self(), set = set_, req,
+                                                          route = route_, ctx = std::move(ctx),
+                                                          lang = lang_,
                                                           guard = std::move(guard)]() mutable {
             api_response reply;
             try {
-                reply = self->shared_.routes.handle(route, req->body(), ctx, lang);
+                reply = set->routes.handle(route, req->body(), ctx, lang);
             } catch (const std::exception& e) {
                 log::error("api.exception", {{"request_id", ctx.request_id}, {"error", e.what()}});
                 reply = error_reply(500, "internal", lang);
@@ -495,6 +529,8 @@ private:
     Stream stream_;
     boost::asio::steady_timer hold_;
     server_shared& shared_;
+    std::shared_ptr<const serving_set> connection_set_;  // owns the TLS context
+    std::shared_ptr<const serving_set> set_;             // the current request's
     boost::beast::flat_buffer buffer_;
     std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
     std::optional<boost::beast::http::response<boost::beast::http::empty_body>> continue_;

@@ -21,4 +21,14 @@ response_floor::clock::duration response_floor::record(clock::duration took) {
     return *p99;
 }
 
+void response_floor::inherit(const response_floor& older) {
+    if (&older == this) {
+        return;
+    }
+    const std::scoped_lock lock(mutex_, older.mutex_);
+    samples_ = older.samples_;
+    count_ = older.count_;
+    next_ = older.next_;
+}
+
 }  // namespace pwresetd::daemon

@@ -20,10 +20,13 @@ public:
 
     // An answer of this kind took `took` to compute; returns the floor to hold it to.
     clock::duration record(clock::duration took);
+    // Starts from what `older` has learned (a reload builds a new api; the floor must not
+    // start from nothing and answer early for a while).
+    void inherit(const response_floor& older);
 
 private:
     static constexpr std::size_t capacity = 512;
-    std::mutex mutex_;
+    mutable std::mutex mutex_;
     std::array<clock::duration, capacity> samples_{};
     std::size_t count_ = 0;
     std::size_t next_ = 0;

@@ -80,7 +80,9 @@ public:
           tls_(boost::asio::ssl::context::tls_server),
           auth_(cfg_.clients),
           workers_(1, 8),
-          shared_{cfg_, tls_, handler_, auth_, workers_} {}
+          set_{cfg_, tls_, handler_, auth_},
+          shared_(std::shared_ptr<const daemon::serving_set>(&set_, [](const auto*) {}), workers_) {
+    }
 
     std::string run(std::string_view input, std::size_t chunk) {
         namespace test = boost::beast::test;
@@ -92,8 +94,8 @@ public:
         server.append(input);
         server.close_remote();  // after the input, the client has hung up
         ++shared_.connections;
-        std::make_shared<daemon::http_session<test::stream>>(shared_, "192.0.2.1",
-                                                             std::move(server))
+        std::make_shared<daemon::http_session<test::stream>>(shared_, shared_.current(),
+                                                             "192.0.2.1", std::move(server))
             ->run();
         ioc.run();
         return std::string(client.str());
@@ -108,6 +110,7 @@ private:
     recording_handler handler_;
     daemon::client_auth auth_;
     daemon::worker_pool workers_;
+    daemon::serving_set set_;
     daemon::server_shared shared_;
 };
 
