@@ -1,10 +1,15 @@
 #include "common/log.hpp"
 
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <systemd/sd-journal.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <utility>
+#include <vector>
 
 namespace pwresetd::log {
 namespace {
@@ -104,7 +109,63 @@ std::string quote(std::string_view value) {
     return out;
 }
 
+std::vector<std::string> journal_fields(level l, std::string_view event,
+                                        std::initializer_list<field> fields,
+                                        std::string_view line) {
+    static constexpr std::string_view priority[] = {"3", "4", "6", "7"};  // syslog levels
+    std::vector<std::string> out;
+    out.reserve(fields.size() + 4);
+    out.push_back("MESSAGE=" + std::string(line));
+    out.push_back("PRIORITY=" + std::string(priority[static_cast<int>(l)]));
+    out.emplace_back("SYSLOG_IDENTIFIER=pwresetd");
+    out.push_back("PWRESETD_EVENT=" + std::string(event));
+    for (const auto& f : fields) {
+        std::string name = "PWRESETD_";
+        for (const char c : f.key) {
+            const bool keep = (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+            name.push_back(keep                     ? c
+                           : (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A')
+                                                    : '_');
+        }
+        name.push_back('=');
+        out.push_back(name + f.value);
+    }
+    return out;
+}
+
+bool is_journal_stream(const char* journal_stream, int fd) {
+    if (journal_stream == nullptr) {
+        return false;
+    }
+    unsigned long long device = 0;
+    unsigned long long inode = 0;
+    if (std::sscanf(journal_stream, "%llu:%llu", &device, &inode) != 2) {  // NOLINT(cert-err34-c)
+        return false;
+    }
+    struct stat st {};
+    return ::fstat(fd, &st) == 0 && static_cast<unsigned long long>(st.st_dev) == device &&
+           static_cast<unsigned long long>(st.st_ino) == inode;
+}
+
 namespace {
+
+bool to_journal() {
+    static const bool journal = is_journal_stream(std::getenv("JOURNAL_STREAM"),
+                                                  STDERR_FILENO);  // NOLINT(concurrency-mt-unsafe)
+    return journal;
+}
+
+// One datagram to journald; false when it did not take it.
+bool send_to_journal(const std::vector<std::string>& entries) {
+    std::vector<iovec> iov;
+    iov.reserve(entries.size());
+    for (const auto& e : entries) {
+        iov.push_back({const_cast<char*>(e.data()),
+                       e.size()});  // NOLINT(cppcoreguidelines-pro-type-const-cast)
+    }
+    return sd_journal_sendv(iov.data(), static_cast<int>(iov.size())) == 0;
+}
+
 void emit(std::string& line) {
     line += '\n';
     // One write(2) per line keeps lines from different threads whole.
@@ -140,6 +201,9 @@ void write(level l, std::string_view event, std::initializer_list<field> fields)
         return;
     }
     std::string line = format(l, event, fields);
+    if (to_journal() && send_to_journal(journal_fields(l, event, fields, line))) {
+        return;
+    }
     emit(line);
 }
 
@@ -161,6 +225,15 @@ bool rate_limited::write(level l, std::string_view event, std::initializer_list<
     std::string line = format(l, event, fields);
     if (suppressed > 0) {
         line += " suppressed=" + std::to_string(suppressed);
+    }
+    if (to_journal()) {
+        auto entries = journal_fields(l, event, fields, line);
+        if (suppressed > 0) {
+            entries.push_back("PWRESETD_SUPPRESSED=" + std::to_string(suppressed));
+        }
+        if (send_to_journal(entries)) {
+            return true;
+        }
     }
     emit(line);
     return true;

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace pwresetd::log {
 
@@ -34,6 +35,17 @@ struct field {
 
 // Formats a line without writing it (used by tests and by write()).
 std::string format(level l, std::string_view event, std::initializer_list<field> fields);
+
+// Under systemd, stderr is a journal stream ($JOURNAL_STREAM names its device and inode);
+// then each event goes to journald natively, with its fields as journal fields:
+// MESSAGE (the same key=value line), PRIORITY, SYSLOG_IDENTIFIER=pwresetd,
+// PWRESETD_EVENT and PWRESETD_<KEY> per field (upper case, other than [A-Z0-9_] as `_`),
+// so `journalctl -u pwresetd PWRESETD_EVENT=reset.completed PWRESETD_USER=alice` works.
+// When journald cannot take it, the line goes to stderr as always.
+std::vector<std::string> journal_fields(level l, std::string_view event,
+                                        std::initializer_list<field> fields, std::string_view line);
+// Whether `journal_stream` ("DEVICE:INODE", the $JOURNAL_STREAM value) names `fd`.
+bool is_journal_stream(const char* journal_stream, int fd);
 // Quotes and escapes a value for a key=value line when it is not a plain token.
 std::string quote(std::string_view value);
 

@@ -1,4 +1,4 @@
-"""18. Reload on SIGHUP (RELOADING=1 ... READY=1 as systemd's notify protocol has it) and
+"""19. Reload on SIGHUP (RELOADING=1 ... READY=1 as systemd's notify protocol has it) and
 socket activation (sockets passed as systemd passes them):
 - new API keys, a new certificate and new policy lists take effect; open connections and
   requests in flight are not dropped, and a revoked key is refused on an old connection;
