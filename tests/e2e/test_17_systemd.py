@@ -3,8 +3,10 @@
 interval, STOPPING=1 on SIGTERM), and scripts/check-systemd on systemd/pwresetd.service."""
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import signal
 import shutil
 import socket
 import subprocess
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (SOURCE_DIR, Api, Daemon, config_text, find_leaks, free_port, write_policy_lists)
+from conftest import (SOURCE_DIR, Api, Daemon, config_text, find_leaks, free_port, write_policy_lists)  # noqa: F401
 
 READY_WAIT_S = 15.0
 
@@ -190,3 +192,72 @@ def test_check_systemd_fails_above_its_threshold(binary):
     r = check_systemd(binary, "--max-exposure", "0.1")
     assert r.returncode == 1, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}"
     assert "is above 0.1" in r.stderr, r.stderr
+
+
+# --------------------------------------------------------------------------- journald
+JOURNALD = Path("/lib/systemd/systemd-journald")
+
+# A real systemd-journald in a private mount namespace (its sockets and journal on tmpfs, so
+# the host's are untouched), and pwresetd with stderr as its "journal stream": the daemon
+# sees JOURNAL_STREAM naming its stderr, as under systemd, and logs natively. The journal is
+# dumped as JSON when the daemon has exited.
+JOURNAL_HARNESS = r"""
+set -eu
+out=$1; shift
+mkdir -p /run/systemd /run/log
+mount -t tmpfs tmpfs /run/systemd
+mount -t tmpfs tmpfs /run/log
+mkdir -p /run/systemd/journal
+/lib/systemd/systemd-journald &
+journald=$!
+for _ in $(seq 100); do [ -S /run/systemd/journal/socket ] && break; sleep 0.05; done
+JOURNAL_STREAM=$(stat -c '%d:%i' "$out/stderr.log") "$@" 2>>"$out/stderr.log" &
+echo $! > "$out/daemon.pid"
+wait $! || echo $? > "$out/daemon.exit"
+sleep 0.3
+journalctl -D /run/log/journal --no-pager -o json > "$out/journal.json"
+kill $journald
+"""
+
+
+def test_under_journald_each_field_is_a_journal_field(binary, workdir, world, pki, keys, lab):
+    if os.geteuid() != 0 or not JOURNALD.exists() or shutil.which("unshare") is None:
+        pytest.skip("needs root, unshare and systemd-journald (package systemd)")
+    directory = workdir / "daemon-journald"
+    port = free_port()
+    d = Daemon(binary, directory, port, world, pki)
+    write_policy_lists(binary, directory)
+    d.write(config_text(port, lab, keys))
+    (directory / "stderr.log").write_text("")
+    api = Api(port, pki.ca, keys.portal, world)
+    harness = subprocess.Popen(["unshare", "-m", "--propagation", "private", "bash", "-c", JOURNAL_HARNESS,
+                                "harness", str(directory), str(binary), "-c", str(d.config)], cwd=directory)
+    try:
+        deadline = time.monotonic() + READY_WAIT_S
+        while not port_accepts(port) and time.monotonic() < deadline:
+            assert harness.poll() is None, (directory / "stderr.log").read_text()[-3000:]
+            time.sleep(0.1)
+        assert api.call("GET", "/v1/health", key=None).status == 200
+        # An event with fields of its own: an unauthenticated call (ip, request_id).
+        r = api.call("GET", "/v1/policy", key=world.secret("not-a-key-" + secrets.token_hex(8)))
+        assert r.status == 401, r
+        pid = int((directory / "daemon.pid").read_text())
+        os.kill(pid, signal.SIGTERM)
+        assert harness.wait(timeout=30) == 0
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+    assert not (directory / "daemon.exit").exists(), (directory / "daemon.exit").read_text()
+    entries = [json.loads(l) for l in (directory / "journal.json").read_text().splitlines() if l.strip()]
+    ours = [e for e in entries if e.get("SYSLOG_IDENTIFIER") == "pwresetd"]
+    events = {e.get("PWRESETD_EVENT") for e in ours}
+    assert {"daemon.starting", "daemon.ready", "http.unauthenticated", "daemon.stopped"} <= events, events
+    ready = next(e for e in ours if e["PWRESETD_EVENT"] == "daemon.ready")
+    assert ready["PRIORITY"] == "6" and ready["PWRESETD_STATUS"].startswith("serving on"), ready
+    assert ready["MESSAGE"].startswith("level=info event=daemon.ready"), ready
+    refused = next(e for e in ours if e["PWRESETD_EVENT"] == "http.unauthenticated")
+    assert refused["PWRESETD_IP"] == "127.0.0.1" and refused["PWRESETD_REQUEST_ID"] == r.headers["x-request-id"]
+    # Logged natively: nothing of it went to stderr.
+    assert "event=daemon.ready" not in (directory / "stderr.log").read_text()
+    leaks = find_leaks(world, [directory / "journal.json", directory / "stderr.log"])
+    assert not leaks, "secrets in the journal:\n" + "\n".join(leaks)
