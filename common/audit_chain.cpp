@@ -222,7 +222,7 @@ file_tail read_tail(int fd) {
     const off_t line_end = complete ? st.st_size - 1 : st.st_size;
 
     // Backwards in chunks to the "\n" before the last line (or the start of the file).
-    constexpr std::size_t chunk = 64 * 1024;
+    constexpr std::size_t chunk = std::size_t{64} << 10U;
     std::vector<std::string> pieces;  // last piece first
     std::size_t collected = 0;
     off_t pos = line_end;

@@ -52,22 +52,24 @@ public:
                 ::close(fd);
                 throw std::system_error(err, std::generic_category());
             }
-            data_ = static_cast<const char*>(p);
+            map_ = p;
         }
         ::close(fd);
     }
     mapped_file(const mapped_file&) = delete;
     mapped_file& operator=(const mapped_file&) = delete;
     ~mapped_file() {
-        if (data_ != nullptr) {
-            // NOLINTNEXTLINE(cppcoreguidelines-pro-type-const-cast): munmap's signature
-            ::munmap(const_cast<char*>(data_), size_);
+        if (map_ != nullptr) {
+            ::munmap(map_, size_);
         }
     }
-    [[nodiscard]] std::string_view bytes() const { return {data_, size_}; }
+    [[nodiscard]] std::string_view bytes() const {
+        return map_ == nullptr ? std::string_view()
+                               : std::string_view(static_cast<const char*>(map_), size_);
+    }
 
 private:
-    const char* data_ = nullptr;
+    void* map_ = nullptr;
     std::size_t size_ = 0;
 };
 

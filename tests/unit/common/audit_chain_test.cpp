@@ -288,7 +288,7 @@ TEST_CASE("read_tail finds where a file's chain stands", "[audit_chain]") {
         pwresetd::testing::write_file(dir / "f", bytes);
         const int fd = ::open((dir / "f").c_str(), O_RDONLY | O_CLOEXEC);
         REQUIRE(fd >= 0);
-        const auto tail = chain::read_tail(fd);
+        auto tail = chain::read_tail(fd);
         ::close(fd);
         return tail;
     };
