@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "daemon/ctl/audit_verify.hpp"
 #include "policy/breached_set.hpp"
 
 namespace {
@@ -37,6 +38,12 @@ const std::vector<command>& commands() {
          "compile HIBP 'SHA1HEX[:count]' lines (INPUT '-' is stdin) into the binary set\n"
          "      that policy.breached_hashes_file names",
          breached_compile},
+        {{"audit", "verify"},
+         "audit verify [--json] FILE...",
+         "check the audit trail's hash chain over FILEs, oldest first; prints OK and the\n"
+         "      number of lines, or the first edited, deleted or reordered line as FILE:LINE\n"
+         "      (exit 0 intact, 1 a problem found, 2 usage or a file unreadable)",
+         pwresetd::ctl::audit_verify},
     };
     return table;
 }
