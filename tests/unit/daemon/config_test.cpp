@@ -352,8 +352,22 @@ TEST_CASE("each bad fixture reports exactly its errors, with line and column", "
         {"bad_two_secret_sources.yaml",
          {"17:3: directory.bind_password_credential: use either bind_password_file or "
           "bind_password_credential, not both"}},
+        {"bad_tls.yaml",
+         {"5:3: tls.certificate: certificate /CN=future.example.test in {dir}/tls/future.crt "
+          "is not valid before 2120-01-01 00:00 UTC",
+          "6:3: tls.private_key: {dir}/tls/not-a-key.key holds no PEM private key (or one "
+          "protected by a passphrase)",
+          "14:3: directory.ca_file: {dir}/tls/not-a-certificate.crt holds no PEM certificate",
+          "16:3: directory.bind_password_credential: $CREDENTIALS_DIRECTORY is not set "
+          "(systemd sets it for LoadCredential= and SetCredentialEncrypted=)",
+          "28:3: mail.ca_file: certificate /CN=expired.example.test in {dir}/tls/expired.crt "
+          "expired on 2021-01-01 00:00 UTC"}},
+        {"bad_tls_pair.yaml",
+         {"6:3: tls.private_key: {dir}/tls/other.key does not match the certificate "
+          "/CN=pwresetd.example.test in {dir}/tls/server.crt"}},
     };
     // NOLINTEND(bugprone-suspicious-missing-comma)
+    const scoped_env no_credentials("CREDENTIALS_DIRECTORY", std::nullopt);
     const fs::path dir = source_fixtures();
     for (const auto& c : cases) {
         SECTION(c.file) {
