@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "daemon/ctl/doctor.hpp"
 #include "policy/breached_set.hpp"
 
 namespace {
@@ -37,6 +38,12 @@ const std::vector<command>& commands() {
          "compile HIBP 'SHA1HEX[:count]' lines (INPUT '-' is stdin) into the binary set\n"
          "      that policy.breached_hashes_file names",
          breached_compile},
+        {{"doctor"},
+         "doctor [-c CONFIG] [--user NAME] [--json]",
+         "without the daemon and without changing anything: every directory server's TLS\n"
+         "      and certificate, the service bind, a sample user, and each right the configured\n"
+         "      mode needs, with the command that would grant a missing one",
+         pwresetd::ctl::doctor},
     };
     return table;
 }
@@ -50,7 +57,14 @@ void usage(std::ostream& out) {
            "  --skip-bad        skip malformed lines (counted) instead of failing\n"
            "  --memory-mib N    RAM the compiler may use (default 1024); more spills to disk\n"
            "  --temp-dir DIR    folder for spill files (default: OUTPUT's folder)\n"
-           "\nexit status: 0 success, 1 failure (a malformed line names its number), 2 usage\n";
+           "\ndoctor options:\n"
+           "  -c, --config FILE configuration file (default /etc/pwresetd/pwresetd.yaml)\n"
+           "  --user NAME       check the rights on this user (default: the first user the\n"
+           "                    user_filter finds under user_base)\n"
+           "  --json            the same report as one JSON object\n"
+           "\nexit status: 0 success, 1 failure (breached compile: a malformed line names its\n"
+           "number; doctor: a problem found), 2 usage (doctor: or a configuration that cannot\n"
+           "be read)\n";
 }
 
 int usage_error(const std::string& message) {
