@@ -5,12 +5,15 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/json.hpp>
+#include <cctype>
 #include <ctime>
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -532,14 +535,12 @@ private:
             }
             // The membership search the daemon makes for a found user.
             const std::string escaped = ldap::escape_filter_value(e.dn);
+            std::string member_filter = "(|(member=";
+            member_filter.append(escaped).append(")(uniqueMember=").append(escaped).append("))");
             probe_reply last;
             if (openldap()) {
                 for (const auto& dn : dns) {
-                    last = session_
-                               ->search(dn, probe_scope::base,
-                                        "(|(member=" + escaped + ")(uniqueMember=" + escaped + "))",
-                                        {"1.1"}, 1)
-                               .reply;
+                    last = session_->search(dn, probe_scope::base, member_filter, {"1.1"}, 1).reply;
                     if (last.result != rc::success && last.result != rc::no_such_object) {
                         break;
                     }

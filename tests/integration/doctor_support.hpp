@@ -42,7 +42,7 @@ inline std::filesystem::path write_doctor_config(const std::filesystem::path& di
     const fs::path fixtures =
         fs::path(source != nullptr && *source != '\0' ? source : PWRESETD_DEFAULT_SOURCE_DIR) /
         "tests" / "fixtures" / "config";
-    const fs::path file = dir / (name + ".yaml");
+    fs::path file = dir / (name + ".yaml");
     write_file(file,
                "listen:\n  - \"https://127.0.0.1:8443\"\n"
                "tls:\n  certificate: " +
