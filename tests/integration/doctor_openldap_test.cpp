@@ -8,6 +8,7 @@
 #include "integration/doctor_support.hpp"
 #include "support/files.hpp"
 #include "support/lab_fixture.hpp"
+#include "support/net.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace pwresetd::testing;
@@ -22,7 +23,7 @@ lab_fixture& lab() {
 doctor_directory delegated() {
     const lab_fixture& l = lab();
     return {"openldap",
-            l["LAB_LDAPS_URI"],
+            {l["LAB_LDAPS_URI"]},
             l["LAB_CA"],
             l["LAB_SVC_DN"],
             l["LAB_SVC_PASSWORD_FILE"],
@@ -173,6 +174,32 @@ TEST_CASE("doctor: no secret in the output, TLS failures and bad configs", "[doc
         CHECK(r.exit_code == 1);
         CHECK(r.out.find("problem  connect: tls failed") != std::string::npos);
         CHECK(r.out.find("bind") == std::string::npos);  // nothing sent after a failed TLS
+    }
+
+    SECTION("every URI is checked on its own: a dead one is a problem, the next one passes") {
+        doctor_directory two = delegated();
+        two.uris.insert(two.uris.begin(), "ldaps://127.0.0.1:" + std::to_string(free_port()));
+        const auto config = write_doctor_config(dir.path(), "two", two);
+        const doctor_run r =
+            run_doctor(dir.path(), "-c " + shell_quote(config.string()) + " --user alice --json");
+        INFO(r.out << r.err);
+        CHECK(r.exit_code == 1);
+        const auto servers = boost::json::parse(r.out)
+                                 .as_object()
+                                 .at("directories")
+                                 .as_array()
+                                 .at(0)
+                                 .as_object()
+                                 .at("servers")
+                                 .as_array();
+        REQUIRE(servers.size() == 2);
+        const auto& dead = servers.at(0).as_object();
+        CHECK(dead.at("uri").as_string() == two.uris.at(0));
+        REQUIRE(dead.at("checks").as_array().size() == 1);
+        CHECK(dead.at("checks").as_array().at(0).as_object().at("status").as_string() == "problem");
+        const auto& good = servers.at(1).as_object().at("checks").as_array();
+        CHECK(find_check(good, "write", "userPassword").at("status").as_string() == "ok");
+        CHECK(boost::json::parse(r.out).as_object().at("problems").as_int64() == 1);
     }
 
     SECTION("usage and unreadable configurations exit 2") {

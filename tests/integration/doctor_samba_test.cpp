@@ -24,7 +24,7 @@ lab_fixture& lab() {
 doctor_directory delegated() {
     const lab_fixture& l = lab();
     return {"active_directory",
-            l["LAB_LDAPS_URI"],
+            {l["LAB_LDAPS_URI"]},
             l["LAB_CA"],
             l["LAB_SVC_DN"],
             l["LAB_SVC_PASSWORD_FILE"],
@@ -44,6 +44,29 @@ doctor_directory undelegated() {
 
 std::string alice_dn() {
     return "CN=alice," + lab()["LAB_USER_BASE"];
+}
+
+std::string ldap_tool(const std::string& tool) {
+    return "env -u LDAPNOINIT LDAPTLS_REQCERT=demand LDAPTLS_CACERT=" +
+           shell_quote(lab()["LAB_CA"]) + " " + tool + " -x -o nettimeout=5 -H " +
+           shell_quote(lab()["LAB_LDAPS_URI"]);
+}
+
+// An administrator-style reset of alice as svc-undelegated: replace unicodePwd with the
+// quoted UTF-16LE password (given in base64). The exit status of ldapmodify; its output in
+// `output`.
+int reset_alice_as_undelegated(const std::filesystem::path& dir, const std::string& unicode_pwd,
+                               std::string& output) {
+    write_file(dir / "reset.ldif", "dn: " + alice_dn() +
+                                       "\nchangetype: modify\nreplace: unicodePwd\nunicodePwd:: " +
+                                       unicode_pwd + "\n-\n");
+    const int rc =
+        run_shell(ldap_tool("ldapmodify") + " -D " + shell_quote(lab()["LAB_UNDELEGATED_DN"]) +
+                  " -y " + shell_quote(lab()["LAB_UNDELEGATED_PASSWORD_FILE"]) + " -f " +
+                  shell_quote((dir / "reset.ldif").string()) + " >" +
+                  shell_quote((dir / "reset.out").string()) + " 2>&1");
+    output = read_file(dir / "reset.out");
+    return rc;
 }
 
 }  // namespace
@@ -115,6 +138,15 @@ TEST_CASE("doctor (Samba): an account without the delegation is told what is mis
     // Nothing changed: not the entry, not its security descriptor.
     CHECK(admin_snapshot(lab(), alice_dn(), "nTSecurityDescriptor") == before);
 
+    // The verdict is the DC's: a real reset by this account is refused.
+    // "Alice-Refused-Passw0rd-6", quoted, UTF-16LE, base64.
+    std::string output;
+    CHECK(reset_alice_as_undelegated(
+              dir.path(),
+              "IgBBAGwAaQBjAGUALQBSAGUAZgB1AHMAZQBkAC0AUABhAHMAcwB3ADAAcgBkAC0ANgAiAA==", output) !=
+          0);
+    CHECK(output.find("Insufficient access (50)") != std::string::npos);
+
     // The printed samba-tool command, run on the DC as it says, grants the right: the next
     // doctor run finds it (and the reset right only: the two attributes stay missing).
     REQUIRE(run_shell(samba_tool + " -H " + shell_quote(lab()["LAB_DIR"] + "/private/sam.ldb") +
@@ -126,4 +158,15 @@ TEST_CASE("doctor (Samba): an account without the delegation is told what is mis
     CHECK(again.exit_code == 1);
     CHECK(again.out.find("ok       reset_right: granted") != std::string::npos);
     CHECK(again.out.find("summary: 2 problems") != std::string::npos);
+
+    // And "granted" is true: the same reset now goes through, and alice binds with it.
+    // "Alice-Granted-Passw0rd-7", quoted, UTF-16LE, base64.
+    CHECK(reset_alice_as_undelegated(
+              dir.path(),
+              "IgBBAGwAaQBjAGUALQBHAHIAYQBuAHQAZQBkAC0AUABhAHMAcwB3ADAAcgBkAC0ANwAiAA==", output) ==
+          0);
+    write_file(dir / "alice-password", "Alice-Granted-Passw0rd-7");
+    CHECK(run_shell(ldap_tool("ldapsearch") + " -D " + shell_quote(alice_dn()) + " -y " +
+                    shell_quote((dir / "alice-password").string()) + " -s base -b " +
+                    shell_quote(alice_dn()) + " dn >/dev/null 2>&1") == 0);
 }

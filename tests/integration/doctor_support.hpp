@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "support/files.hpp"
 #include "support/lab_fixture.hpp"
@@ -25,7 +26,7 @@ struct doctor_run {
 // The directory block a test varies; the rest of the file is the minimal daemon config.
 struct doctor_directory {
     std::string kind;
-    std::string uri;
+    std::vector<std::string> uris;
     std::string ca_file;
     std::string bind_dn;
     std::string password_file;
@@ -43,6 +44,10 @@ inline std::filesystem::path write_doctor_config(const std::filesystem::path& di
         fs::path(source != nullptr && *source != '\0' ? source : PWRESETD_DEFAULT_SOURCE_DIR) /
         "tests" / "fixtures" / "config";
     fs::path file = dir / (name + ".yaml");
+    std::string uris;
+    for (const auto& uri : d.uris) {
+        uris += (uris.empty() ? "\"" : ", \"") + uri + "\"";
+    }
     write_file(file,
                "listen:\n  - \"https://127.0.0.1:8443\"\n"
                "tls:\n  certificate: " +
@@ -53,7 +58,7 @@ inline std::filesystem::path write_doctor_config(const std::filesystem::path& di
                    "\"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\n"
                    "    scopes: [reset]\n"
                    "directory:\n  kind: " +
-                   d.kind + "\n  uris: [\"" + d.uri + "\"]\n  ca_file: " + d.ca_file +
+                   d.kind + "\n  uris: [" + uris + "]\n  ca_file: " + d.ca_file +
                    "\n  bind_dn: \"" + d.bind_dn + "\"\n  bind_password_file: " + d.password_file +
                    "\n  user_base: \"" + d.user_base + "\"\n  user_filter: \"" + d.user_filter +
                    "\"\n" + d.extra + "state:\n  path: " + (dir / "state.db").string() +
