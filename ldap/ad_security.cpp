@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "common/crypto.hpp"
+
 namespace pwresetd::ldap {
 namespace {
 
@@ -36,19 +38,6 @@ std::size_t sid_length(std::string_view b, std::size_t at) {
     return at + n <= b.size() ? n : 0;
 }
 
-int hex_digit(char c) {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 }  // namespace
 
 std::optional<std::string> sid_to_string(std::string_view b) {
@@ -77,15 +66,11 @@ std::optional<std::string> guid_to_bytes(std::string_view t) {
             hex.push_back(c);
         }
     }
-    std::string bytes;
-    for (std::size_t i = 0; i < 32; i += 2) {
-        const int hi = hex_digit(hex[i]);
-        const int lo = hex_digit(hex[i + 1]);
-        if (hi < 0 || lo < 0) {
-            return std::nullopt;
-        }
-        bytes.push_back(static_cast<char>((hi << 4) | lo));
+    const auto decoded = crypto::hex_decode(hex);
+    if (!decoded || decoded->size() != 16) {
+        return std::nullopt;
     }
+    std::string bytes(decoded->begin(), decoded->end());
     // Data1 (4 bytes), Data2 and Data3 (2 each) are stored little-endian; Data4 as written.
     std::reverse(bytes.begin(), bytes.begin() + 4);
     std::reverse(bytes.begin() + 4, bytes.begin() + 6);
