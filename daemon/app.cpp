@@ -166,6 +166,7 @@ std::vector<passed_socket> sockets_from_systemd() {
     char** names = nullptr;
     const int n = sd_listen_fds_with_names(1, &names);
     std::vector<passed_socket> out;
+    out.reserve(static_cast<std::size_t>(std::max(n, 0)));
     for (int i = 0; i < n; ++i) {
         out.push_back({SD_LISTEN_FDS_START + i,
                        names != nullptr && names[i] != nullptr ? names[i] : "unknown"});
