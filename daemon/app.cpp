@@ -16,6 +16,7 @@
 
 #include "common/crypto.hpp"
 #include "common/log.hpp"
+#include "daemon/admin_server.hpp"
 #include "daemon/api.hpp"
 #include "daemon/audit_log.hpp"
 #include "daemon/change_service.hpp"
@@ -198,6 +199,12 @@ int run(const options& opts) {
         net::io_context ioc(static_cast<int>(io_threads));
         http_server server(ioc, shared);
         server.listen();
+        admin_service admin(cfg, *directory, *state, audit, keys, [&shared, &workers] {
+            return boost::json::object{{"connections", shared.connections.load()},
+                                       {"requests_in_flight", shared.in_flight.load()},
+                                       {"worker_queue", workers.queued()}};
+        });
+        const auto admin_socket = make_admin_server(ioc, admin, cfg);
 
         net::steady_timer purge_timer(ioc);
         schedule_purge(purge_timer, workers, *state);
@@ -229,6 +236,9 @@ int run(const options& opts) {
             log::info("daemon.stopping", {{"signal", signo}, {"in_flight", in_flight}});
             sd_notifyf(0, "STOPPING=1\nSTATUS=stopping, draining %d requests", in_flight);
             server.stop_accepting();
+            if (admin_socket) {
+                admin_socket->stop_accepting();
+            }
             purge_timer.cancel();
             drain_until = std::chrono::steady_clock::now() + drain_deadline;
             wait_for_drain();

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "daemon/ctl/admin_commands.hpp"
 #include "policy/breached_set.hpp"
 
 namespace {
@@ -37,6 +38,22 @@ const std::vector<command>& commands() {
          "compile HIBP 'SHA1HEX[:count]' lines (INPUT '-' is stdin) into the binary set\n"
          "      that policy.breached_hashes_file names",
          breached_compile},
+        {{"status"},
+         "status [--json] [--socket PATH | -c CONFIG]",
+         "the running daemon's health: directories, pools, state store, counters",
+         pwresetd::ctl::status_command},
+        {{"enroll"},
+         "enroll [--replace] [--json] [--socket PATH | -c CONFIG] USER",
+         "enroll USER's authenticator (prints the otpauth URI, a QR code, recovery codes)",
+         pwresetd::ctl::enroll_command},
+        {{"unenroll"},
+         "unenroll [--json] [--socket PATH | -c CONFIG] USER",
+         "remove USER's authenticator and recovery codes",
+         pwresetd::ctl::unenroll_command},
+        {{"unlock"},
+         "unlock [--directory] [--json] [--socket PATH | -c CONFIG] USER",
+         "clear pwresetd's lockouts of USER (--directory: the directory account's too)",
+         pwresetd::ctl::unlock_command},
     };
     return table;
 }
@@ -50,7 +67,9 @@ void usage(std::ostream& out) {
            "  --skip-bad        skip malformed lines (counted) instead of failing\n"
            "  --memory-mib N    RAM the compiler may use (default 1024); more spills to disk\n"
            "  --temp-dir DIR    folder for spill files (default: OUTPUT's folder)\n"
-           "\nexit status: 0 success, 1 failure (a malformed line names its number), 2 usage\n";
+           "\nstatus, enroll, unenroll, unlock: 'pwresetctl COMMAND --help' for options\n"
+           "\nexit status: 0 success, 1 failure (a malformed line names its number; the daemon\n"
+           "refused or reports a problem), 2 usage (or no connection to the admin socket)\n";
 }
 
 int usage_error(const std::string& message) {
