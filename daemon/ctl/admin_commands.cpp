@@ -43,7 +43,7 @@ constexpr command_info status_info{
     "status", "status [--json] [--socket PATH | -c CONFIG]",
     "the daemon's version, uptime, listeners, each directory server's health and latency,\n"
     "the connection pools, the state store and the live counters; exit 1 when a directory\n"
-    "or the state store does not answer",
+    "server or the state store does not answer",
     ""};
 constexpr command_info enroll_info{
     "enroll", "enroll [--replace] [--json] [--socket PATH | -c CONFIG] USER",
@@ -274,6 +274,7 @@ bool print_status(const json::object& reply) {
                     if (flag_of(s, "answers")) {
                         std::cout << "up, " << number_of(s, "latency_ms") << " ms";
                     } else {
+                        healthy = false;  // a replica down is worth a look too
                         std::cout << "DOWN (result " << number_of(s, "result") << ")";
                     }
                     if (flag_of(s, "marked_down")) {
@@ -303,11 +304,18 @@ bool print_status(const json::object& reply) {
     return healthy;
 }
 
+// Every directory server and the state store answer.
 bool directory_and_state_answer(const json::object& reply) {
     bool ok = true;
     if (const auto* ds = reply.if_contains("directories"); ds != nullptr && ds->is_array()) {
         for (const auto& d : ds->as_array()) {
             ok = ok && d.is_object() && flag_of(d.as_object(), "healthy");
+            const auto* servers = d.is_object() ? d.as_object().if_contains("servers") : nullptr;
+            if (servers != nullptr && servers->is_array()) {
+                for (const auto& server : servers->as_array()) {
+                    ok = ok && server.is_object() && flag_of(server.as_object(), "answers");
+                }
+            }
         }
     }
     const auto* st = reply.if_contains("state");
