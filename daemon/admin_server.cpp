@@ -309,7 +309,7 @@ private:
                   });
     }
 
-    void send(boost::json::object reply, bool close_after) {
+    void send(boost::json::object&& reply, bool close_after) {
         close_after_ = close_after;
         reply_ = boost::json::serialize(reply);
         reply_ += '\n';
@@ -395,39 +395,51 @@ void do_accept(const std::shared_ptr<admin_server::state>& shared) {
 
 }  // namespace
 
+namespace {
+
+// The server state listening on an already listening descriptor (closed on failure).
+std::shared_ptr<admin_server::state> adopt(net::io_context& ioc, admin_server::handler handle,
+                                           int listening_fd, admin_limits limits) {
+    auto shared = std::make_shared<admin_server::state>(ioc, std::move(handle), limits);
+    boost::system::error_code ec;
+    shared->acceptor.assign(local_stream(), listening_fd, ec);
+    if (ec) {
+        ::close(listening_fd);
+        throw std::runtime_error("admin socket: cannot use descriptor " +
+                                 std::to_string(listening_fd) + ": " + ec.message());
+    }
+    return shared;
+}
+
+std::pair<dev_t, ino_t> identity_of(const fs::path& path) {
+    struct stat info {};
+    if (::lstat(path.c_str(), &info) != 0) {
+        return {0, 0};
+    }
+    return {info.st_dev, info.st_ino};
+}
+
+}  // namespace
+
 admin_server::admin_server(net::io_context& ioc, handler handle, const fs::path& path,
                            const std::string& group, admin_limits limits)
-    : admin_server(ioc, std::move(handle), open_admin_socket(path, group), limits) {
-    created_ = path;
-    struct stat info {};
-    if (::stat(path.c_str(), &info) == 0) {
-        created_dev_ = info.st_dev;
-        created_ino_ = info.st_ino;
-    }
+    : state_(adopt(ioc, std::move(handle), open_admin_socket(path, group), limits)),
+      created_(path),
+      created_identity_(identity_of(path)) {
     log::info("admin.listening",
               {{"socket", path.string()}, {"group", group.empty() ? std::string("(own)") : group}});
 }
 
 admin_server::admin_server(net::io_context& ioc, handler handle, int listening_fd,
                            admin_limits limits)
-    : state_(std::make_shared<state>(ioc, std::move(handle), limits)) {
-    boost::system::error_code ec;
-    state_->acceptor.assign(local_stream(), listening_fd, ec);
-    if (ec) {
-        ::close(listening_fd);
-        throw std::runtime_error("admin socket: cannot use descriptor " +
-                                 std::to_string(listening_fd) + ": " + ec.message());
-    }
-}
+    : state_(adopt(ioc, std::move(handle), listening_fd, limits)) {}
 
 admin_server::~admin_server() {
     stop_accepting();
     state_->workers.stop();
     if (!created_.empty()) {
         // Only the socket this daemon made: a successor may have replaced it meanwhile.
-        struct stat info {};
-        if (::lstat(created_.c_str(), &info) == 0 && info.st_dev == created_dev_ &&
-            info.st_ino == created_ino_) {
+        if (identity_of(created_) == created_identity_) {
             ::unlink(created_.c_str());
         }
     }

@@ -19,6 +19,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "daemon/admin_protocol.hpp"
 #include "daemon/admin_service.hpp"
@@ -63,8 +64,7 @@ public:
 private:
     std::shared_ptr<state> state_;
     std::filesystem::path created_;  // the socket file to remove at exit ("" when adopted)
-    dev_t created_dev_ = 0;
-    ino_t created_ino_ = 0;
+    std::pair<dev_t, ino_t> created_identity_{};
 };
 
 // The configuration's admin socket serving `service`, accepting already; null when

@@ -44,6 +44,7 @@ struct admin_harness {
         directory.add("erin", "Erin-Old-Passw0rd!", false, false, /*is_protected=*/true);
     }
 
+    // flag: --replace for enroll, --directory for unlock.
     boost::json::object run(admin::command cmd, const std::string& user, bool flag = false) {
         admin::request r;
         r.cmd = cmd;
@@ -111,7 +112,7 @@ TEST_CASE("admin enroll refuses unknown, disabled, protected and enrolled users"
     const auto first = h.run(admin::command::enroll, "alice");
     REQUIRE(first.at("ok").as_bool());
     CHECK(error_of(h.run(admin::command::enroll, "alice")) == "already_enrolled");
-    const auto second = h.run(admin::command::enroll, "alice", /*replace=*/true);
+    const auto second = h.run(admin::command::enroll, "alice", true);
     REQUIRE(second.at("ok").as_bool());
     CHECK(second.at("replaced").as_bool());
     CHECK(second.at("secret") != first.at("secret"));
@@ -159,7 +160,7 @@ TEST_CASE("admin unlock --directory says when the directory could not unlock", "
     admin_harness h;
     (void)h.state->record_failure("verify:user:id-alice", h.now, 900);
     // The fake cannot unlock accounts: pwresetd's counters are cleared all the same.
-    const auto reply = h.run(admin::command::unlock, "alice", /*directory=*/true);
+    const auto reply = h.run(admin::command::unlock, "alice", true);
     CHECK_FALSE(reply.at("ok").as_bool());
     CHECK(error_of(reply) == "directory_unlock_failed");
     CHECK(h.state->get_failures("verify:user:id-alice", h.now).count == 0);
