@@ -187,12 +187,14 @@ struct admin_server::state {
     state(net::io_context& context, handler h, admin_limits l)
         : ioc(context),
           acceptor(net::make_strand(context)),
+          retry_timer(acceptor.get_executor()),
           handle(std::move(h)),
           limits(l),
           workers(1, l.queue == 0 ? 1 : l.queue) {}
 
     net::io_context& ioc;
     local_stream::acceptor acceptor;
+    net::steady_timer retry_timer;  // after a failed accept (EMFILE): wait, do not spin
     handler handle;
     admin_limits limits;
     worker_pool workers;
@@ -381,7 +383,15 @@ void do_accept(const std::shared_ptr<admin_server::state>& shared) {
             if (ec) {
                 shared->accept_failed_log.write(log::level::warning, "admin.accept_failed",
                                                 {{"error", ec.message()}});
-            } else if (shared->connections.fetch_add(1) >= shared->limits.max_connections) {
+                shared->retry_timer.expires_after(std::chrono::milliseconds(100));
+                shared->retry_timer.async_wait([shared](const boost::system::error_code& wait) {
+                    if (!wait && shared->acceptor.is_open()) {
+                        do_accept(shared);
+                    }
+                });
+                return;
+            }
+            if (shared->connections.fetch_add(1) >= shared->limits.max_connections) {
                 --shared->connections;
                 shared->refused_log.write(log::level::warning, "admin.connection_refused",
                                           {{"reason", "max_connections"}});
@@ -468,6 +478,7 @@ void admin_server::stop_accepting() {
     net::post(state_->acceptor.get_executor(), [shared = state_] {
         boost::system::error_code ignored;
         shared->acceptor.close(ignored);
+        shared->retry_timer.cancel();
     });
 }
 
