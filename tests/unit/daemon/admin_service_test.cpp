@@ -156,15 +156,26 @@ TEST_CASE("admin unlock clears every per-user lockout counter", "[admin]") {
     CHECK(records[0].at("peer_uid").as_int64() == 1234);
 }
 
-TEST_CASE("admin unlock --directory says when the directory could not unlock", "[admin]") {
+TEST_CASE("admin unlock --directory unlocks the account, or says why not", "[admin]") {
     admin_harness h;
+    h.directory.user_of("alice").locked = true;
     (void)h.state->record_failure("verify:user:id-alice", h.now, 900);
-    // The fake cannot unlock accounts: pwresetd's counters are cleared all the same.
     const auto reply = h.run(admin::command::unlock, "alice", true);
-    CHECK_FALSE(reply.at("ok").as_bool());
-    CHECK(error_of(reply) == "directory_unlock_failed");
-    CHECK(h.state->get_failures("verify:user:id-alice", h.now).count == 0);
-    CHECK(h.records("admin.unlock").at(0).at("outcome").as_string() == "partly_unlocked");
+    REQUIRE(reply.at("ok").as_bool());
+    CHECK(reply.at("directory").at("unlocked").as_bool());
+    CHECK(reply.at("directory").at("was_locked").as_bool());
+    CHECK_FALSE(h.directory.user_of("alice").locked);
+    // A protected account is never unlocked in the directory; pwresetd's counters are
+    // cleared all the same.
+    (void)h.state->record_failure("verify:user:id-erin", h.now, 900);
+    const auto refused = h.run(admin::command::unlock, "erin", true);
+    CHECK_FALSE(refused.at("ok").as_bool());
+    CHECK(error_of(refused) == "directory_unlock_failed");
+    CHECK(h.state->get_failures("verify:user:id-erin", h.now).count == 0);
+    const auto records = h.records("admin.unlock");
+    REQUIRE(records.size() == 2);
+    CHECK(records[0].at("outcome").as_string() == "unlocked");
+    CHECK(records[1].at("outcome").as_string() == "partly_unlocked");
 }
 
 TEST_CASE("admin status reports the state store and the counters", "[admin]") {
