@@ -2,6 +2,7 @@
 
 #include <pwd.h>
 
+#include <algorithm>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -144,11 +145,15 @@ json::object admin_service::status() {
                 s.latency_ms < 0 ? json::value(nullptr) : json::value(s.latency_ms);
             servers.emplace_back(std::move(server));
         }
-        directories.emplace_back(json::object{
-            {"name", d.name},
-            {"healthy", any},
-            {"pool", {{"size", d.pool_size}, {"open", d.pool_open}, {"idle", d.pool_idle}}},
-            {"servers", std::move(servers)}});
+        directories.emplace_back(
+            json::object{{"name", d.name},
+                         {"healthy", any},
+                         {"pool",
+                          {{"size", d.pool_size},
+                           {"open", d.pool_open},
+                           {"idle", d.pool_idle},
+                           {"in_use", d.pool_open - std::min(d.pool_idle, d.pool_open)}}},
+                         {"servers", std::move(servers)}});
     }
     reply["directories"] = std::move(directories);
 

@@ -261,7 +261,7 @@ bool print_status(const json::object& reply) {
             if (const auto* p = d.if_contains("pool"); p != nullptr && p->is_object()) {
                 std::cout << ", pool " << number_of(p->as_object(), "open") << "/"
                           << number_of(p->as_object(), "size") << " open, "
-                          << number_of(p->as_object(), "idle") << " idle";
+                          << number_of(p->as_object(), "in_use") << " in use";
             }
             std::cout << '\n';
             if (const auto* ss = d.if_contains("servers"); ss != nullptr && ss->is_array()) {

@@ -161,6 +161,7 @@ def test_status(binary, admind, lab):
     [d] = s["directories"]
     assert d["healthy"] is True and d["pool"]["size"] == 2, d
     assert 0 <= d["pool"]["idle"] <= d["pool"]["open"] <= 2, d
+    assert d["pool"]["in_use"] == d["pool"]["open"] - d["pool"]["idle"], d
     [server] = d["servers"]
     assert server["uri"] == lab["LAB_LDAPS_URI"] and server["answers"] is True, server
     assert isinstance(server["latency_ms"], int) and 0 <= server["latency_ms"] < 2000, server
