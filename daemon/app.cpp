@@ -23,6 +23,7 @@
 
 #include "common/crypto.hpp"
 #include "common/log.hpp"
+#include "daemon/admin_server.hpp"
 #include "daemon/api.hpp"
 #include "daemon/audit_log.hpp"
 #include "daemon/change_service.hpp"
@@ -237,7 +238,18 @@ int run(const options& opts) {
                                                    secret(cfg.state.redis_password.bytes()))
                          : store::open_sqlite_store(cfg.state.path, secret(master_key.bytes()));
         audit_log audit(cfg.audit_file);
-        const process_parts parts{*state, audit, keys};
+        // The admin socket's status reads the live counters of what is built below.
+        const server_shared* counted = nullptr;
+        const worker_pool* counted_workers = nullptr;
+        const process_parts parts{*state, audit, keys, [&counted, &counted_workers] {
+                                      boost::json::object out;
+                                      if (counted != nullptr && counted_workers != nullptr) {
+                                          out = {{"connections", counted->connections.load()},
+                                                 {"requests_in_flight", counted->in_flight.load()},
+                                                 {"worker_queue", counted_workers->queued()}};
+                                      }
+                                      return out;
+                                  }};
 
         // A generation is deleted on the background thread once the last connection or
         // request holding it lets go.
@@ -261,8 +273,28 @@ int run(const options& opts) {
         server_shared shared(serving_of(current), workers);
         net::io_context ioc(static_cast<int>(io_threads));
         http_server server(ioc, shared);
+        counted = &shared;
+        counted_workers = &workers;
+        // Admin commands run on the generation that serves when they arrive.
+        const admin_server::handler admin_handler =
+            [&current, &current_mutex](const admin::request& request, const admin_peer& peer) {
+                std::shared_ptr<generation> serving;
+                {
+                    const std::lock_guard lock(current_mutex);
+                    serving = current;
+                }
+                return serving->admin().handle(request, peer);
+            };
+        std::unique_ptr<admin_server> admin_socket;
         std::vector<std::string> listening;
         for (const auto& passed : sockets_from_systemd()) {
+            // pwresetd.socket: TCP sockets serve the API, a Unix socket is the admin socket.
+            if (sd_is_socket_unix(passed.fd, SOCK_STREAM, 1, nullptr, 0) > 0 && !admin_socket) {
+                admin_socket = std::make_unique<admin_server>(ioc, admin_handler, passed.fd);
+                admin_socket->start();
+                log::info("admin.listening", {{"listen", "systemd:" + passed.name}});
+                continue;
+            }
             server.adopt(passed.fd, passed.name);
             listening.push_back("systemd:" + passed.name);
         }
@@ -275,6 +307,9 @@ int run(const options& opts) {
             log::info("http.socket_activation",
                       {{"sockets", static_cast<unsigned>(listening.size())},
                        {"note", "the listen addresses of the configuration are not bound"}});
+        }
+        if (!admin_socket) {
+            admin_socket = make_admin_server(ioc, admin_handler, current->cfg());
         }
 
         net::steady_timer purge_timer(ioc);
@@ -415,6 +450,9 @@ int run(const options& opts) {
             log::info("daemon.stopping", {{"signal", signo}, {"in_flight", in_flight}});
             sd_notifyf(0, "STOPPING=1\nSTATUS=stopping, draining %d requests", in_flight);
             server.stop_accepting();
+            if (admin_socket) {
+                admin_socket->stop_accepting();
+            }
             purge_timer.cancel();
             hangups.cancel();
             drain_until = std::chrono::steady_clock::now() + drain_deadline;

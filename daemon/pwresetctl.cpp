@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "daemon/ctl/admin_commands.hpp"
 #include "daemon/ctl/audit_verify.hpp"
 #include "daemon/ctl/doctor.hpp"
 #include "policy/breached_set.hpp"
@@ -51,6 +52,22 @@ const std::vector<command>& commands() {
          "      and certificate, the service bind, a sample user, and each right the configured\n"
          "      mode needs, with the command that would grant a missing one",
          pwresetd::ctl::doctor},
+        {{"status"},
+         "status [--json] [--socket PATH | -c CONFIG]",
+         "the running daemon's health: directories, pools, state store, counters",
+         pwresetd::ctl::status_command},
+        {{"enroll"},
+         "enroll [--replace] [--json] [--socket PATH | -c CONFIG] USER",
+         "enroll USER's authenticator (prints the otpauth URI, a QR code, recovery codes)",
+         pwresetd::ctl::enroll_command},
+        {{"unenroll"},
+         "unenroll [--json] [--socket PATH | -c CONFIG] USER",
+         "remove USER's authenticator and recovery codes",
+         pwresetd::ctl::unenroll_command},
+        {{"unlock"},
+         "unlock [--directory] [--json] [--socket PATH | -c CONFIG] USER",
+         "clear pwresetd's lockouts of USER (--directory: the directory account's too)",
+         pwresetd::ctl::unlock_command},
     };
     return table;
 }
@@ -69,9 +86,10 @@ void usage(std::ostream& out) {
            "  --user NAME       check the rights on this user (default: the first user the\n"
            "                    user_filter finds under user_base)\n"
            "  --json            the same report as one JSON object\n"
+           "\nstatus, enroll, unenroll, unlock: 'pwresetctl COMMAND --help' for options\n"
            "\nexit status: 0 success, 1 failure (breached compile: a malformed line names its\n"
-           "number; doctor: a problem found), 2 usage (doctor: or a configuration that cannot\n"
-           "be read)\n";
+           "number; doctor: a problem found; the daemon refused or reports a problem), 2 usage\n"
+           "(doctor: or a configuration that cannot be read; the admin socket: no connection)\n";
 }
 
 int usage_error(const std::string& message) {

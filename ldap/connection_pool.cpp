@@ -35,6 +35,11 @@ connection_pool::connection_pool(std::size_t size, std::chrono::milliseconds wai
     idle_.reserve(size_);  // release() never allocates
 }
 
+connection_pool::counts connection_pool::current_counts() {
+    const std::lock_guard lock(mutex_);
+    return {size_, open_count_, idle_.size()};
+}
+
 std::optional<connection_pool::lease> connection_pool::acquire() {
     std::unique_lock lock(mutex_);
     while (true) {

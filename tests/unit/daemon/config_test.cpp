@@ -307,8 +307,7 @@ TEST_CASE("each bad fixture reports exactly its errors, with line and column", "
           "'rest' (did you mean 'reset'?)"}},
         {"bad_not_yet_supported.yaml",
          {"4:1: metrics_listen: not supported by this version yet",
-          "26:1: notify: not supported by this version yet",
-          "28:1: admin_socket: not supported by this version yet"}},
+          "26:1: notify: not supported by this version yet"}},
         {"bad_codes.yaml",
          {"21:14: state.redis_url: credentials never go in the URL; use redis_password_file",
           "22:3: state.redis_password: secrets are never written inline; use "
@@ -785,4 +784,40 @@ TEST_CASE("a user_filter over two attributes is warned about", "[config][securit
     CHECK(c.warnings[0].find("directory.user_filter: matches {username} in more than one "
                              "attribute") != std::string::npos);
     CHECK(c.directories.at(0).user_filter == two);  // a warning, not a refusal
+}
+
+TEST_CASE("admin_socket and admin_group", "[config]") {
+    const fixture_copy copy;
+    const std::string minimal = pwresetd::testing::read_file(copy.dir() / "minimal.yaml");
+    SECTION("absent: no admin socket") {
+        const config c = load_config(copy.dir() / "minimal.yaml");
+        CHECK_FALSE(c.admin.socket.has_value());
+        CHECK(c.admin.group.empty());
+        CHECK_FALSE(pwresetd::daemon::admin_socket_of(copy.dir() / "minimal.yaml").has_value());
+    }
+    SECTION("a relative path is taken from the config file's folder") {
+        const auto file = copy.write("admin.yaml", minimal +
+                                                       "admin_socket: run/admin.sock\n"
+                                                       "admin_group: root\n");
+        const config c = load_config(file);
+        REQUIRE(c.admin.socket.has_value());
+        CHECK(*c.admin.socket == copy.dir() / "run" / "admin.sock");
+        CHECK(c.admin.group == "root");
+        CHECK(pwresetd::daemon::admin_socket_of(file) == c.admin.socket);
+    }
+    SECTION("mistakes") {
+        const auto file =
+            copy.write("bad.yaml", minimal + "admin_socket: /" + std::string(120, 'x') +
+                                       "\nadmin_group: no-such-group-here\n");
+        CHECK(errors_of(file) ==
+              std::vector<std::string>{
+                  file.string() +
+                      ":26:15: admin_socket: a Unix socket path has at most 107 bytes, got 121",
+                  file.string() + ":27:14: admin_group: no group named 'no-such-group-here'"});
+        const auto lone = copy.write("lone.yaml", minimal + "admin_group: root\n");
+        CHECK(errors_of(lone) ==
+              std::vector<std::string>{lone.string() + ":26:1: admin_group: needs admin_socket"});
+        const auto list = copy.write("list.yaml", minimal + "admin_socket: [a, b]\n");
+        CHECK_THROWS_AS(pwresetd::daemon::admin_socket_of(list), config_error);
+    }
 }
