@@ -2,6 +2,9 @@
 
 #include <sys/stat.h>
 #include <sys/uio.h>
+
+// CODE_FILE/CODE_LINE would name this file for every event: nothing an operator can use.
+#define SD_JOURNAL_SUPPRESS_LOCATION
 #include <systemd/sd-journal.h>
 #include <unistd.h>
 
@@ -149,9 +152,13 @@ bool is_journal_stream(const char* journal_stream, int fd) {
 
 namespace {
 
+// sd_journal_sendv(3) reports success when journald's socket does not exist, so the line
+// would be lost: send natively only when the socket is there.
 bool to_journal() {
-    static const bool journal = is_journal_stream(std::getenv("JOURNAL_STREAM"),
-                                                  STDERR_FILENO);  // NOLINT(concurrency-mt-unsafe)
+    static const bool journal =
+        is_journal_stream(std::getenv("JOURNAL_STREAM"),  // NOLINT(concurrency-mt-unsafe)
+                          STDERR_FILENO) &&
+        ::access("/run/systemd/journal/socket", W_OK) == 0;
     return journal;
 }
 

@@ -324,6 +324,8 @@ int run(const options& opts) {
         // SIGHUP: a new generation from the file, built on the background thread, swapped in
         // when whole; anything wrong keeps the serving one. Signals that arrive during a
         // reload make one more reload after it.
+        // 0: no reload; 1: one running; 2: one running and another wanted after it. Any number
+        // of signals during a reload make one more reload, not one each.
         std::atomic<int> reloads_wanted{0};
         std::atomic<bool> stopping{false};
         const auto reload = [&] {
@@ -332,6 +334,7 @@ int run(const options& opts) {
                     reloads_wanted = 0;
                     return;
                 }
+                reloads_wanted = 1;  // signals from here on want one more
                 sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
                            static_cast<unsigned long long>(monotonic_usec()), config_file.c_str());
                 log::info("daemon.reloading", {{"config", config_file}});
@@ -406,7 +409,11 @@ int run(const options& opts) {
                 if (!stopping) {
                     sd_notifyf(0, "READY=1\nSTATUS=%s", status.c_str());
                 }
-            } while (reloads_wanted.fetch_sub(1) > 1 && !stopping);
+            } while ([&reloads_wanted] {
+                int running = 1;
+                // 1 -> 0: done. It was 2: go again (and the loop's top sets 1).
+                return !reloads_wanted.compare_exchange_strong(running, 0);
+            }() && !stopping);
         };
         // Before anything `reload` uses goes out of scope, the background thread has finished.
         struct stop_at_exit {
@@ -414,7 +421,12 @@ int run(const options& opts) {
             explicit stop_at_exit(background& b) : thread(b) {}
             stop_at_exit(const stop_at_exit&) = delete;
             stop_at_exit& operator=(const stop_at_exit&) = delete;
-            ~stop_at_exit() { thread.stop(); }
+            // The signal sets are gone by now and SIGHUP has its default action again (end
+            // the process): ignore it while a reload may still be finishing.
+            ~stop_at_exit() {
+                std::signal(SIGHUP, SIG_IGN);
+                thread.stop();
+            }
         } const stop_behind{behind};
         net::signal_set hangups(ioc, SIGHUP);
         std::function<void()> await_hangup = [&] {
@@ -422,8 +434,16 @@ int run(const options& opts) {
                 if (ec) {
                     return;
                 }
-                if (!stopping && reloads_wanted.fetch_add(1) == 0) {
+                if (stopping) {
+                    await_hangup();
+                    return;
+                }
+                int idle = 0;
+                if (reloads_wanted.compare_exchange_strong(idle, 1)) {
                     behind.post(reload);
+                } else {
+                    int running = 1;
+                    reloads_wanted.compare_exchange_strong(running, 2);  // 2 stays 2
                 }
                 await_hangup();
             });

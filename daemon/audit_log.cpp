@@ -82,9 +82,29 @@ boost::json::object audit_record(const request_context& ctx, std::string_view ev
     return o;
 }
 
+namespace {
+
+// Opens the file for reading and appending; one this call creates is made 0640 whatever
+// the umask (the unit's UMask=0077 would make it 0600), so group pwresetd can read the
+// trail as the README says. An existing file keeps the mode the operator gave it.
+int open_audit_file(const std::string& path) {
+    const int created =
+        ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    if (created >= 0) {
+        ::fchmod(created, 0640);
+        return created;
+    }
+    if (errno != EEXIST) {
+        return -1;
+    }
+    return ::open(path.c_str(), O_RDWR | O_APPEND | O_CLOEXEC);
+}
+
+}  // namespace
+
 audit_log::audit_log(const std::filesystem::path& file) : path_(file.string()) {
     // Read and write: the tail is read through the same descriptor, so it is this file's.
-    fd_ = ::open(path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    fd_ = open_audit_file(path_);
     if (fd_ < 0) {
         throw std::runtime_error(path_ + ": cannot open the audit log: " + std::strerror(errno));
     }
@@ -253,7 +273,7 @@ void audit_log::follow_rotation_locked() {
             return;
         }
     }
-    const int fd = ::open(path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    const int fd = open_audit_file(path_);
     if (fd < 0) {
         const int open_err = errno;
         trouble_.write(log::level::error, "audit.reopen_failed",

@@ -44,6 +44,11 @@ ssl::context make_server_tls(const tls_settings& tls) {
                                 "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256") != 1) {
         throw std::runtime_error("tls: cannot set the cipher list");
     }
+    // An encrypted key fails at once instead of prompting on a terminal (there is none).
+    ctx.set_password_callback(
+        [](std::size_t /*max_length*/, ssl::context::password_purpose /*purpose*/) {
+            return std::string();
+        });
     boost::system::error_code ec;
     ctx.use_certificate_chain_file(tls.certificate.string(), ec);
     if (ec) {

@@ -77,6 +77,22 @@ private:
         throw policy_error("breached hashes file '" + file_.string() + "': " + what);
     }
     void validate();
+    // The file must be the one mapped: written over in place (truncated, copied onto with
+    // cp or >) its pages change or vanish under the mapping, and a read past a truncation
+    // is SIGBUS. An answer from a changed file is refused (policy_error: no check passes on
+    // it) until a reload maps the new one. The supported way to replace it is
+    // `pwresetctl breached compile`, which renames a new file into place.
+    void check_unchanged() const {
+        struct stat now {};
+        if (::fstat(fd_.get(), &now) != 0 || now.st_size != opened_.st_size ||
+            now.st_mtim.tv_sec != opened_.st_mtim.tv_sec ||
+            now.st_mtim.tv_nsec != opened_.st_mtim.tv_nsec) {
+            refuse(
+                "changed on disk since it was loaded (written over in place); replace it "
+                "with `pwresetctl breached compile` (which renames a new file into place) and "
+                "reload");
+        }
+    }
     [[nodiscard]] std::uint64_t index_at(std::uint64_t block) const noexcept {
         return fmt::load_le64(index_ + block * 8);
     }
@@ -88,6 +104,7 @@ private:
     std::filesystem::path file_;
     breached_io::unique_fd fd_;
     file_mapping map_;
+    struct stat opened_ {};
     const unsigned char* index_ = nullptr;
     const unsigned char* payload_ = nullptr;
     std::uint64_t hash_count_ = 0;
@@ -100,6 +117,9 @@ private:
 mapped_breached_set::mapped_breached_set(const std::filesystem::path& file,
                                          breached_io::unique_fd fd, std::size_t size)
     : file_(file), fd_(std::move(fd)), map_(fd_.get(), size) {
+    if (::fstat(fd_.get(), &opened_) != 0) {
+        breached_io::throw_errno("fstat");
+    }
     validate();
 }
 
@@ -199,6 +219,7 @@ void mapped_breached_set::validate() {
 }
 
 bool mapped_breached_set::contains(const sha1_digest& hash) const {
+    check_unchanged();
     if (hash_count_ == 0) {
         return false;
     }

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cerrno>
+#include <cstdint>
 #include <system_error>
 #include <utility>
 
@@ -37,12 +38,26 @@ file_descriptor open_regular_file(const std::filesystem::path& path, struct stat
     return fd;
 }
 
-std::optional<std::string> read_text_file(const std::filesystem::path& file, std::string& why) {
-    file_descriptor fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+std::optional<std::string> read_text_file(const std::filesystem::path& file, std::string& why,
+                                          std::size_t max_bytes) {
+    struct stat info {};
+    std::string open_why;
+    file_descriptor fd = open_regular_file(file, info, open_why);
     if (fd.get() < 0) {
-        why = errno_text(errno);
+        // The reason without the "cannot open PATH: " that open_regular_file puts first.
+        const std::string prefix = "cannot open " + file.string() + ": ";
+        why = open_why.rfind(prefix, 0) == 0 ? open_why.substr(prefix.size()) : open_why;
         return std::nullopt;
     }
+    const auto too_large = [&] {
+        why = "larger than " + std::to_string(max_bytes) + " bytes";
+        return std::nullopt;
+    };
+    if (static_cast<std::uint64_t>(info.st_size) > max_bytes) {
+        return too_large();
+    }
+    // A regular file read with O_NONBLOCK blocks as usual; the flag only kept a FIFO from
+    // hanging the open.
     std::string text;
     std::array<char, 65536> chunk{};
     for (;;) {
@@ -58,6 +73,9 @@ std::optional<std::string> read_text_file(const std::filesystem::path& file, std
             return text;
         }
         text.append(chunk.data(), static_cast<std::size_t>(n));
+        if (text.size() > max_bytes) {  // it grew while being read
+            return too_large();
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 // closes itself, a FIFO given by mistake cannot hang the check.
 #include <sys/stat.h>
 
+#include <cstddef>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -31,7 +32,11 @@ std::string errno_text(int err);
 file_descriptor open_regular_file(const std::filesystem::path& path, struct stat& info,
                                   std::string& why);
 
-// The whole file; nullopt and `why` when it cannot be opened or read.
-std::optional<std::string> read_text_file(const std::filesystem::path& file, std::string& why);
+// The whole of a regular file of at most `max_bytes`; nullopt and `why` when it cannot be
+// opened or read, is not a regular file (a FIFO or a device never blocks or streams the
+// check), or is larger.
+inline constexpr std::size_t max_text_file_bytes = std::size_t{16} * 1024 * 1024;
+std::optional<std::string> read_text_file(const std::filesystem::path& file, std::string& why,
+                                          std::size_t max_bytes = max_text_file_bytes);
 
 }  // namespace pwresetd::daemon::config_detail

@@ -8,6 +8,9 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <sys/stat.h>
+
+#include <cstdio>
 #include <ctime>
 #include <memory>
 #include <string>
@@ -34,6 +37,14 @@ using x509_ptr = std::unique_ptr<X509, x509_free>;
 using pkey_ptr = std::unique_ptr<EVP_PKEY, pkey_free>;
 
 constexpr int expiry_warning_days = 30;
+// A certificate chain or CA bundle is kilobytes; more is not a PEM file meant for this.
+constexpr std::size_t max_pem_bytes = std::size_t{1} * 1024 * 1024;
+
+// OpenSSL's default passphrase callback prompts on the terminal; an encrypted key must be
+// an error at once, not a question a daemon under systemd can never answer.
+int no_passphrase(char* /*buf*/, int /*size*/, int /*rwflag*/, void* /*userdata*/) {
+    return -1;
+}
 
 bio_ptr memory_bio(const std::string& text) {
     return bio_ptr(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
@@ -70,17 +81,33 @@ std::vector<x509_ptr> certificates_in(const std::string& text) {
     return out;
 }
 
+std::string mode_text(mode_t mode) {
+    char buffer[8] = {};
+    std::snprintf(buffer, sizeof buffer, "%04o", static_cast<unsigned>(mode & 07777U));
+    return buffer;
+}
+
 }  // namespace
+
+// The text of a PEM file that read_readable_file found openable; nullopt when it is not
+// (reported there) or too large (reported here).
+std::optional<std::string> config_reader::pem_text(const field& f, const fs::path& path) const {
+    std::string why;
+    auto text = read_text_file(path, why, max_pem_bytes);
+    if (!text && why.rfind("larger than", 0) == 0) {
+        r.error(f.key_mark, f.path, path.string() + " is " + why + ": not a PEM file");
+    }
+    return text;
+}
 
 std::optional<fs::path> config_reader::read_certificates_file(const field& f) const {
     auto path = read_readable_file(f);
     if (!path) {
         return path;
     }
-    std::string why;
-    const auto text = read_text_file(*path, why);
+    const auto text = pem_text(f, *path);
     if (!text) {
-        return path;  // reported by read_readable_file
+        return path;
     }
     const auto certs = certificates_in(*text);
     if (certs.empty()) {
@@ -116,13 +143,18 @@ std::optional<fs::path> config_reader::read_private_key_file(const field& f) con
     if (!path) {
         return path;
     }
-    std::string why;
-    auto text = read_text_file(*path, why);
+    auto text = pem_text(f, *path);
     if (!text) {
         return path;
     }
+    struct stat info {};
+    if (::stat(path->c_str(), &info) == 0 && (info.st_mode & S_IRWXO) != 0) {
+        r.warning(f.key_mark, f.path,
+                  path->string() + " can be read by others (mode " + mode_text(info.st_mode) +
+                      "); chmod o-rwx");
+    }
     const auto bio = memory_bio(*text);
-    const pkey_ptr key(bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr)
+    const pkey_ptr key(bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr)
                            : nullptr);
     ERR_clear_error();
     OPENSSL_cleanse(text->data(), text->size());
@@ -136,14 +168,14 @@ std::optional<fs::path> config_reader::read_private_key_file(const field& f) con
 void config_reader::check_key_pair(const fs::path& certificate, const field& key_field,
                                    const fs::path& key) const {
     std::string why;
-    const auto cert_text = read_text_file(certificate, why);
-    auto key_text = read_text_file(key, why);
+    const auto cert_text = read_text_file(certificate, why, max_pem_bytes);
+    auto key_text = read_text_file(key, why, max_pem_bytes);
     if (!cert_text || !key_text) {
         return;
     }
     const auto certs = certificates_in(*cert_text);
     const auto bio = memory_bio(*key_text);
-    const pkey_ptr pkey(bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr)
+    const pkey_ptr pkey(bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr)
                             : nullptr);
     OPENSSL_cleanse(key_text->data(), key_text->size());
     if (certs.empty() || !pkey) {

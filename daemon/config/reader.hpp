@@ -36,6 +36,9 @@ public:
     [[nodiscard]] std::optional<std::filesystem::path> read_certificates_file(const field& f) const;
     // pem.cpp: a readable file holding an unencrypted PEM private key.
     [[nodiscard]] std::optional<std::filesystem::path> read_private_key_file(const field& f) const;
+    // pem.cpp: the text of a PEM file, at most 1 MiB (a larger one is reported).
+    [[nodiscard]] std::optional<std::string> pem_text(const field& f,
+                                                      const std::filesystem::path& path) const;
     // pem.cpp: the key of `key_field` must belong to the first certificate of `certificate`.
     void check_key_pair(const std::filesystem::path& certificate, const field& key_field,
                         const std::filesystem::path& key) const;

@@ -261,3 +261,39 @@ def test_under_journald_each_field_is_a_journal_field(binary, workdir, world, pk
     assert "event=daemon.ready" not in (directory / "stderr.log").read_text()
     leaks = find_leaks(world, [directory / "journal.json", directory / "stderr.log"])
     assert not leaks, "secrets in the journal:\n" + "\n".join(leaks)
+
+
+NO_JOURNALD_HARNESS = r"""
+set -eu
+out=$1; shift
+mkdir -p /run/systemd
+mount -t tmpfs tmpfs /run/systemd
+JOURNAL_STREAM=$(stat -c '%d:%i' "$out/stderr.log") exec "$@" 2>>"$out/stderr.log"
+"""
+
+
+def test_journal_stream_without_journald_still_logs_to_stderr(binary, workdir, world, pki, keys, lab):
+    """$JOURNAL_STREAM names stderr but journald's socket is not there (sd_journal_sendv(3)
+    reports success then and would lose every line): the lines go to stderr."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare")
+    directory = workdir / "daemon-no-journald"
+    port = free_port()
+    d = Daemon(binary, directory, port, world, pki)
+    write_policy_lists(binary, directory)
+    d.write(config_text(port, lab, keys))
+    (directory / "stderr.log").write_text("")
+    harness = subprocess.Popen(["unshare", "-m", "--propagation", "private", "bash", "-c", NO_JOURNALD_HARNESS,
+                                "harness", str(directory), str(binary), "-c", str(d.config)], cwd=directory)
+    try:
+        deadline = time.monotonic() + READY_WAIT_S
+        while not port_accepts(port) and time.monotonic() < deadline:
+            assert harness.poll() is None, (directory / "stderr.log").read_text()[-3000:]
+            time.sleep(0.1)
+        harness.send_signal(signal.SIGTERM)
+        assert harness.wait(timeout=30) == 0
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+    log = (directory / "stderr.log").read_text()
+    assert "event=daemon.ready" in log and "event=daemon.stopped" in log, log[-2000:]

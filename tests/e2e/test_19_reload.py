@@ -308,3 +308,14 @@ def test_socket_activation_serves_the_passed_socket_only(binary, workdir, world,
     finally:
         code = d.stop()
     assert code == 0, d.stderr()[-3000:]
+
+
+def test_a_burst_of_sighups_makes_at_most_two_reloads(reloadable):
+    r = reloadable()
+    before = len(reload_records(r.d))
+    for _ in range(10):
+        r.d.proc.send_signal(signal.SIGHUP)
+    r.wait_for("READY=1")
+    time.sleep(1.0)  # a second reload, if one was wanted, has finished by now
+    made = len(reload_records(r.d)) - before
+    assert 1 <= made <= 2, f"{made} reloads for a burst of 10 SIGHUPs"

@@ -43,7 +43,6 @@ def swap_certificate(config: Path, new_name: str) -> None:
 
 
 # ------------------------------------------------------------------ config PEM files
-@finding
 def test_redteam_check_config_with_a_fifo_as_certificate_finishes(binary, workdir, world, pki, keys, lab):
     """Finding: read_readable_file reports "not a regular file", but pem.cpp then reads the
     path anyway with a blocking open(2): a FIFO blocks --check-config (and load_config) forever."""
@@ -63,7 +62,6 @@ def test_redteam_check_config_with_a_fifo_as_certificate_finishes(binary, workdi
     assert code == 1 and "not a regular file" in proc.stderr.read()
 
 
-@finding
 def test_redteam_check_config_with_dev_zero_as_certificate_is_bounded(binary, workdir, world, pki, keys, lab):
     """Finding: /dev/zero as tls.certificate is read to the end (never): memory grows without
     bound (≈300 MB/s measured). Here under RLIMIT_AS 1 GiB so it cannot hurt the machine."""
@@ -80,7 +78,6 @@ def test_redteam_check_config_with_dev_zero_as_certificate_is_bounded(binary, wo
     assert "not a regular file" in r.stderr
 
 
-@finding
 def test_redteam_reload_with_a_fifo_certificate_neither_wedges_reloads_nor_shutdown(
         binary, workdir, world, pki, keys, lab):
     """Finding: SIGHUP with a FIFO as tls.certificate blocks the background thread in open(2):
@@ -111,7 +108,6 @@ def test_redteam_reload_with_a_fifo_certificate_neither_wedges_reloads_nor_shutd
 
 
 # ------------------------------------------------------------------ policy lists
-@finding
 def test_redteam_breached_file_truncated_in_place_does_not_kill_the_daemon(binary, workdir, world, pki, keys, lab):
     """Finding: the breached set is mmap'ed (policy/breached_set.cpp); an operator who updates
     it in place (cp, curl -o, shell redirection: anything but rename) truncates the mapping
@@ -134,7 +130,6 @@ def test_redteam_breached_file_truncated_in_place_does_not_kill_the_daemon(binar
 
 
 # ------------------------------------------------------------------ signals
-@pytest.mark.xfail(strict=False, reason="red-team finding, not fixed yet; a race: may pass by chance")
 def test_redteam_sighup_during_shutdown_still_exits_zero(binary, workdir, world, pki, keys, lab):
     """Finding: the signal sets are destroyed before the background thread is joined; a SIGHUP
     in that window (a reload still waiting for its directory, `systemctl reload` racing a stop)

@@ -268,3 +268,19 @@ TEST_CASE("records from many threads form one intact chain", "[audit_log]") {
     }
     check_intact({file}, threads * per_thread + 1);
 }
+
+TEST_CASE("a new audit file is 0640 whatever the umask; an existing one keeps its mode",
+          "[audit_log]") {
+    const temp_dir dir("pwresetd-audit-log");
+    const auto file = dir / "audit.jsonl";
+    const mode_t old_mask = ::umask(077);  // the unit's UMask=
+    { const audit_log log(file); }
+    struct stat st {};
+    REQUIRE(::stat(file.c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777U) == 0640U);
+    REQUIRE(::chmod(file.c_str(), 0600) == 0);
+    { const audit_log log(file); }
+    REQUIRE(::stat(file.c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777U) == 0600U);
+    ::umask(old_mask);
+}

@@ -1,5 +1,8 @@
 #include "daemon/config.hpp"
 
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
@@ -437,7 +440,12 @@ TEST_CASE("a config file that cannot be read", "[config]") {
     CHECK(errors_of(missing) ==
           std::vector<std::string>{missing.string() + ": cannot read: No such file or directory"});
     CHECK(errors_of(copy.dir()) ==
-          std::vector<std::string>{copy.dir().string() + ": cannot read: Is a directory"});
+          std::vector<std::string>{copy.dir().string() + ": cannot read: not a regular file"});
+    // A FIFO is refused at once, never waited on.
+    const fs::path fifo = copy.dir() / "config.fifo";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    CHECK(errors_of(fifo) ==
+          std::vector<std::string>{fifo.string() + ": cannot read: not a regular file"});
 }
 
 TEST_CASE("the shape of the document", "[config]") {
@@ -819,5 +827,50 @@ TEST_CASE("admin_socket and admin_group", "[config]") {
               std::vector<std::string>{lone.string() + ":26:1: admin_group: needs admin_socket"});
         const auto list = copy.write("list.yaml", minimal + "admin_socket: [a, b]\n");
         CHECK_THROWS_AS(pwresetd::daemon::admin_socket_of(list), config_error);
+    }
+}
+
+TEST_CASE("TLS files: an encrypted key, a key others can read, an oversized certificate",
+          "[config][security]") {
+    const fixture_copy copy;
+    copy.chmod("tls/server.key", fs::perms::owner_read | fs::perms::owner_write);
+
+    SECTION("an encrypted key is an error at once, never a passphrase prompt") {
+        EVP_PKEY* key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
+        REQUIRE(key != nullptr);
+        BIO* out = BIO_new_file((copy.dir() / "tls/encrypted.key").c_str(), "w");
+        REQUIRE(out != nullptr);
+        static char passphrase[] = "fixture-passphrase";
+        REQUIRE(PEM_write_bio_PrivateKey(
+                    out, key, EVP_aes_256_cbc(), reinterpret_cast<unsigned char*>(passphrase),
+                    static_cast<int>(sizeof passphrase - 1), nullptr, nullptr) == 1);
+        BIO_free(out);
+        EVP_PKEY_free(key);
+        copy.chmod("tls/encrypted.key", fs::perms::owner_read | fs::perms::owner_write);
+        const fs::path file = copy.variant("encrypted.yaml", "private_key: tls/server.key",
+                                           "private_key: tls/encrypted.key");
+        const auto errors = errors_of(file);
+        REQUIRE(errors.size() == 1);
+        CHECK(errors[0].find("tls.private_key: " + (copy.dir() / "tls/encrypted.key").string() +
+                             " holds no PEM private key (or one protected by a passphrase)") !=
+              std::string::npos);
+    }
+    SECTION("a private key others can read is a warning") {
+        copy.chmod("tls/server.key",
+                   fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read);
+        const config c = load_config(copy.dir() / "minimal.yaml");
+        REQUIRE(c.warnings.size() == 1);
+        CHECK(c.warnings[0].find("tls.private_key: " + (copy.dir() / "tls/server.key").string() +
+                                 " can be read by others (mode 0604); chmod o-rwx") !=
+              std::string::npos);
+    }
+    SECTION("a certificate file over 1 MiB is not read") {
+        copy.write("tls/huge.crt", std::string(std::size_t{2} * 1024 * 1024, 'A'));
+        const fs::path file =
+            copy.variant("huge.yaml", "certificate: tls/server.crt", "certificate: tls/huge.crt");
+        const auto errors = errors_of(file);
+        REQUIRE(errors.size() == 1);
+        CHECK(errors[0].find("tls.certificate: " + (copy.dir() / "tls/huge.crt").string() +
+                             " is larger than 1048576 bytes: not a PEM file") != std::string::npos);
     }
 }

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +14,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "policy/breached_format.hpp"
@@ -511,4 +513,30 @@ TEST_CASE("pwresetctl breached compile", "[breached][pwresetctl]") {
     CHECK(run_pwresetctl(dir, "--version", "").exit_code == 0);
     CHECK(run_pwresetctl(dir, "--help", "").exit_code == 0);
     CHECK(run_pwresetctl(dir, "breached compile missing.txt " + out, "").exit_code == 1);
+}
+
+TEST_CASE("a set written over in place is refused, never read", "[breached][security]") {
+    const temp_dir dir;
+    const auto hashes = random_hashes(500, 7);
+    compile_text(lines_of(hashes), dir / "set.bin");
+    const auto set = breached_set::open(dir / "set.bin");
+    REQUIRE(set->contains(hashes.front()));
+
+    SECTION("replaced by rename (pwresetctl breached compile): the open set goes on") {
+        compile_text(lines_of(random_hashes(10, 8)), dir / "other.bin");
+        fs::rename(dir / "other.bin", dir / "set.bin");
+        CHECK(set->contains(hashes.front()));
+    }
+    SECTION("truncated in place: refused instead of a SIGBUS") {
+        fs::resize_file(dir / "set.bin", 0);
+        CHECK_THROWS_WITH(set->contains(hashes.front()),
+                          Catch::Contains("changed on disk since it was loaded"));
+    }
+    SECTION("rewritten in place with the same size: refused") {
+        const std::string bytes = pwresetd::testing::read_file(dir / "set.bin");
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a new mtime
+        std::ofstream(dir / "set.bin", std::ios::binary | std::ios::trunc) << bytes;
+        CHECK_THROWS_WITH(set->contains(hashes.front()),
+                          Catch::Contains("changed on disk since it was loaded"));
+    }
 }
