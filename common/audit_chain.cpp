@@ -57,6 +57,39 @@ shape inspect(std::string_view line, chained_line& out) {
     return shape::chained;
 }
 
+// The seq and prev of a line cut short after them: the daemon writes every line as
+// {"time":"...","seq":N,"prev":"<64 hex>",... so a torn write that reached past prev still
+// says which line came before it. nullopt when the bytes end before that.
+std::optional<chained_line> cut_line_link(std::string_view line) {
+    constexpr std::string_view time_key = R"({"time":")";
+    constexpr std::string_view seq_key = R"(","seq":)";
+    constexpr std::string_view prev_key = R"(,"prev":")";
+    if (!line.starts_with(time_key)) {
+        return std::nullopt;
+    }
+    const std::size_t time_end = line.find('"', time_key.size());
+    if (time_end == std::string_view::npos || line.substr(time_end).find(seq_key) != 0) {
+        return std::nullopt;
+    }
+    std::size_t at = time_end + seq_key.size();
+    chained_line out;
+    const std::size_t digits_begin = at;
+    while (at < line.size() && line[at] >= '0' && line[at] <= '9' && at - digits_begin < 19) {
+        out.seq = out.seq * 10 + static_cast<std::uint64_t>(line[at] - '0');
+        ++at;
+    }
+    if (at == digits_begin || line.substr(at).find(prev_key) != 0) {
+        return std::nullopt;
+    }
+    at += prev_key.size();
+    const std::string_view prev = line.substr(at, genesis_prev.size());
+    if (!is_lower_hex_digest(prev) || line.substr(at + prev.size(), 1) != "\"") {
+        return std::nullopt;
+    }
+    out.prev = prev;
+    return out;
+}
+
 // Calls fn(text, number, complete) for every line of `bytes` until fn returns false; the
 // last line is incomplete when `bytes` does not end with "\n".
 template <class Fn>
@@ -342,7 +375,19 @@ chain_report verify(std::span<const audit_text> files) {
                 }
             }
             if (unusable) {
-                bad = bad_line{at, line_hash(text), note(std::move(*unusable))};
+                // A line cut short after its prev still links to the line before it.
+                const auto cut = unusable->kind == problem_kind::unchained || bad
+                                     ? std::nullopt
+                                     : cut_line_link(text);
+                if (cut && prev && cut->prev == report.last.hash) {
+                    unusable->detail += " (cut short after its prev, which links to " +
+                                        where(files, prev->file, prev->line) + ")";
+                }
+                const auto index = note(std::move(*unusable));
+                if (cut && prev && cut->prev != report.last.hash) {
+                    note(classify(files, *prev, line_at{f, n, text, *cut}));
+                }
+                bad = bad_line{at, line_hash(text), index};
                 ++bad_in_a_row;
                 return true;
             }

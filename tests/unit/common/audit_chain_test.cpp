@@ -508,3 +508,45 @@ TEST_CASE("a field that is not UTF-8 is bytes: hashed and verified, not garbled"
     CHECK(e.problem->kind == chain::problem_kind::edited);
     CHECK(e.problem->line == 3);
 }
+
+TEST_CASE("a line cut short after its prev still links to the line before it", "[audit_chain]") {
+    const trail base = make_trail(4);
+    // The daemon's next line (seq 6), cut 20 bytes after its prev.
+    const std::string whole =
+        chain::format_line("2026-12-03T10:00:02.000Z", 6, base.last_hash(),
+                           boost::json::object{{"event", "reset.complete"}, {"username", "zed"}});
+    const std::string cut = whole.substr(0, whole.find("\"event\"") + 5);
+    const trail t = bridged_at(base, base.lines.size(), cut, "incomplete_tail");
+
+    SECTION("intact: bridged, and the link before the cut is checked") {
+        const auto r = verify_texts({{"f", t.text()}});
+        CHECK(r.only_bridged());
+        REQUIRE(r.problem);
+        CHECK(r.problem->line == 6);
+        CHECK(r.problem->detail.find("cut short after its prev, which links to f:5") !=
+              std::string::npos);
+    }
+    SECTION("the line right before the cut line deleted: found") {
+        const auto r = verify_texts({{"f", without_line(t, 4)}});
+        CHECK_FALSE(r.only_bridged());
+        REQUIRE(r.problem);
+        CHECK(r.problem->kind == chain::problem_kind::deleted);
+        CHECK(r.problem->line == 5);
+    }
+    SECTION("the line right before the cut line edited: found") {
+        trail edited = t;
+        edited.lines[4].replace(edited.lines[4].find("user3"), 5, "userX");
+        const auto r = verify_texts({{"f", edited.text()}});
+        CHECK_FALSE(r.only_bridged());
+        REQUIRE(r.problem);
+        CHECK(r.problem->kind == chain::problem_kind::edited);
+        CHECK(r.problem->line == 5);
+    }
+    SECTION("cut inside prev: nothing to check, the torn line is still reported") {
+        const std::string short_cut = whole.substr(0, whole.find("\"prev\"") + 20);
+        const trail s = bridged_at(base, base.lines.size(), short_cut, "incomplete_tail");
+        const auto r = verify_texts({{"f", without_line(s, 4)}});
+        CHECK(r.only_bridged());  // the documented limit: the line before is unprotected
+        CHECK(r.problem->line == 5);
+    }
+}
