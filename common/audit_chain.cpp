@@ -24,8 +24,12 @@ bool is_lower_hex_digest(std::string_view s) {
 enum class shape { garbled, unchained, chained };
 
 shape inspect(std::string_view line, chained_line& out) {
+    // The daemon writes field values as Boost.JSON serializes them, which copies bytes that
+    // are not UTF-8 (from a directory or a header) as they are; the hash is over the bytes.
+    boost::json::parse_options options;
+    options.allow_invalid_utf8 = true;
     boost::system::error_code ec;
-    const boost::json::value v = boost::json::parse(line, ec);
+    const boost::json::value v = boost::json::parse(line, ec, {}, options);
     if (ec || !v.is_object()) {
         return shape::garbled;
     }
@@ -46,7 +50,44 @@ shape inspect(std::string_view line, chained_line& out) {
     out.prev = prev->get_string();
     const auto* event = o.if_contains("event");
     out.event = event != nullptr && event->is_string() ? std::string(event->get_string()) : "";
+    const auto* reason = o.if_contains("reason");
+    out.reason = out.event == chain_event && reason != nullptr && reason->is_string()
+                     ? std::string(reason->get_string())
+                     : "";
     return shape::chained;
+}
+
+// The seq and prev of a line cut short after them: the daemon writes every line as
+// {"time":"...","seq":N,"prev":"<64 hex>",... so a torn write that reached past prev still
+// says which line came before it. nullopt when the bytes end before that.
+std::optional<chained_line> cut_line_link(std::string_view line) {
+    constexpr std::string_view time_key = R"({"time":")";
+    constexpr std::string_view seq_key = R"(","seq":)";
+    constexpr std::string_view prev_key = R"(,"prev":")";
+    if (!line.starts_with(time_key)) {
+        return std::nullopt;
+    }
+    const std::size_t time_end = line.find('"', time_key.size());
+    if (time_end == std::string_view::npos || line.substr(time_end).find(seq_key) != 0) {
+        return std::nullopt;
+    }
+    std::size_t at = time_end + seq_key.size();
+    chained_line out;
+    const std::size_t digits_begin = at;
+    while (at < line.size() && line[at] >= '0' && line[at] <= '9' && at - digits_begin < 19) {
+        out.seq = out.seq * 10 + static_cast<std::uint64_t>(line[at] - '0');
+        ++at;
+    }
+    if (at == digits_begin || line.substr(at).find(prev_key) != 0) {
+        return std::nullopt;
+    }
+    at += prev_key.size();
+    const std::string_view prev = line.substr(at, genesis_prev.size());
+    if (!is_lower_hex_digest(prev) || line.substr(at + prev.size(), 1) != "\"") {
+        return std::nullopt;
+    }
+    out.prev = prev;
+    return out;
 }
 
 // Calls fn(text, number, complete) for every line of `bytes` until fn returns false; the
@@ -281,6 +322,8 @@ std::string_view to_string(problem_kind kind) {
             return "duplicated";
         case problem_kind::broken_link:
             return "broken_link";
+        case problem_kind::empty:
+            return "empty";
     }
     return "unknown";
 }
@@ -288,51 +331,124 @@ std::string_view to_string(problem_kind kind) {
 chain_report verify(std::span<const audit_text> files) {
     chain_report report;
     report.lines.assign(files.size(), 0);
-    std::optional<line_at> prev;
-    for (std::size_t f = 0; f < files.size() && !report.problem; ++f) {
+    const auto note = [&report](chain_problem p) -> std::optional<std::size_t> {
+        ++report.problem_count;
+        if (report.problems.size() >= max_problems) {
+            return std::nullopt;
+        }
+        report.problems.push_back(std::move(p));
+        return report.problems.size() - 1;
+    };
+    std::optional<line_at> prev;  // the last chained line
+    // The last line since `prev` that is not chained, and how many there were in a row.
+    struct bad_line {
+        std::string at;
+        std::string hash;
+        std::optional<std::size_t> problem;
+    };
+    std::optional<bad_line> bad;
+    std::uint64_t bad_in_a_row = 0;
+
+    for (std::size_t f = 0; f < files.size(); ++f) {
         for_each_line(files[f].bytes, [&](std::string_view text, std::uint64_t n, bool complete) {
-            const auto fail = [&](problem_kind kind, std::string detail) {
-                report.problem = chain_problem{kind, f, n, std::move(detail)};
-                return false;
-            };
             const std::string at = where(files, f, n);
-            if (!complete) {
-                return fail(problem_kind::truncated,
-                            at + " has no newline at the end: the line was cut short (a torn "
-                                 "write, or a truncated copy)");
-            }
             line_at cur{f, n, text, {}};
-            switch (inspect(text, cur.chain)) {
-                case shape::garbled:
-                    return fail(
-                        problem_kind::garbled,
-                        at + " is not a JSON object" + (text.empty() ? " (an empty line)" : ""));
-                case shape::unchained:
-                    return fail(problem_kind::unchained,
-                                at + " has no valid seq and prev (written before the chain "
-                                     "existed, or edited)");
-                case shape::chained:
-                    break;
+            std::optional<chain_problem> unusable;
+            if (!complete) {
+                unusable = chain_problem{problem_kind::truncated, f, n,
+                                         at + " has no newline at the end: the line was cut "
+                                              "short (a torn write, or a truncated copy)"};
+            } else {
+                switch (inspect(text, cur.chain)) {
+                    case shape::garbled:
+                        unusable = chain_problem{problem_kind::garbled, f, n,
+                                                 at + " is not a JSON object" +
+                                                     (text.empty() ? " (an empty line)" : "")};
+                        break;
+                    case shape::unchained:
+                        unusable = chain_problem{problem_kind::unchained, f, n,
+                                                 at + " has no valid seq and prev (written before "
+                                                      "the chain existed, or edited)"};
+                        break;
+                    case shape::chained:
+                        break;
+                }
+            }
+            if (unusable) {
+                // A line cut short after its prev still links to the line before it.
+                const auto cut = unusable->kind == problem_kind::unchained || bad
+                                     ? std::nullopt
+                                     : cut_line_link(text);
+                if (cut && prev && cut->prev == report.last.hash) {
+                    unusable->detail += " (cut short after its prev, which links to " +
+                                        where(files, prev->file, prev->line) + ")";
+                }
+                const auto index = note(std::move(*unusable));
+                if (cut && prev && cut->prev != report.last.hash) {
+                    note(classify(files, *prev, line_at{f, n, text, *cut}));
+                }
+                bad = bad_line{at, line_hash(text), index};
+                ++bad_in_a_row;
+                return true;
+            }
+
+            if (bad) {
+                if (cur.chain.prev == bad->hash && cur.chain.event == chain_event) {
+                    // The daemon's bridge: a chain record naming the bad line's bytes.
+                    ++report.bridged_count;
+                    if (bad->problem) {
+                        auto& p = report.problems[*bad->problem];
+                        p.bridged = true;
+                        p.detail +=
+                            "; bridged: " + at + ", a chain record" +
+                            (cur.chain.reason.empty() ? "" : " (" + cur.chain.reason + ")") +
+                            ", links to its bytes and the chain goes on from there";
+                    }
+                } else if (prev && cur.chain.prev == report.last.hash) {
+                    // Inserted between two lines that still link: its own problem says it.
+                } else if (prev && bad_in_a_row == 1 && cur.chain.seq == prev->chain.seq + 2) {
+                    if (bad->problem) {
+                        report.problems[*bad->problem].detail +=
+                            "; " + at + " does not link to it: the line there was changed";
+                    }
+                } else if (prev) {
+                    note(classify(files, *prev, cur));
+                }
+                bad.reset();
+                bad_in_a_row = 0;
+            } else if (prev && cur.chain.prev != report.last.hash) {
+                note(classify(files, *prev, cur));
             }
             if (!prev) {
-                if (cur.chain.event != chain_event) {
-                    return fail(problem_kind::not_chain_start,
-                                at +
-                                    " is not a chain record: lines were deleted from the start "
-                                    "of " +
-                                    files[f].name + ", or it is not where the files begin");
+                if (report.problem_count == 0 && cur.chain.event != chain_event) {
+                    note({problem_kind::not_chain_start, f, n,
+                          at + " is not a chain record: lines were deleted from the start of " +
+                              files[f].name + ", or it is not where the files begin"});
                 }
                 report.first_prev = cur.chain.prev;
-            } else if (cur.chain.prev != report.last.hash) {
-                report.problem = classify(files, *prev, cur);
-                return false;
             }
+            // From here the chain is checked again, whatever came before.
             ++report.lines[f];
             ++report.total_lines;
             report.last = chain_head{cur.chain.seq, line_hash(text)};
             prev = std::move(cur);
             return true;
         });
+    }
+    if (report.problem_count == 0 && report.total_lines == 0) {
+        note({problem_kind::empty, 0, 0,
+              files.size() == 1 ? "no chain start: the file has no line, and an audit file "
+                                  "begins with its chain record"
+                                : "no chain start: none of the " + std::to_string(files.size()) +
+                                      " files given has a line, and an audit file begins with "
+                                      "its chain record"});
+    }
+    const auto verdict = std::find_if(report.problems.begin(), report.problems.end(),
+                                      [](const chain_problem& p) { return !p.bridged; });
+    if (verdict != report.problems.end()) {
+        report.problem = *verdict;
+    } else if (!report.problems.empty()) {
+        report.problem = report.problems.front();
     }
     return report;
 }

@@ -46,6 +46,7 @@ struct chained_line {
     std::uint64_t seq = 0;
     std::string prev;
     std::string event;
+    std::string reason;  // a chain record's reason; empty for other lines
 };
 std::optional<chained_line> parse_line(std::string_view line);
 
@@ -79,6 +80,7 @@ enum class problem_kind {
     reordered,        // a line's prev names another line, or seq goes back
     duplicated,       // a line repeats an earlier one
     broken_link,      // a file does not continue the previous one (prev zeros or unknown)
+    empty,            // no line in any file given: no chain start
 };
 std::string_view to_string(problem_kind kind);
 
@@ -92,18 +94,33 @@ struct chain_problem {
     std::size_t file = 0;    // index into the files given
     std::uint64_t line = 0;  // 1-based line in that file
     std::string detail;      // one sentence, names lines as FILE:LINE
+    // A line that is not chained (garbled, truncated, unchained) and that the next chained
+    // line, a chain record, links to by its hash: the daemon's bridge after a torn write or a
+    // line from before the chain. The chain goes on from that record.
+    bool bridged = false;
 };
+
+inline constexpr std::size_t max_problems = 1000;  // kept in chain_report::problems
 
 struct chain_report {
     std::vector<std::uint64_t> lines;  // chained lines checked per file
     std::uint64_t total_lines = 0;
     std::string first_prev;  // prev of the trail's first line: zeros, or an earlier file's
     chain_head last;         // seq and hash of the last line checked
+    // The verdict: the first problem that is not bridged, else the first bridged one.
     std::optional<chain_problem> problem;
+    std::vector<chain_problem> problems;  // every problem in trail order, the first max_problems
+    std::uint64_t problem_count = 0;      // all of them, also those beyond max_problems
+    std::uint64_t bridged_count = 0;
+    [[nodiscard]] bool only_bridged() const {
+        return problem_count > 0 && bridged_count == problem_count;
+    }
 };
 
-// Checks `files`, oldest first, as one trail; stops at the first problem. Reads only the
-// bytes given (no I/O).
+// Checks `files`, oldest first, as one trail. After a problem it goes on: from a chain
+// record that bridges a bad line, else from the next chained line (the chain is checked from
+// there), so a later problem is still found. Lines are bytes: a field that is not UTF-8 (the
+// daemon writes what Boost.JSON serializes) is not a problem. Reads only the bytes given.
 chain_report verify(std::span<const audit_text> files);
 
 }  // namespace pwresetd::audit_chain

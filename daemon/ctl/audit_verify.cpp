@@ -12,6 +12,7 @@
 #include <cstring>
 #include <iostream>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -25,12 +26,19 @@ namespace {
 constexpr int exit_ok = 0;
 constexpr int exit_problem = 1;
 constexpr int exit_usage = 2;
+constexpr int exit_bridged = 3;  // only lines the daemon bridged: the chain is otherwise intact
+
+// A not-a-regular-file refusal, said as such (not as the EINVAL behind it).
+struct not_regular : std::runtime_error {
+    not_regular() : std::runtime_error("not a regular file") {}
+};
 
 // A whole file, mapped read-only: audit files can be large and are read once, in order.
 class mapped_file {
 public:
     explicit mapped_file(const std::string& path) {
-        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        // O_NONBLOCK: opening a FIFO for reading would wait for a writer; it is refused below.
+        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
         if (fd < 0) {
             throw std::system_error(errno, std::generic_category());
         }
@@ -42,7 +50,7 @@ public:
         }
         if (!S_ISREG(st.st_mode)) {
             ::close(fd);
-            throw std::system_error(EINVAL, std::generic_category(), "not a regular file");
+            throw not_regular();
         }
         size_ = static_cast<std::size_t>(st.st_size);
         if (size_ > 0) {
@@ -76,7 +84,8 @@ private:
 void usage(std::ostream& out) {
     out << "usage: pwresetctl audit verify [--json] FILE...\n"
            "  FILEs oldest first (audit.jsonl.2 audit.jsonl.1 audit.jsonl); decompress rotated\n"
-           "  copies first. Exit status: 0 intact, 1 a problem found, 2 usage or unreadable.\n";
+           "  copies first. Exit status: 0 intact, 1 a problem found, 2 usage or unreadable,\n"
+           "  3 only lines the daemon bridged (torn or unchained), the chain intact around them.\n";
 }
 
 int fail_usage(std::string_view message) {
@@ -115,8 +124,9 @@ int audit_verify(std::span<char* const> args) {
     for (const auto& name : names) {
         try {
             mapped.push_back(std::make_unique<mapped_file>(name));
-        } catch (const std::system_error& e) {
-            const std::string why = e.code().message();
+        } catch (const std::exception& e) {
+            const auto* sys = dynamic_cast<const std::system_error*>(&e);
+            const std::string why = sys != nullptr ? sys->code().message() : e.what();
             if (json) {
                 boost::json::object out{
                     {"ok", false}, {"error", "unreadable"}, {"file", name}, {"message", why}};
@@ -130,19 +140,65 @@ int audit_verify(std::span<char* const> args) {
 
     const auto report = audit_chain::verify(files);
     if (report.problem) {
-        const auto& p = *report.problem;
-        const std::string& file = files[p.file].name;
+        const auto& verdict = *report.problem;
+        const auto located = [&](const audit_chain::chain_problem& p) {
+            return files[p.file].name + (p.line > 0 ? ":" + std::to_string(p.line) : "");
+        };
+        const int code = report.only_bridged() ? exit_bridged : exit_problem;
         if (json) {
-            boost::json::object out{
-                {"ok", false},        {"file", file},
-                {"line", p.line},     {"problem", audit_chain::to_string(p.kind)},
-                {"detail", p.detail}, {"lines_checked", report.total_lines}};
+            boost::json::array all;
+            for (const auto& p : report.problems) {
+                all.push_back(boost::json::object{{"file", files[p.file].name},
+                                                  {"line", p.line},
+                                                  {"problem", audit_chain::to_string(p.kind)},
+                                                  {"bridged", p.bridged},
+                                                  {"detail", p.detail}});
+            }
+            boost::json::object out{{"ok", false},
+                                    {"file", files[verdict.file].name},
+                                    {"line", verdict.line},
+                                    {"problem", audit_chain::to_string(verdict.kind)},
+                                    {"bridged", verdict.bridged},
+                                    {"detail", verdict.detail},
+                                    {"only_bridged", report.only_bridged()},
+                                    {"problem_count", report.problem_count},
+                                    {"problems", std::move(all)},
+                                    {"lines_checked", report.total_lines}};
             std::cout << boost::json::serialize(out) << '\n';
-        } else {
-            std::cout << file << ':' << p.line << ": " << audit_chain::to_string(p.kind) << ": "
-                      << p.detail << '\n';
+            return code;
         }
-        return exit_problem;
+        // The verdict first, then every other problem in trail order, then a summary.
+        const auto print = [&](const audit_chain::chain_problem& p) {
+            std::cout << located(p) << ": " << audit_chain::to_string(p.kind) << ": " << p.detail
+                      << '\n';
+        };
+        print(verdict);
+        for (const auto& p : report.problems) {
+            if (p.file != verdict.file || p.line != verdict.line || p.kind != verdict.kind) {
+                print(p);
+            }
+        }
+        if (report.problem_count > report.problems.size()) {
+            std::cout << "... and " << report.problem_count - report.problems.size()
+                      << " more problems\n";
+        }
+        const std::string checked = std::to_string(report.total_lines) + " chained lines in " +
+                                    std::to_string(files.size()) +
+                                    (files.size() == 1 ? " file" : " files");
+        if (report.only_bridged()) {
+            std::cout << "BRIDGED: " << report.problem_count
+                      << (report.problem_count == 1 ? " line" : " lines")
+                      << " the daemon bridged with a chain record, no other problem (" << checked
+                      << ")\n";
+        } else {
+            std::cout << report.problem_count
+                      << (report.problem_count == 1 ? " problem" : " problems");
+            if (report.bridged_count > 0) {
+                std::cout << " (" << report.bridged_count << " bridged)";
+            }
+            std::cout << "; " << checked << '\n';
+        }
+        return code;
     }
 
     const bool begins = report.total_lines > 0 && report.first_prev == audit_chain::genesis_prev;

@@ -156,13 +156,42 @@ check certificate_check(const std::string& der) {
     return c;
 }
 
+// Where the daemon looks `--user NAME` up, and as what (ldap/directory_router.cpp): the
+// first block whose `domains` list the name's domain, with the bare name; else the first
+// block with the whole name (with no `domains:`, `carol@example.test` is searched as is).
+// The other blocks never see the name: they check rights on a sample of their own, and say
+// why (`note`).
+struct user_route {
+    std::size_t block = 0;
+    std::string name;
+    std::string note;
+};
+
+user_route route_user(const std::vector<ldap::directory_settings>& blocks,
+                      const std::string& user) {
+    user_route out{0, user, {}};
+    auto [domain, bare] = ldap::split_domain(user);
+    if (!domain.empty()) {
+        for (std::size_t i = 0; i < blocks.size(); ++i) {
+            if (contains_ci(blocks[i].domains, domain)) {
+                out = {i, std::move(bare), {}};
+                break;
+            }
+        }
+    }
+    out.note = "--user \"" + user + "\" is looked up in directory block \"" +
+               blocks[out.block].name + "\" (as \"" + out.name + "\"), not here; ";
+    return out;
+}
+
 // ---- one server ---------------------------------------------------------------------------
 
 class server_doctor {
 public:
     server_doctor(const daemon::config& cfg, const ldap::directory_settings& s,
-                  const std::optional<std::string>& user, server_report& out)
-        : cfg_(cfg), s_(s), user_(user), out_(out) {}
+                  const std::optional<std::string>& user, server_report& out,
+                  std::string sample_note = {})
+        : cfg_(cfg), s_(s), user_(user), out_(out), sample_note_(std::move(sample_note)) {}
 
     void run() {
         probe_session::open_failure failure;
@@ -274,7 +303,7 @@ private:
             return std::nullopt;
         }
         const probe_entry& e = found.entries.front();
-        add("sample_user", e.dn, status::ok, "checking rights on " + e.dn);
+        add("sample_user", e.dn, status::ok, sample_note_ + "checking rights on " + e.dn);
         return e;
     }
 
@@ -569,6 +598,7 @@ private:
     const ldap::directory_settings& s_;
     const std::optional<std::string>& user_;
     server_report& out_;
+    std::string sample_note_;  // why this block checks its own sample, not --user
     std::unique_ptr<probe_session> session_;
     std::string principal_ = "ACCOUNT";
 };
@@ -697,25 +727,24 @@ int doctor(std::span<char* const> args) {
         return exit_usage;
     }
 
+    std::optional<user_route> route;
+    if (user) {
+        route = route_user(cfg.directories, *user);
+    }
     std::vector<directory_report> reports;
     int problems = 0;
     int warnings = 0;
     for (const auto& s : cfg.directories) {
         directory_report d;
         d.settings = &s;
-        // A `user@domain` / `DOMAIN\user` name is looked up, bare, only in the block that
-        // lists the domain (as the daemon routes it); other blocks pick their own sample.
-        std::optional<std::string> sample_user = user;
-        if (user) {
-            auto [domain, bare] = ldap::split_domain(*user);
-            if (!domain.empty()) {
-                sample_user = contains_ci(s.domains, domain) ? std::optional(bare) : std::nullopt;
-            }
-        }
+        const bool routed_here = user && &s == &cfg.directories[route->block];
+        const std::optional<std::string> sample_user =
+            routed_here ? std::optional(route->name) : std::nullopt;
+        const std::string sample_note = user && !routed_here ? route->note : std::string();
         for (const auto& uri : s.uris) {
             server_report server;
             server.uri = uri;
-            server_doctor(cfg, s, sample_user, server).run();
+            server_doctor(cfg, s, sample_user, server, sample_note).run();
             for (const auto& c : server.checks) {
                 problems += c.result == status::problem ? 1 : 0;
                 warnings += c.result == status::warning ? 1 : 0;

@@ -172,3 +172,98 @@ def test_verify_reports_a_cut_off_last_line_and_unreadable_files(trail, binary, 
     missing = verify(pwresetctl, rotated, tmp_path / "no-such-file")
     assert missing.returncode == 2, missing.stdout + missing.stderr
     assert verify(pwresetctl).returncode == 2  # no FILE: usage
+
+
+# ------------------------------------------------- problems after a torn line; empty; FIFOs
+# (from the red-team report, operations 1: verify stopped at a torn line; an empty file was OK)
+def chained(seq: int, prev: str, **fields) -> str:
+    o = {"time": "2026-12-03T10:00:00.000Z", "seq": seq, "prev": prev}
+    o.update(fields)
+    return json.dumps(o, separators=(",", ":"))
+
+
+def sha(line: str | bytes) -> str:
+    return hashlib.sha256(line.encode() if isinstance(line, str) else line).hexdigest()
+
+
+def torn_and_bridged() -> list[str]:
+    """A trail with a torn line (line 3) and the daemon's incomplete_tail chain record after it."""
+    lines = [chained(1, ZEROS, event="audit.chain", reason="new")]
+    lines.append(chained(2, sha(lines[-1]), event="reset.started", username="alice"))
+    torn = '{"time":"2026-12-03T10:00:00.0'
+    lines.append(torn)
+    lines.append(chained(1, sha(torn), event="audit.chain", reason="incomplete_tail", previous_file="audit.jsonl"))
+    for i in range(2, 8):
+        lines.append(chained(i, sha(lines[-1]), event="reset.completed", username=f"user{i}", outcome="password_reset"))
+    return lines
+
+
+def test_verify_after_a_bridged_torn_line_still_finds_and_names_later_tampering(binary, tmp_path):
+    pwresetctl = binary.parent / "pwresetctl"
+    lines = torn_and_bridged()
+    intact = tmp_path / "intact.jsonl"
+    intact.write_text("\n".join(lines) + "\n")
+    tampered = tmp_path / "tampered.jsonl"
+    tampered.write_text("\n".join(lines[:5] + lines[7:]) + "\n")  # two records removed after the bridge
+    edited = tmp_path / "edited.jsonl"
+    edited.write_text("\n".join(lines[:6] + [lines[6].replace("user4", "userX")] + lines[7:]) + "\n")
+
+    a = verify(pwresetctl, intact)
+    assert a.returncode == 3, f"exit {a.returncode}: {a.stdout}{a.stderr}"
+    assert a.stdout.startswith(f"{intact}:3: garbled: "), a.stdout
+    assert f"bridged: {intact}:4, a chain record (incomplete_tail)" in a.stdout, a.stdout
+    assert "BRIDGED: 1 line the daemon bridged with a chain record, no other problem (9 chained lines" in a.stdout
+
+    ra = json.loads(verify(pwresetctl, intact, json_output=True).stdout)
+    assert (ra["ok"], ra["line"], ra["problem"], ra["bridged"], ra["only_bridged"]) == (False, 3, "garbled", True, True), ra
+
+    b = verify(pwresetctl, tampered)
+    assert b.returncode == 1, f"exit {b.returncode}: {b.stdout}{b.stderr}"
+    assert b.stdout.startswith(f"{tampered}:6: deleted: 2 lines deleted"), b.stdout
+    rb = json.loads(verify(pwresetctl, tampered, json_output=True).stdout)
+    assert (rb["line"], rb["problem"], rb["bridged"], rb["only_bridged"]) == (6, "deleted", False, False), rb
+    assert [(p["line"], p["problem"], p["bridged"]) for p in rb["problems"]] == [(3, "garbled", True), (6, "deleted", False)]
+
+    e = verify(pwresetctl, edited)
+    assert e.returncode == 1, e.stdout
+    assert e.stdout.startswith(f"{edited}:7: edited: "), e.stdout
+
+
+def test_verify_of_an_empty_file_is_a_problem_not_ok(binary, tmp_path):
+    pwresetctl = binary.parent / "pwresetctl"
+    f = tmp_path / "audit.jsonl"
+    f.write_bytes(b"")
+    r = verify(pwresetctl, f)
+    assert r.returncode == 1, r.stdout
+    assert r.stdout.startswith(f"{f}: empty: no chain start"), r.stdout
+    assert "intact" not in r.stdout
+    j = json.loads(verify(pwresetctl, f, json_output=True).stdout)
+    assert (j["ok"], j["problem"]) == (False, "empty"), j
+
+
+def test_verify_refuses_a_fifo_and_a_device_at_once(binary, tmp_path):
+    pwresetctl = binary.parent / "pwresetctl"
+    fifo = tmp_path / "audit.fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        r = run([str(pwresetctl), "audit", "verify", str(path)], timeout=10)  # a hang raises here
+        assert r.returncode == 2, f"{path}: exit {r.returncode}: {r.stdout}{r.stderr}"
+        assert f"{path}: not a regular file" in r.stderr, r.stderr
+
+
+def test_verify_takes_a_field_that_is_not_utf8_as_bytes(binary, tmp_path):
+    """The daemon writes what Boost.JSON serializes, which copies bytes that are not UTF-8; the
+    hash is over bytes, so such a line verifies, and an edit of those bytes is still found."""
+    pwresetctl = binary.parent / "pwresetctl"
+    first = chained(1, ZEROS, event="audit.chain", reason="new").encode()
+    odd = (b'{"time":"2026-12-03T10:00:00.000Z","seq":2,"prev":"' + sha(first).encode()
+           + b'","event":"reset.start","username":"caf\xe9\xff"}')
+    last = chained(3, sha(odd), event="reset.complete").encode()
+    good = tmp_path / "good.jsonl"
+    good.write_bytes(first + b"\n" + odd + b"\n" + last + b"\n")
+    r = verify(pwresetctl, good)
+    assert r.returncode == 0 and r.stdout.startswith("OK: 3 lines"), r.stdout
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(first + b"\n" + odd.replace(b"\xff", b"\xfe") + b"\n" + last + b"\n")
+    r = verify(pwresetctl, bad)
+    assert r.returncode == 1 and r.stdout.startswith(f"{bad}:2: edited: "), r.stdout

@@ -221,3 +221,99 @@ TEST_CASE("doctor: no secret in the output, TLS failures and bad configs", "[doc
               std::string::npos);
     }
 }
+
+namespace {
+
+// The `directory:` block of a written config as a `directories:` list of two blocks on the
+// same lab: "corp" (domains corp.test) first, then "example" (domains example.test).
+std::filesystem::path two_blocks(const std::filesystem::path& dir) {
+    const auto single = write_doctor_config(dir, "single", delegated());
+    const std::string text = read_file(single);
+    const auto begin = text.find("directory:\n");
+    const auto end = text.find("state:\n");
+    REQUIRE(begin != std::string::npos);
+    REQUIRE(end != std::string::npos);
+    std::string block;
+    for (std::size_t at = begin + 11; at < end;) {
+        const auto nl = text.find('\n', at);
+        block += "  " + text.substr(at, nl + 1 - at);
+        at = nl + 1;
+    }
+    const auto path = dir / "two-blocks.yaml";
+    write_file(path, text.substr(0, begin) +
+                         "directories:\n  - name: corp\n    domains: [corp.test]\n" + block +
+                         "  - name: example\n    domains: [example.test]\n" + block +
+                         text.substr(end));
+    return path;
+}
+
+// The checks of the first server of directory block `index`.
+boost::json::array block_checks(const std::string& json_text, std::size_t index) {
+    return boost::json::parse(json_text)
+        .as_object()
+        .at("directories")
+        .as_array()
+        .at(index)
+        .as_object()
+        .at("servers")
+        .as_array()
+        .at(0)
+        .as_object()
+        .at("checks")
+        .as_array();
+}
+
+}  // namespace
+
+TEST_CASE("doctor --user resolves the name as the daemon does, and never falls back", "[doctor]") {
+    const temp_dir dir("pwresetd-doctor-user");
+
+    // Red-team finding 6 (operations 1): with a domain part on a block without `domains:`,
+    // doctor dropped --user and checked the first entry the filter found (alice). The daemon
+    // searches such a name whole: nobody here, and doctor must say so.
+    SECTION("a block without domains: user@domain and DOMAIN\\user are searched whole") {
+        const auto config = write_doctor_config(dir.path(), "plain", delegated());
+        for (const std::string name : {"carol@example.test", "EXAMPLE\\carol"}) {
+            const doctor_run r =
+                run_doctor(dir.path(), "-c " + shell_quote(config.string()) + " --user " +
+                                           shell_quote(name) + " --json");
+            INFO(name << '\n' << r.out << r.err);
+            CHECK(r.exit_code == 1);
+            const auto sample = find_check(doctor_checks(r.out), "sample_user");
+            CHECK(sample.at("status").as_string() == "problem");
+            CHECK(sample.at("subject").as_string() == "");
+            CHECK(std::string(sample.at("detail").as_string())
+                      .starts_with("no entry for \"" + name + "\""));
+            CHECK(r.out.find("uid=alice,") == std::string::npos);
+        }
+    }
+    SECTION("several blocks: the block listing the domain, with the bare name") {
+        const auto config = two_blocks(dir.path());
+        const doctor_run r = run_doctor(
+            dir.path(), "-c " + shell_quote(config.string()) + " --user carol@Example.TEST --json");
+        INFO(r.out << r.err);
+        const auto example = find_check(block_checks(r.out, 1), "sample_user");
+        CHECK(example.at("status").as_string() == "ok");
+        CHECK(example.at("subject").as_string() == "uid=carol," + lab()["LAB_USER_BASE"]);
+        // The other block checks a sample of its own and says why.
+        const auto corp = find_check(block_checks(r.out, 0), "sample_user");
+        CHECK(std::string(corp.at("detail").as_string())
+                  .starts_with("--user \"carol@Example.TEST\" is looked up in directory block "
+                               "\"example\" (as \"carol\"), not here; checking rights on "));
+    }
+    SECTION("several blocks: a domain no block lists is searched whole in the first block") {
+        const auto config = two_blocks(dir.path());
+        const doctor_run r = run_doctor(
+            dir.path(), "-c " + shell_quote(config.string()) + " --user carol@nowhere.test --json");
+        INFO(r.out << r.err);
+        CHECK(r.exit_code == 1);
+        const auto corp = find_check(block_checks(r.out, 0), "sample_user");
+        CHECK(corp.at("status").as_string() == "problem");
+        CHECK(std::string(corp.at("detail").as_string())
+                  .starts_with("no entry for \"carol@nowhere.test\""));
+        const auto example = find_check(block_checks(r.out, 1), "sample_user");
+        CHECK(std::string(example.at("detail").as_string())
+                  .starts_with("--user \"carol@nowhere.test\" is looked up in directory block "
+                               "\"corp\""));
+    }
+}

@@ -325,3 +325,228 @@ TEST_CASE("read_tail finds where a file's chain stands", "[audit_chain]") {
     CHECK(huge.what == state::too_long);
     CHECK(huge.ends_with_newline);
 }
+
+namespace {
+
+// `t` with line index `at` replaced by `bad` and a chain record linking to it right after,
+// as the daemon writes it when it starts on a file whose last line is torn (seq from 1).
+trail bridged_at(const trail& t, std::size_t at, const std::string& bad, std::string reason) {
+    trail out;
+    out.lines.assign(t.lines.begin(), t.lines.begin() + static_cast<std::ptrdiff_t>(at));
+    out.lines.push_back(bad);
+    boost::json::object start{{"event", chain::chain_event},
+                              {"reason", std::move(reason)},
+                              {"previous_file", "audit.jsonl"}};
+    out.lines.push_back(
+        chain::format_line("2026-12-03T11:00:00.000Z", 1, chain::line_hash(bad), start));
+    for (std::size_t i = 0; i < 6; ++i) {
+        boost::json::object event{{"event", "reset.complete"},
+                                  {"username", "after" + std::to_string(i)}};
+        out.lines.push_back(chain::format_line("2026-12-03T11:00:01.000Z", i + 2,
+                                               chain::line_hash(out.lines.back()), event));
+    }
+    return out;
+}
+
+const std::string torn_line = R"({"time":"2026-12-03T10:00:01.000Z","seq":4,"pr)";
+
+}  // namespace
+
+TEST_CASE("a torn line bridged by a chain record is reported as bridged, and verify goes on",
+          "[audit_chain]") {
+    const trail t = bridged_at(make_trail(4), 3, torn_line, "incomplete_tail");  // torn: line 4
+
+    SECTION("nothing else wrong: one bridged problem, every chained line checked") {
+        const auto r = verify_texts({{"f", t.text()}});
+        REQUIRE(r.problem);
+        CHECK(r.problem->kind == chain::problem_kind::garbled);
+        CHECK(r.problem->line == 4);
+        CHECK(r.problem->bridged);
+        CHECK(r.problem->detail.find("bridged: f:5, a chain record (incomplete_tail)") !=
+              std::string::npos);
+        CHECK(r.only_bridged());
+        CHECK(r.problem_count == 1);
+        CHECK(r.total_lines == t.lines.size() - 1);
+        CHECK(r.last.hash == t.last_hash());
+    }
+    SECTION("a line deleted after the bridge is the verdict, and named") {
+        const auto r = verify_texts({{"f", without_line(t, 7)}});
+        REQUIRE(r.problem);
+        CHECK(r.problem->kind == chain::problem_kind::deleted);
+        CHECK(r.problem->line == 8);
+        CHECK_FALSE(r.problem->bridged);
+        CHECK_FALSE(r.only_bridged());
+        REQUIRE(r.problems.size() == 2);
+        CHECK(r.problems[0].bridged);
+        CHECK(r.problems[0].line == 4);
+    }
+    SECTION("a line edited after the bridge") {
+        trail edited = t;
+        edited.lines[6].replace(edited.lines[6].find("after1"), 6, "mallor");
+        const auto r = verify_texts({{"f", edited.text()}});
+        REQUIRE(r.problem);
+        CHECK(r.problem->kind == chain::problem_kind::edited);
+        CHECK(r.problem->line == 7);
+        CHECK(r.problem_count == 2);
+    }
+    SECTION("a line deleted before the torn line is still found when a line links across") {
+        const auto r = verify_texts({{"f", without_line(t, 1)}});
+        REQUIRE(r.problem);
+        CHECK(r.problem->kind == chain::problem_kind::deleted);
+        CHECK(r.problem->line == 2);
+        CHECK_FALSE(r.only_bridged());
+    }
+    SECTION("the bridge record edited after it was written is found") {
+        trail edited = t;
+        edited.lines[4].replace(edited.lines[4].find("incomplete_tail"), 15, "unchained_tail!");
+        const auto r = verify_texts({{"f", edited.text()}});
+        REQUIRE(r.problem);
+        CHECK_FALSE(r.only_bridged());
+        CHECK(r.problem->kind == chain::problem_kind::edited);
+        CHECK(r.problem->line == 5);
+    }
+    SECTION("a torn line with a plain line after it, not a chain record, is not bridged") {
+        trail plain = t;
+        plain.lines.erase(plain.lines.begin() + 4);  // the chain record
+        const auto r = verify_texts({{"f", plain.text()}});
+        REQUIRE(r.problem);
+        CHECK_FALSE(r.only_bridged());
+        CHECK(r.problem->line == 4);
+        CHECK_FALSE(r.problem->bridged);
+    }
+    SECTION("two bridged lines, in two files") {
+        const trail second =
+            bridged_at(t, 8, "{\"event\":\"from before the chain\"}", "unchained_tail");
+        const trail next = make_trail(2, second.last_hash(), second.last_seq() + 1);
+        const auto r = verify_texts({{"a", second.text()}, {"b", next.text()}});
+        CHECK(r.only_bridged());
+        REQUIRE(r.problems.size() == 2);
+        CHECK(r.problems[1].kind == chain::problem_kind::unchained);
+        CHECK(r.problems[1].detail.find("(unchained_tail)") != std::string::npos);
+        CHECK(r.last.hash == next.last_hash());
+    }
+}
+
+TEST_CASE("verify goes on after any problem and reports each", "[audit_chain]") {
+    const trail t = make_trail(12);
+    SECTION("an edit and a later deletion") {
+        trail both = t;
+        both.lines[3].replace(both.lines[3].find("user2"), 5, "userX");
+        both.lines.erase(both.lines.begin() + 9);
+        const auto r = verify_texts({{"f", both.text()}});
+        REQUIRE(r.problems.size() == 2);
+        CHECK(r.problems[0].kind == chain::problem_kind::edited);
+        CHECK(r.problems[0].line == 4);
+        CHECK(r.problems[1].kind == chain::problem_kind::deleted);
+        CHECK(r.problems[1].line == 10);
+        CHECK(r.problem->line == 4);  // the first is the verdict
+    }
+    SECTION("a garbled line inserted between two lines that still link") {
+        trail inserted = t;
+        inserted.lines.insert(inserted.lines.begin() + 5, "not json");
+        const auto r = verify_texts({{"f", inserted.text()}});
+        REQUIRE(r.problems.size() == 1);
+        CHECK(r.problem->kind == chain::problem_kind::garbled);
+        CHECK(r.problem->line == 6);
+        CHECK_FALSE(r.problem->bridged);
+    }
+    SECTION("a line changed into garbage") {
+        trail garbage = t;
+        garbage.lines[5] = "{\"garbage";
+        const auto r = verify_texts({{"f", garbage.text()}});
+        REQUIRE(r.problems.size() == 1);
+        CHECK(r.problem->line == 6);
+        CHECK(r.problem->detail.find("f:7 does not link to it") != std::string::npos);
+    }
+    SECTION("a garbled line and lines deleted after it") {
+        trail cut = t;
+        cut.lines[5] = "{\"garbage";
+        cut.lines.erase(cut.lines.begin() + 6, cut.lines.begin() + 8);
+        const auto r = verify_texts({{"f", cut.text()}});
+        REQUIRE(r.problems.size() == 2);
+        CHECK(r.problems[1].kind == chain::problem_kind::deleted);
+        CHECK(r.problems[1].line == 7);
+    }
+}
+
+TEST_CASE("verify of nothing at all is a problem: no chain start", "[audit_chain]") {
+    for (const auto& files : std::vector<std::vector<std::pair<std::string, std::string>>>{
+             {{"f", ""}}, {{"a", ""}, {"b", ""}}}) {
+        const auto r = verify_texts(files);
+        REQUIRE(r.problem);
+        CHECK(r.problem->kind == chain::problem_kind::empty);
+        CHECK(r.problem->file == 0);
+        CHECK(r.problem->detail.find("no chain start") != std::string::npos);
+        CHECK_FALSE(r.only_bridged());
+    }
+    // An empty file beside lines is a rotation with nothing written yet: fine.
+    const trail t = make_trail(2);
+    CHECK_FALSE(verify_texts({{"a", t.text()}, {"b", ""}}).problem);
+}
+
+TEST_CASE("a field that is not UTF-8 is bytes: hashed and verified, not garbled", "[audit_chain]") {
+    trail t = make_trail(1);
+    // What the daemon writes for a value with bytes that are not UTF-8: Boost.JSON copies them.
+    boost::json::object event{{"event", "reset.start"},
+                              {"username", std::string("caf\xE9\xFF", 5)}};
+    t.lines.push_back(
+        chain::format_line("2026-12-03T10:00:02.000Z", 3, t.last_hash(), std::move(event)));
+    REQUIRE(t.lines.back().find("caf\xE9\xFF") != std::string::npos);
+    const auto parsed = chain::parse_line(t.lines.back());
+    REQUIRE(parsed);
+    CHECK(parsed->event == "reset.start");
+    t.lines.push_back(chain::format_line("2026-12-03T10:00:03.000Z", 4, t.last_hash(),
+                                         boost::json::object{{"event", "x"}}));
+    const auto r = verify_texts({{"f", t.text()}});
+    CHECK_FALSE(r.problem);
+    CHECK(r.total_lines == 4);
+    // ...and an edit of those bytes is still found.
+    trail edited = t;
+    edited.lines[2][edited.lines[2].find('\xFF')] = '\xFE';
+    const auto e = verify_texts({{"f", edited.text()}});
+    REQUIRE(e.problem);
+    CHECK(e.problem->kind == chain::problem_kind::edited);
+    CHECK(e.problem->line == 3);
+}
+
+TEST_CASE("a line cut short after its prev still links to the line before it", "[audit_chain]") {
+    const trail base = make_trail(4);
+    // The daemon's next line (seq 6), cut 20 bytes after its prev.
+    const std::string whole =
+        chain::format_line("2026-12-03T10:00:02.000Z", 6, base.last_hash(),
+                           boost::json::object{{"event", "reset.complete"}, {"username", "zed"}});
+    const std::string cut = whole.substr(0, whole.find("\"event\"") + 5);
+    const trail t = bridged_at(base, base.lines.size(), cut, "incomplete_tail");
+
+    SECTION("intact: bridged, and the link before the cut is checked") {
+        const auto r = verify_texts({{"f", t.text()}});
+        CHECK(r.only_bridged());
+        REQUIRE(r.problem);
+        CHECK(r.problem->line == 6);
+        CHECK(r.problem->detail.find("cut short after its prev, which links to f:5") !=
+              std::string::npos);
+    }
+    SECTION("the line right before the cut line deleted: found") {
+        const auto r = verify_texts({{"f", without_line(t, 4)}});
+        CHECK_FALSE(r.only_bridged());
+        REQUIRE(r.problem);
+        CHECK(r.problem->kind == chain::problem_kind::deleted);
+        CHECK(r.problem->line == 5);
+    }
+    SECTION("the line right before the cut line edited: found") {
+        trail edited = t;
+        edited.lines[4].replace(edited.lines[4].find("user3"), 5, "userX");
+        const auto r = verify_texts({{"f", edited.text()}});
+        CHECK_FALSE(r.only_bridged());
+        REQUIRE(r.problem);
+        CHECK(r.problem->kind == chain::problem_kind::edited);
+        CHECK(r.problem->line == 5);
+    }
+    SECTION("cut inside prev: nothing to check, the torn line is still reported") {
+        const std::string short_cut = whole.substr(0, whole.find("\"prev\"") + 20);
+        const trail s = bridged_at(base, base.lines.size(), short_cut, "incomplete_tail");
+        const auto r = verify_texts({{"f", without_line(s, 4)}});
+        CHECK(r.only_bridged());  // the documented limit: the line before is unprotected
+        CHECK(r.problem->line == 5);
+    }
+}
