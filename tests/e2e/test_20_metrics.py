@@ -392,6 +392,33 @@ def test_a_reload_is_counted_and_the_listener_stays(node):
     assert api.call("GET", "/v1/health", key=None).status == 200
 
 
+def test_a_refused_reload_is_counted_and_a_new_address_needs_a_restart(node):
+    d, _, _, mport = node
+    good = d.config.read_text()
+    applied = "pwresetd_reloads_total"
+
+    def reload_and_wait(outcome: str) -> Exposition:
+        before = scrape(mport).get(applied, outcome=outcome)
+        d.proc.send_signal(signal.SIGHUP)
+        after = wait_until(mport, lambda e: e.get(applied, outcome=outcome) > before)
+        assert after.get(applied, outcome=outcome) == before + 1, outcome
+        return after
+
+    try:
+        d.config.write_text(good.replace("limits:\n", "limits:\n  no_such_key: 1\n"))
+        reload_and_wait("refused")
+        other = free_port()
+        d.config.write_text(good.replace(f"127.0.0.1:{mport}", f"127.0.0.1:{other}"))
+        reload_and_wait("applied")
+        assert re.search(r"event=daemon.reload_needs_restart .*metrics_listen: the metrics listener stays",
+                         d.stderr()), d.stderr()[-2000:]
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", other), timeout=3).close()
+    finally:
+        d.config.write_text(good)
+        reload_and_wait("applied")
+
+
 def test_only_get_metrics_is_served(node):
     _, _, _, mport = node
     status, headers, _ = http_exchange(mport, get_request("/"))
