@@ -9,6 +9,7 @@ pkg_check_modules(LDAP REQUIRED IMPORTED_TARGET ldap lber)
 pkg_check_modules(SYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
 pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis)
 pkg_check_modules(CURL REQUIRED IMPORTED_TARGET libcurl)
+pkg_check_modules(QRENCODE REQUIRED IMPORTED_TARGET libqrencode)
 # GNU libunistring (libunistring-dev) has no pkg-config file: Unicode case folding and NFKC
 # for usernames (daemon/username.cpp).
 find_path(UNISTRING_INCLUDE_DIR unicase.h REQUIRED)

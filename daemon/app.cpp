@@ -25,6 +25,7 @@
 
 #include "common/crypto.hpp"
 #include "common/log.hpp"
+#include "daemon/admin_server.hpp"
 #include "daemon/api.hpp"
 #include "daemon/audit_log.hpp"
 #include "daemon/change_service.hpp"
@@ -171,6 +172,7 @@ std::vector<passed_socket> sockets_from_systemd() {
     char** names = nullptr;
     const int n = sd_listen_fds_with_names(1, &names);
     std::vector<passed_socket> out;
+    out.reserve(static_cast<std::size_t>(std::max(n, 0)));
     for (int i = 0; i < n; ++i) {
         out.push_back({SD_LISTEN_FDS_START + i,
                        names != nullptr && names[i] != nullptr ? names[i] : "unknown"});
@@ -228,9 +230,9 @@ int run(const options& opts) {
 
     log::set_level(cfg.log_level);
     harden_process();
-    auto& counted = daemon_metrics::get();
-    counted.build_info.with({PWRESETD_VERSION}).set(1);
-    counted.start_time.with().set(
+    auto& measured = daemon_metrics::get();
+    measured.build_info.with({PWRESETD_VERSION}).set(1);
+    measured.start_time.with().set(
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
     log::info("daemon.starting", {{"version", PWRESETD_VERSION}, {"config", cfg.source.string()}});
     for (const auto& w : cfg.warnings) {
@@ -250,7 +252,18 @@ int run(const options& opts) {
                 : store::open_sqlite_store(cfg.state.path, secret(master_key.bytes())),
             cfg.state.backend);
         audit_log audit(cfg.audit_file);
-        const process_parts parts{*state, audit, keys};
+        // The admin socket's status reads the live counters of what is built below.
+        const server_shared* counted = nullptr;
+        const worker_pool* counted_workers = nullptr;
+        const process_parts parts{*state, audit, keys, [&counted, &counted_workers] {
+                                      boost::json::object out;
+                                      if (counted != nullptr && counted_workers != nullptr) {
+                                          out = {{"connections", counted->connections.load()},
+                                                 {"requests_in_flight", counted->in_flight.load()},
+                                                 {"worker_queue", counted_workers->queued()}};
+                                      }
+                                      return out;
+                                  }};
 
         // A generation is deleted on the background thread once the last connection or
         // request holding it lets go.
@@ -274,8 +287,28 @@ int run(const options& opts) {
         server_shared shared(serving_of(current), workers);
         net::io_context ioc(static_cast<int>(io_threads));
         http_server server(ioc, shared);
+        counted = &shared;
+        counted_workers = &workers;
+        // Admin commands run on the generation that serves when they arrive.
+        const admin_server::handler admin_handler =
+            [&current, &current_mutex](const admin::request& request, const admin_peer& peer) {
+                std::shared_ptr<generation> serving;
+                {
+                    const std::lock_guard lock(current_mutex);
+                    serving = current;
+                }
+                return serving->admin().handle(request, peer);
+            };
+        std::unique_ptr<admin_server> admin_socket;
         std::vector<std::string> listening;
         for (const auto& passed : sockets_from_systemd()) {
+            // pwresetd.socket: TCP sockets serve the API, a Unix socket is the admin socket.
+            if (sd_is_socket_unix(passed.fd, SOCK_STREAM, 1, nullptr, 0) > 0 && !admin_socket) {
+                admin_socket = std::make_unique<admin_server>(ioc, admin_handler, passed.fd);
+                admin_socket->start();
+                log::info("admin.listening", {{"listen", "systemd:" + passed.name}});
+                continue;
+            }
             server.adopt(passed.fd, passed.name);
             listening.push_back("systemd:" + passed.name);
         }
@@ -288,6 +321,9 @@ int run(const options& opts) {
             log::info("http.socket_activation",
                       {{"sockets", static_cast<unsigned>(listening.size())},
                        {"note", "the listen addresses of the configuration are not bound"}});
+        }
+        if (!admin_socket) {
+            admin_socket = make_admin_server(ioc, admin_handler, current->cfg());
         }
 
         // metrics_listen: bound once; https connections take the serving generation's TLS
@@ -350,7 +386,7 @@ int run(const options& opts) {
                                 {"reason", why},
                                 {"errors", static_cast<unsigned>(errors)}});
                     record["outcome"] = "refused";
-                    counted.reloads.with({"refused"}).inc();
+                    measured.reloads.with({"refused"}).inc();
                     record["reason"] = why;
                     record["errors"] = errors;
                 };
@@ -380,7 +416,7 @@ int run(const options& opts) {
                             restart.emplace_back(line);
                         }
                         record["outcome"] = "applied";
-                        counted.reloads.with({"applied"}).inc();
+                        measured.reloads.with({"applied"}).inc();
                         record["needs_restart"] = std::move(restart);
                         log::info("daemon.reloaded",
                                   {{"config", config_file},
@@ -455,6 +491,9 @@ int run(const options& opts) {
             server.stop_accepting();
             if (metrics_listener) {
                 metrics_listener->stop_accepting();
+            }
+            if (admin_socket) {
+                admin_socket->stop_accepting();
             }
             purge_timer.cancel();
             hangups.cancel();

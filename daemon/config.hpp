@@ -107,6 +107,12 @@ struct state_settings {
     secret redis_password;  // extension: redis_password_file / redis_password_credential
 };
 
+// admin_socket (pwresetctl's Unix socket) and the extension admin_group.
+struct admin_settings {
+    std::optional<std::filesystem::path> socket;  // absent: no admin socket
+    std::string group;                            // empty: the daemon's own group
+};
+
 struct config {
     std::filesystem::path source;  // the file that was read
     std::vector<listen_endpoint> listen;
@@ -124,6 +130,7 @@ struct config {
     std::filesystem::path secrets_key_file = "/var/lib/pwresetd/secret.key";
     std::filesystem::path audit_file = "/var/log/pwresetd/audit.jsonl";
     log::level log_level = log::level::info;
+    admin_settings admin;
     std::vector<std::string> warnings;  // e.g. a secret file readable by group/other
 };
 
@@ -140,5 +147,11 @@ private:
 // Parses and validates; also opens every referenced file (certificate, key, CA, secret
 // files) so a missing file is reported now, not at the first request.
 config load_config(const std::filesystem::path& file);
+
+// Only `admin_socket` of a config file (made absolute like load_config does), without
+// validating the rest: pwresetctl reads it, and may not be allowed to read the secrets the
+// file names. nullopt when the key is absent; config_error when the file cannot be read or
+// the value is not a string.
+std::optional<std::filesystem::path> admin_socket_of(const std::filesystem::path& file);
 
 }  // namespace pwresetd::daemon

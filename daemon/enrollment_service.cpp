@@ -206,16 +206,7 @@ outcome<totp_enrollment_confirmed> enrollment_service::confirm_totp(const reques
         return fail(failure_code::enrollment_expired);
     }
     totp_enrollment_confirmed confirmed;
-    std::vector<std::string> hashes;
-    for (int i = 0; i < factors::recovery_code_count; ++i) {
-        confirmed.recovery_codes.push_back(factors::generate_recovery_code());
-        // Hashed in the canonical form a user's typing is normalized to.
-        const auto canonical =
-            factors::normalize_recovery_code(confirmed.recovery_codes.back().view());
-        hashes.push_back(
-            factors::code_hash(keys_.recovery, "recovery:" + pending->user_key, canonical->view()));
-    }
-    store_.set_recovery_codes(pending->user_key, hashes);
+    confirmed.recovery_codes = issue_recovery_codes(store_, keys_, pending->user_key);
     record["outcome"] = "enrolled";
     record["recovery_codes"] = factors::recovery_code_count;
     audit_.record(std::move(record));

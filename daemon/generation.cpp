@@ -78,8 +78,10 @@ generation::generation(config cfg, const process_parts& parts, const generation*
       enrollments_(cfg_, *directory_, parts.state, parts.audit, parts.keys),
       changes_(cfg_, policy_, *directory_, parts.state, parts.audit),
       api_(cfg_, policy_, resets_, enrollments_, changes_, *directory_, parts.state),
+      admin_(cfg_, *directory_, parts.state, parts.audit, parts.keys, parts.counters),
       auth_(cfg_.clients),
       serving_{cfg_, tls_, api_, auth_} {
+    admin_.started_at(parts.started, parts.started_unix);
     if (older != nullptr) {
         api_.inherit_timing(older->api_);
         enrollments_.inherit_timing(older->enrollments_);
@@ -116,6 +118,9 @@ std::vector<std::string> needs_restart(const generation& serving, const config& 
     }
     if (running.secrets_key_file != next.secrets_key_file) {
         out.emplace_back("secrets.key_file: the key read at start stays in use");
+    }
+    if (running.admin.socket != next.admin.socket || running.admin.group != next.admin.group) {
+        out.emplace_back("admin_socket: the admin socket stays as it was created at start");
     }
     if (running.audit_file != next.audit_file) {
         out.emplace_back("audit.file: the audit trail stays in the file opened at start");

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/admin_service.hpp"
 #include "daemon/api.hpp"
 #include "daemon/audit_log.hpp"
 #include "daemon/change_service.hpp"
@@ -31,6 +32,9 @@ struct process_parts {
     store::state_store& state;
     audit_log& audit;
     const factor_keys& keys;
+    admin_service::counters_fn counters;  // the admin socket's status: live counters
+    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+    std::int64_t started_unix = unix_now();
 };
 
 class generation {
@@ -45,6 +49,7 @@ public:
     [[nodiscard]] const config& cfg() const { return cfg_; }
     [[nodiscard]] const serving_set& serving() const { return serving_; }
     [[nodiscard]] api& routes() { return api_; }
+    [[nodiscard]] admin_service& admin() { return admin_; }
     [[nodiscard]] int directory_connections() const { return directory_connections_; }
     // The https metrics listener's TLS context (metrics_server.hpp); null without one.
     [[nodiscard]] boost::asio::ssl::context* metrics_tls() {
@@ -64,6 +69,7 @@ private:
     enrollment_service enrollments_;
     change_service changes_;
     api api_;
+    admin_service admin_;
     client_auth auth_;
     serving_set serving_;
 };

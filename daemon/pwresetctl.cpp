@@ -11,7 +11,9 @@
 #include <string_view>
 #include <vector>
 
+#include "daemon/ctl/admin_commands.hpp"
 #include "daemon/ctl/audit_verify.hpp"
+#include "daemon/ctl/doctor.hpp"
 #include "policy/breached_set.hpp"
 
 namespace {
@@ -44,6 +46,28 @@ const std::vector<command>& commands() {
          "      number of lines, or the first edited, deleted or reordered line as FILE:LINE\n"
          "      (exit 0 intact, 1 a problem found, 2 usage or a file unreadable)",
          pwresetd::ctl::audit_verify},
+        {{"doctor"},
+         "doctor [-c CONFIG] [--user NAME] [--json]",
+         "without the daemon and without changing anything: every directory server's TLS\n"
+         "      and certificate, the service bind, a sample user, and each right the configured\n"
+         "      mode needs, with the command that would grant a missing one",
+         pwresetd::ctl::doctor},
+        {{"status"},
+         "status [--json] [--socket PATH | -c CONFIG]",
+         "the running daemon's health: directories, pools, state store, counters",
+         pwresetd::ctl::status_command},
+        {{"enroll"},
+         "enroll [--replace] [--json] [--socket PATH | -c CONFIG] USER",
+         "enroll USER's authenticator (prints the otpauth URI, a QR code, recovery codes)",
+         pwresetd::ctl::enroll_command},
+        {{"unenroll"},
+         "unenroll [--json] [--socket PATH | -c CONFIG] USER",
+         "remove USER's authenticator and recovery codes",
+         pwresetd::ctl::unenroll_command},
+        {{"unlock"},
+         "unlock [--directory] [--json] [--socket PATH | -c CONFIG] USER",
+         "clear pwresetd's lockouts of USER (--directory: the directory account's too)",
+         pwresetd::ctl::unlock_command},
     };
     return table;
 }
@@ -57,7 +81,15 @@ void usage(std::ostream& out) {
            "  --skip-bad        skip malformed lines (counted) instead of failing\n"
            "  --memory-mib N    RAM the compiler may use (default 1024); more spills to disk\n"
            "  --temp-dir DIR    folder for spill files (default: OUTPUT's folder)\n"
-           "\nexit status: 0 success, 1 failure (a malformed line names its number), 2 usage\n";
+           "\ndoctor options:\n"
+           "  -c, --config FILE configuration file (default /etc/pwresetd/pwresetd.yaml)\n"
+           "  --user NAME       check the rights on this user (default: the first user the\n"
+           "                    user_filter finds under user_base)\n"
+           "  --json            the same report as one JSON object\n"
+           "\nstatus, enroll, unenroll, unlock: 'pwresetctl COMMAND --help' for options\n"
+           "\nexit status: 0 success, 1 failure (breached compile: a malformed line names its\n"
+           "number; doctor: a problem found; the daemon refused or reports a problem), 2 usage\n"
+           "(doctor: or a configuration that cannot be read; the admin socket: no connection)\n";
 }
 
 int usage_error(const std::string& message) {

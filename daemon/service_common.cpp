@@ -102,6 +102,21 @@ bool consume_recovery_code(store::state_store& store, const factor_keys& keys,
     return store.consume_recovery_code(user_key, hash) && normalized.has_value();
 }
 
+std::vector<secret> issue_recovery_codes(store::state_store& store, const factor_keys& keys,
+                                         std::string_view user_key) {
+    std::vector<secret> codes;
+    std::vector<std::string> hashes;
+    for (int i = 0; i < factors::recovery_code_count; ++i) {
+        codes.push_back(factors::generate_recovery_code());
+        // Hashed in the canonical form a user's typing is normalized to.
+        const auto canonical = factors::normalize_recovery_code(codes.back().view());
+        hashes.push_back(factors::code_hash(keys.recovery, "recovery:" + std::string(user_key),
+                                            canonical->view()));
+    }
+    store.set_recovery_codes(user_key, hashes);
+    return codes;
+}
+
 std::string user_key_for(const ldap::directory_user& user) {
     return "user:" + user.id;
 }

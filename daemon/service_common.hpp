@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/secret.hpp"
 #include "daemon/outcome.hpp"
@@ -51,6 +52,10 @@ bool accept_totp_code(store::state_store& store, const factors::totp_params& par
 // One of the user's recovery codes, as typed: consumed when it matches.
 bool consume_recovery_code(store::state_store& store, const factor_keys& keys,
                            std::string_view user_key, std::string_view code);
+// factors::recovery_code_count fresh recovery codes for the user, replacing every earlier
+// one; only their keyed hashes are stored. The codes are shown once, by the caller.
+std::vector<secret> issue_recovery_codes(store::state_store& store, const factor_keys& keys,
+                                         std::string_view user_key);
 // The key a made-up name is counted and hinted under: the directory's lookup key, so every
 // spelling that would find one entry is one name.
 std::string decoy_key_for(const ldap::directory& directory, std::string_view username);

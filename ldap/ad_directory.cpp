@@ -180,6 +180,13 @@ public:
     // Every new pooled connection: the DC's policy hints (after a failover the DC may be
     // another one, of another version).
     int on_new_connection(LDAP* ld);
+    // An administrator reset does not unlock an AD account (LAB.md): lockoutTime 0 does.
+    static reset_followup unlock_followup() {
+        reset_followup f;
+        f.unlock = {LDAP_MOD_REPLACE, "lockoutTime", {"0"}};
+        f.hint = ad_write_hint;
+        return f;
+    }
 
 private:
     // The DC's policy-hints support, from its RootDSE; nullopt with rc set on failure.
@@ -376,12 +383,9 @@ write_result ad_dialect::reset_password(const directory_user& user, const secret
     if (!value) {
         return failed;
     }
-    reset_followup followup;
+    reset_followup followup = unlock_followup();
     // pwdLastSet 0 = must change at next logon; AD accepts only 0 and -1 here.
     followup.force_change = {LDAP_MOD_REPLACE, "pwdLastSet", {"0"}};
-    // An administrator reset does not unlock an AD account (LAB.md): lockoutTime 0 does.
-    followup.unlock = {LDAP_MOD_REPLACE, "lockoutTime", {"0"}};
-    followup.hint = ad_write_hint;
     const auto write = [&](LDAP* ld) { return write_reset(ld, user, *value); };
     return core_.write_as_service(user, "reset", write, [&](LDAP* ld, write_result& out) {
         // Asked again now: the lookup may be a while old.

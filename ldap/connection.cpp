@@ -235,11 +235,12 @@ bool configure(LDAP* ld, const directory_settings& s) {
            set_option(s, ld, LDAP_OPT_X_TLS_NEWCTX, &new_ctx_is_server, "tls_newctx");
 }
 
-// Logs one failed connect / StartTLS and returns the stage that failed ("tcp" or "tls").
-std::string_view log_connect_failure(std::string_view event, const directory_settings& s,
-                                     const std::string& uri, int rc, LDAP* ld,
-                                     const connect_guard& guard) {
-    const std::string diagnostic = ld != nullptr ? diagnostic_message(ld) : std::string();
+// Logs one failed connect / StartTLS and returns what failed: the stage ("tcp" or "tls"),
+// the hint and libldap's diagnostic.
+connect_failure log_connect_failure(std::string_view event, const directory_settings& s,
+                                    const std::string& uri, int rc, LDAP* ld,
+                                    const connect_guard& guard) {
+    std::string diagnostic = ld != nullptr ? diagnostic_message(ld) : std::string();
     // A failed certificate check surfaces as "Can't contact LDAP server" (-1), often with an
     // empty diagnostic: name TLS and the certificate so the operator looks at ca_file.
     std::string_view stage = "tcp";
@@ -260,7 +261,7 @@ std::string_view log_connect_failure(std::string_view event, const directory_set
                          {"result", rc},
                          {"diagnostic", diagnostic},
                          {"hint", hint}});
-    return stage;
+    return {rc, std::string(stage), std::string(hint), std::move(diagnostic)};
 }
 
 // Any ldap:// URI without start_tls: refuse the whole configuration, send nothing anywhere.
@@ -283,6 +284,7 @@ struct attempt {
     int rc = LDAP_CONNECT_ERROR;
     attempt_fault fault = attempt_fault::server;
     std::string_view stage = "tcp";
+    connect_failure failure;  // what open_uri reports when handle is null
 };
 
 // One URI, one handle, its own timeout_ms. One URI per handle rather than libldap's
@@ -297,6 +299,7 @@ attempt open_one(const directory_settings& s, const std::string& uri) {
         // A URI libldap cannot parse will never work: skipped like a dead server.
         log::error("ldap.initialize_failed",
                    {{"directory", s.name}, {"uri", uri}, {"error", ldap_err2string(out.rc)}});
+        out.failure = {out.rc, "uri", "libldap cannot parse this URI", ""};
         out.rc = LDAP_CONNECT_ERROR;
         out.stage = "uri";
         return out;
@@ -304,6 +307,7 @@ attempt open_one(const directory_settings& s, const std::string& uri) {
     if (!configure(ld.get(), s)) {
         out.rc = LDAP_LOCAL_ERROR;
         out.fault = attempt_fault::local;
+        out.failure = {out.rc, "options", "libldap refused a connection option (see the log)", ""};
         return out;
     }
     // Declared after ld: disarmed before the handle (and its sockets) are closed.
@@ -313,7 +317,8 @@ attempt open_one(const directory_settings& s, const std::string& uri) {
     out.rc = ldap_connect(ld.get());
     if (out.rc != LDAP_SUCCESS) {
         guard.disarm_all();
-        out.stage = log_connect_failure("ldap.connect_failed", s, uri, out.rc, ld.get(), guard);
+        out.failure = log_connect_failure("ldap.connect_failed", s, uri, out.rc, ld.get(), guard);
+        out.stage = out.failure.stage == "tls" ? "tls" : "tcp";
         if (guard.fired()) {
             out.rc = LDAP_TIMEOUT;
         }
@@ -324,12 +329,15 @@ attempt open_one(const directory_settings& s, const std::string& uri) {
             log::error("ldap.plain_ldap_refused", {{"directory", s.name}, {"uri", uri}});
             out.rc = LDAP_CONNECT_ERROR;
             out.fault = attempt_fault::local;
+            out.failure = {out.rc, "tls", "ldap:// without start_tls: refused", ""};
             return out;
         }
         out.rc = ldap_start_tls_s(ld.get(), nullptr, nullptr);
         if (out.rc != LDAP_SUCCESS) {
             guard.disarm_all();
-            log_connect_failure("ldap.start_tls_failed", s, uri, out.rc, ld.get(), guard);
+            out.failure =
+                log_connect_failure("ldap.start_tls_failed", s, uri, out.rc, ld.get(), guard);
+            out.failure.stage = "tls";
             out.stage = "tls";
             if (guard.fired()) {
                 out.rc = LDAP_TIMEOUT;
@@ -343,12 +351,14 @@ attempt open_one(const directory_settings& s, const std::string& uri) {
         log::error("ldap.plain_ldap_refused", {{"directory", s.name}, {"uri", uri}});
         out.rc = LDAP_CONNECT_ERROR;
         out.fault = attempt_fault::local;
+        out.failure = {out.rc, "tls", "no TLS on the connection: refused", ""};
         return out;
     }
     guard.disarm_all();
     if (guard.fired()) {  // the deadline hit just as the handshake finished
         out.rc = LDAP_TIMEOUT;
         out.stage = "tls";
+        out.failure = {out.rc, "tls", "TLS handshake did not complete within timeout_ms", ""};
         return out;
     }
     out.rc = LDAP_SUCCESS;
@@ -476,6 +486,20 @@ ldap_handle open_tls_connection(const directory_settings& s, int* rc_out) {
         }
     }
     return {};
+}
+
+ldap_handle open_uri(const directory_settings& settings, const std::string& uri,
+                     connect_failure& failure) {
+    ensure_library_initialized();
+    if (refuses_plain_ldap(settings)) {
+        failure = {LDAP_CONNECT_ERROR, "tls", "ldap:// without start_tls: refused", ""};
+        return {};
+    }
+    attempt a = open_one(settings, uri);
+    if (!a.handle) {
+        failure = std::move(a.failure);
+    }
+    return std::move(a.handle);
 }
 
 server_health::server_health(std::vector<std::string> uris, std::string directory, now_function now)

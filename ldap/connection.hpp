@@ -34,6 +34,20 @@ std::string join_uris(const std::vector<std::string>& uris);
 // calls: prefer open_connection / open_service_connection with a server_health.
 ldap_handle open_tls_connection(const directory_settings& settings, int* rc = nullptr);
 
+// Why one open of one URI failed: the libldap code, the stage (uri, options, tcp, tls), a
+// hint for the operator and libldap's diagnostic text.
+struct connect_failure {
+    int rc = LDAP_CONNECT_ERROR;
+    std::string stage;
+    std::string hint;
+    std::string diagnostic;
+};
+
+// One TLS connection (no bind) to exactly this URI, as open_tls_connection makes it; null
+// with `failure` filled when it failed. For tools that report on every server in turn.
+ldap_handle open_uri(const directory_settings& settings, const std::string& uri,
+                     connect_failure& failure);
+
 // Per-URI health of one directory's servers, shared by every connection of that directory
 // (thread-safe). A URI whose connect, TLS handshake or service bind failed, or whose
 // established connection broke, is down for a backoff: 1 s, doubled by every failed retry

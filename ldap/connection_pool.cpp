@@ -73,6 +73,11 @@ void connection_pool::publish_locked() noexcept {
     published_in_use_ = in_use;
 }
 
+connection_pool::counts connection_pool::current_counts() {
+    const std::lock_guard lock(mutex_);
+    return {size_, open_count_, idle_.size()};
+}
+
 std::optional<connection_pool::lease> connection_pool::acquire() {
     std::unique_lock lock(mutex_);
     while (true) {

@@ -68,6 +68,14 @@ public:
     // Empty when no connection frees up within `wait` or a new one cannot be opened.
     std::optional<lease> acquire();
 
+    // The pool's size, its connections (idle + leased + being opened) and the idle ones.
+    struct counts {
+        std::size_t size = 0;
+        std::size_t open = 0;
+        std::size_t idle = 0;
+    };
+    [[nodiscard]] counts current_counts();
+
 private:
     struct pooled {
         ldap_handle handle;

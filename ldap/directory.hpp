@@ -4,6 +4,7 @@
 // ldap/*.cpp. Every call blocks (libldap) and must run on a worker thread, never on an I/O
 // thread. Expected outcomes (not found, refused by policy, server down) are values;
 // exceptions mean a bug or a broken configuration.
+#include <cstddef>
 #include <memory>
 #include <optional>
 #include <string>
@@ -102,6 +103,25 @@ struct write_result {
     std::string diagnostic;         // for the log: result code and server text
 };
 
+// One directory server as `pwresetctl status` shows it: what the shared health thinks of
+// it, and a probe made just now on a fresh connection (connect, TLS, a RootDSE read).
+struct server_status {
+    std::string uri;
+    bool marked_down = false;  // in backoff after a failure (server_health)
+    bool answers = false;      // the probe succeeded
+    int latency_ms = -1;       // the probe's connect + TLS + RootDSE read; -1 when it failed
+    int result = 0;            // the probe's libldap code
+};
+
+// One configured directory as `pwresetctl status` shows it.
+struct directory_status {
+    std::string name;  // "" for the single `directory:` block
+    std::size_t pool_size = 0;
+    std::size_t pool_open = 0;  // service connections open (idle + leased + being opened)
+    std::size_t pool_idle = 0;
+    std::vector<server_status> servers;
+};
+
 class directory {
 public:
     virtual ~directory() = default;
@@ -121,6 +141,17 @@ public:
                                          const secret& new_password) = 0;
     // True when a server answers (health checks).
     virtual bool ping() = 0;
+    // Probes every configured server on a fresh connection each (pwresetctl status). The
+    // default (test doubles): nothing to show.
+    virtual std::vector<directory_status> probe_servers() { return {}; }
+    // Unlocks the account in the directory as the service account (pwresetctl unlock
+    // --directory): OpenLDAP deletes pwdAccountLockedTime, AD writes lockoutTime 0. An
+    // account that is not locked is ok too. The default (test doubles): failed.
+    virtual write_result unlock_account(const directory_user& /*user*/) {
+        write_result out;
+        out.diagnostic = "this directory cannot unlock accounts";
+        return out;
+    }
     // The name find_user would search for `username`, and where: two usernames with the same
     // key find the same entry, or both nothing. Made-up names are counted and given decoy
     // hints under it, so that "bob" and "CORP\\bob" are one name whether bob exists or not.

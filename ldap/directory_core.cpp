@@ -213,6 +213,95 @@ bool directory_core::ping() {
     return false;
 }
 
+directory_status directory_core::probe_servers() {
+    directory_status out;
+    out.name = settings_.name;
+    const auto counts = pool_.current_counts();
+    out.pool_size = counts.size;
+    out.pool_open = counts.open;
+    out.pool_idle = counts.idle;
+    for (std::size_t i = 0; i < settings_.uris.size(); ++i) {
+        server_status server;
+        server.uri = settings_.uris[i];
+        server.marked_down = health_->is_down(i);
+        // What a TLS open reads of the settings, for this URI only (no credentials: the
+        // probe does not bind).
+        directory_settings one;
+        one.name = settings_.name;
+        one.kind = settings_.kind;
+        one.uris = {settings_.uris[i]};
+        one.start_tls = settings_.start_tls;
+        one.ca_file = settings_.ca_file;
+        one.timeout_ms = settings_.timeout_ms;
+        const auto started = std::chrono::steady_clock::now();
+        int rc = LDAP_CONNECT_ERROR;
+        const ldap_handle handle = open_tls_connection(one, &rc);
+        if (handle) {
+            const search_result r = search(handle.get(), "", LDAP_SCOPE_BASE, "(objectClass=*)",
+                                           {"1.1"}, 1, settings_.timeout_ms);
+            rc = r.result;
+        }
+        server.result = rc;
+        server.answers = handle && rc == LDAP_SUCCESS;
+        if (server.answers) {
+            server.latency_ms =
+                static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::steady_clock::now() - started)
+                                     .count());
+        }
+        out.servers.push_back(std::move(server));
+    }
+    return out;
+}
+
+write_result directory_core::unlock_account(const directory_user& user,
+                                            const reset_followup& unlock) {
+    write_result out;
+    if (user.dn.empty()) {
+        out.diagnostic = "refused: no user DN";
+        return out;
+    }
+    if (user.disabled || user.is_protected) {
+        // OpenLDAP's administrative lock is pwdAccountLockedTime too: never lifted here.
+        out.diagnostic = user.disabled ? "refused: account disabled in the directory"
+                                       : "refused: protected account";
+        return out;
+    }
+    auto lease = pool_.acquire();
+    if (!lease) {
+        out.status = write_status::unavailable;
+        out.diagnostic = "no directory connection";
+        return out;
+    }
+    const attribute_change& change = unlock.unlock;
+    const operation_result r =
+        modify_attribute(lease->get(), user.dn, change.operation, change.attribute, change.values,
+                         false, settings_.timeout_ms);
+    if (is_connection_error(r.result)) {
+        lease->discard();
+        out.status = write_status::unavailable;
+    }
+    if (r.result == LDAP_SUCCESS ||
+        (unlock.also_unlocked != LDAP_SUCCESS && r.result == unlock.also_unlocked)) {
+        out.status = write_status::ok;
+        out.unlocked = r.result == LDAP_SUCCESS;
+        log::info("ldap.account_unlocked",
+                  {{"directory", settings_.name}, {"dn", user.dn}, {"by", "admin"}});
+        return out;
+    }
+    out.diagnostic = change.attribute + " not written: result=" + std::to_string(r.result) + " (" +
+                     ldap_err2string(r.result) + ") text=" + r.text;
+    log::warning("ldap.unlock_failed",
+                 {{"directory", settings_.name},
+                  {"dn", user.dn},
+                  {"attribute", change.attribute},
+                  {"result", r.result},
+                  {"error", ldap_err2string(r.result)},
+                  {"text", r.text},
+                  {"hint", unlock.hint != nullptr ? unlock.hint(r.result, r.text) : ""}});
+    return out;
+}
+
 user_session directory_core::bind_as_user(const directory_user& user, const secret& password) {
     user_session session;
     session.connection = open_connection(settings_, *health_);

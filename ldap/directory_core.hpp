@@ -116,6 +116,12 @@ public:
     lookup_result find_user(std::string_view username, user_reader& reader);
     // directory::ping: a RootDSE read, retried once on a fresh connection.
     bool ping();
+    // directory::probe_servers for this directory: each URI on a fresh connection of its own
+    // (outside the pool and the failover order), timed; the health and pool as they are.
+    directory_status probe_servers();
+    // directory::unlock_account with the dialect's unlock modification (reset_followup's
+    // unlock, also_unlocked and hint), on a pooled service connection, logged.
+    write_result unlock_account(const directory_user& user, const reset_followup& unlock);
 
     // A fresh connection and a bind as the user. Never retried on another server after the
     // open: the bind may have reached this one and counted as a failed attempt.
@@ -183,6 +189,7 @@ std::string first_value(LDAP* ld, LDAPMessage* entry, const std::string& name);
 //   write_result reset_password(const directory_user&, const secret& new_password);
 //   write_result change_password(const directory_user&, const secret& current,
 //                                const secret& new_password);
+//   static reset_followup unlock_followup();   // unlock, also_unlocked and hint set
 // and, when it needs one, `int on_new_connection(LDAP*)` (directory_core::connection_setup).
 template <class Dialect>
 class dialect_directory final : public directory, private user_reader {
@@ -204,6 +211,10 @@ public:
         return dialect_.change_password(user, current, new_password);
     }
     bool ping() override { return core_.ping(); }
+    std::vector<directory_status> probe_servers() override { return {core_.probe_servers()}; }
+    write_result unlock_account(const directory_user& user) override {
+        return core_.unlock_account(user, Dialect::unlock_followup());
+    }
 
 private:
     lookup_status read_user(LDAP* ld, LDAPMessage* entry, directory_user& user, int& rc) override {

@@ -52,6 +52,21 @@ public:
                            [](const backend& b) { return b.impl->ping(); });
     }
 
+    std::vector<directory_status> probe_servers() override {
+        std::vector<directory_status> out;
+        for (const auto& b : backends_) {
+            for (auto& status : b.impl->probe_servers()) {
+                status.name = b.name;
+                out.push_back(std::move(status));
+            }
+        }
+        return out;
+    }
+
+    write_result unlock_account(const directory_user& user) override {
+        return owner(user).unlock_account(user);
+    }
+
 private:
     // The block whose domains list the username's domain, searched with the bare name; else
     // the first block with the name unchanged (it may be part of the name, e.g. a UPN the

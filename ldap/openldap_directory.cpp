@@ -49,6 +49,15 @@ public:
     write_result reset_password(const directory_user& user, const secret& new_password);
     write_result change_password(const directory_user& user, const secret& current,
                                  const secret& new_password);
+    // Deleting pwdAccountLockedTime also clears pwdFailureTime; 16 (noSuchAttribute) means
+    // the account was not locked, or ppolicy already unlocked it with a password change
+    // (LAB.md).
+    static reset_followup unlock_followup() {
+        reset_followup f;
+        f.unlock = {LDAP_MOD_DELETE, "pwdAccountLockedTime", {}};
+        f.also_unlocked = LDAP_NO_SUCH_ATTRIBUTE;
+        return f;
+    }
 
 private:
     // Whether dn is a direct member of one of the groups; false without groups, nullopt
@@ -160,13 +169,9 @@ write_result openldap_dialect::reset_password(const directory_user& user,
         }
         return a;
     };
-    reset_followup followup;
+    reset_followup followup = unlock_followup();
     followup.force_change = {LDAP_MOD_REPLACE, "pwdReset", {"TRUE"}};
-    // Deleting pwdAccountLockedTime also clears pwdFailureTime; 16 (noSuchAttribute) means
-    // ppolicy already unlocked the account with the password change (LAB.md).
-    followup.unlock = {LDAP_MOD_DELETE, "pwdAccountLockedTime", {}};
     followup.locked = [&] { return user.locked; };
-    followup.also_unlocked = LDAP_NO_SUCH_ATTRIBUTE;
     return core_.write_as_service(user, "reset", write, [&](LDAP* ld, write_result& out) {
         core_.after_reset(ld, user, followup, out);
     });

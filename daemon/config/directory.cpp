@@ -81,7 +81,7 @@ void read_directory_block(const config_reader& in, const map_view& m, ldap::dire
         read_uris(r, *uris, d);
     }
     if (const auto ca = m.require(r, "ca_file")) {
-        d.ca_file = in.read_readable_file(*ca).value_or(fs::path()).string();
+        d.ca_file = in.read_certificates_file(*ca).value_or(fs::path()).string();
     }
     read_required_string(r, m, "bind_dn", d.bind_dn);
     if (auto password = read_secret_pair(in, m, "bind_password", true)) {

@@ -90,7 +90,8 @@ void read_sms(const config_reader& in, const map_view& m, sms_factor_settings& s
         sms.webhook.bearer_token = std::move(*token);
     }
     if (const auto f = m.get("ca_file")) {
-        sms.webhook.ca_file = in.read_readable_file(*f).value_or(std::filesystem::path()).string();
+        sms.webhook.ca_file =
+            in.read_certificates_file(*f).value_or(std::filesystem::path()).string();
     }
     read_int(r, m, "timeout_ms", 100, 60000, sms.webhook.timeout_ms);
     read_int(r, m, "retries", 0, 5, sms.webhook.retries);

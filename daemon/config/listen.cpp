@@ -177,14 +177,21 @@ void read_tls(const config_reader& in, config& cfg) {
     if (!m) {
         return;
     }
+    const std::size_t errors_before = in.r.error_count();
     if (const auto f = m->require(in.r, "certificate")) {
-        cfg.tls.certificate = in.read_readable_file(*f).value_or(fs::path());
+        cfg.tls.certificate = in.read_certificates_file(*f).value_or(fs::path());
     }
-    if (const auto f = m->require(in.r, "private_key")) {
-        cfg.tls.private_key = in.read_readable_file(*f).value_or(fs::path());
+    const auto key = m->require(in.r, "private_key");
+    if (key) {
+        cfg.tls.private_key = in.read_private_key_file(*key).value_or(fs::path());
+    }
+    // Only when both files were good: a mismatch on top of a broken file says nothing new.
+    if (key && in.r.error_count() == errors_before && !cfg.tls.certificate.empty() &&
+        !cfg.tls.private_key.empty()) {
+        in.check_key_pair(cfg.tls.certificate, *key, cfg.tls.private_key);
     }
     if (const auto f = m->get("client_ca")) {
-        cfg.tls.client_ca = in.read_readable_file(*f);
+        cfg.tls.client_ca = in.read_certificates_file(*f);
     }
 }
 

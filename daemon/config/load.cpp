@@ -23,8 +23,8 @@ std::string join_lines(const std::vector<std::string>& lines) {
 
 constexpr auto root_keys = std::to_array<key_spec>(
     {"listen", "metrics_listen", "metrics_client_ca", "tls", "clients", "directory", "directories",
-     "policy", "factors", "mail", "limits", "state", "secrets", "audit", "log",
-     not_yet("admin_socket"), not_yet("notify")});
+     "policy", "factors", "mail", "limits", "state", "secrets", "audit", "log", "admin_socket",
+     "admin_group", not_yet("notify")});
 
 }  // namespace
 
@@ -53,6 +53,7 @@ config load_config(const std::filesystem::path& file) {
         read_secrets(in, cfg);
         read_audit(in, cfg);
         read_log(in, cfg);
+        read_admin(in, cfg);
     }
     if (r.has_errors()) {
         throw config_error(r.take_errors());

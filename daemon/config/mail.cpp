@@ -47,7 +47,7 @@ void read_mail(const config_reader& in, config& cfg) {
         }
     }
     if (const auto f = m->get("ca_file")) {
-        mail.ca_file = in.read_readable_file(*f).value_or(std::filesystem::path()).string();
+        mail.ca_file = in.read_certificates_file(*f).value_or(std::filesystem::path()).string();
     }
     read_bool(r, *m, "require_tls", mail.require_tls);
     if (const auto k = m->get("require_tls"); k && !mail.require_tls) {

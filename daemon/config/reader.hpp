@@ -31,6 +31,14 @@ public:
     // A path to a regular file that can be opened now (else reported; the path is returned
     // all the same).
     [[nodiscard]] std::optional<std::filesystem::path> read_readable_file(const field& f) const;
+    // pem.cpp: a readable file of PEM certificates (a chain, a CA bundle): at least one, each
+    // valid now; one that expires within 30 days is a warning.
+    [[nodiscard]] std::optional<std::filesystem::path> read_certificates_file(const field& f) const;
+    // pem.cpp: a readable file holding an unencrypted PEM private key.
+    [[nodiscard]] std::optional<std::filesystem::path> read_private_key_file(const field& f) const;
+    // pem.cpp: the key of `key_field` must belong to the first certificate of `certificate`.
+    void check_key_pair(const std::filesystem::path& certificate, const field& key_field,
+                        const std::filesystem::path& key) const;
     // A path whose folder must exist (the file itself is created by the daemon). An absent
     // key keeps the default, whose folder must exist too.
     void read_path_in_folder(const std::optional<map_view>& m, std::string_view key,

@@ -28,6 +28,7 @@ public:
     void file_error(std::string_view message);
 
     [[nodiscard]] bool has_errors() const noexcept { return !errors_.empty(); }
+    [[nodiscard]] std::size_t error_count() const noexcept { return errors_.size(); }
     [[nodiscard]] std::vector<std::string> take_warnings() { return std::move(warnings_); }
     [[nodiscard]] std::vector<std::string> take_errors();
 

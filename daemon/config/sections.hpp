@@ -20,5 +20,6 @@ void read_state(const config_reader& in, config& cfg);      // state.cpp
 void read_secrets(const config_reader& in, config& cfg);    // secrets.cpp (secrets.key_file)
 void read_audit(const config_reader& in, config& cfg);      // logging.cpp
 void read_log(const config_reader& in, config& cfg);        // logging.cpp
+void read_admin(const config_reader& in, config& cfg);      // admin.cpp
 
 }  // namespace pwresetd::daemon::config_detail

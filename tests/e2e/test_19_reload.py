@@ -10,6 +10,7 @@ socket activation (sockets passed as systemd passes them):
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -271,12 +272,16 @@ def test_socket_activation_serves_the_passed_socket_only(binary, workdir, world,
     config_port, passed_port = free_port(), free_port()
     d = Daemon(binary, directory, config_port, world, pki)
     write_policy_lists(binary, directory)
-    d.write(config_text(config_port, lab, keys))
+    # admin_socket names another path: with a passed Unix socket the daemon creates none.
+    configured_admin = directory / "configured-admin.sock"
+    admin_path = directory / "passed-admin.sock"
+    d.write(config_text(config_port, lab, keys, extra=f"admin_socket: {configured_admin}\n"))
     err = open(d.stderr_path, "ab")
     try:
         # systemd-socket-activate binds, listens and execs the daemon with LISTEN_FDS=1,
         # LISTEN_PID and LISTEN_FDNAMES, as pwresetd.socket would.
-        d.proc = subprocess.Popen([activate, "-l", f"127.0.0.1:{passed_port}", "--fdname=api",
+        # pwresetd.socket passes a TCP socket (the API) and a Unix one (the admin socket).
+        d.proc = subprocess.Popen([activate, "-l", f"127.0.0.1:{passed_port}", "-l", str(admin_path),
                                    str(binary), "-c", str(d.config)], cwd=directory,
                                   stdin=subprocess.DEVNULL, stdout=err, stderr=err)
     finally:
@@ -293,7 +298,13 @@ def test_socket_activation_serves_the_passed_socket_only(binary, workdir, world,
         assert reply is not None and reply.status == 200, d.stderr()[-3000:]
         assert api.call("GET", "/v1/policy").status == 200
         assert not port_accepts(config_port), "the listen address of the config was bound too"
-        assert "systemd:api" in d.stderr()
+        pwresetctl = binary.parent / "pwresetctl"
+        status = subprocess.run([str(pwresetctl), "status", "--json", "--socket", str(admin_path)],
+                                capture_output=True, text=True, timeout=30)
+        assert status.returncode == 0, f"{status.stdout}\n{status.stderr}"
+        assert json.loads(status.stdout)["version"], status.stdout
+        assert not configured_admin.exists(), "the configured admin socket was created too"
+        assert "admin.listening" in d.stderr() and "http.socket_activation" in d.stderr()
     finally:
         code = d.stop()
     assert code == 0, d.stderr()[-3000:]

@@ -137,6 +137,27 @@ public:
 
     bool ping() override { return !down; }
 
+    ldap::write_result unlock_account(const ldap::directory_user& user) override {
+        ldap::write_result r;
+        if (user.dn.empty() || user.disabled || user.is_protected) {
+            r.diagnostic = "refused";
+            return r;
+        }
+        if (down) {
+            r.status = ldap::write_status::unavailable;
+            return r;
+        }
+        auto* e = by_dn(user.dn);
+        if (e == nullptr) {
+            return r;
+        }
+        r.status = ldap::write_status::ok;
+        r.unlocked = e->user.locked;
+        e->user.locked = false;
+        e->failures = 0;
+        return r;
+    }
+
     const std::string& password_of(const std::string& username) { return at(username).password; }
     entry& at(const std::string& username) { return entries_.at(lower(username)); }
 

@@ -5,7 +5,9 @@
 #   tests/lab/openldap.sh stop DIR    stop it (never fails when already stopped)
 #
 # DIR/lab.env: LAB_DIR LAB_LDAP_URI LAB_LDAPS_URI LAB_CA LAB_BASE LAB_USER_BASE LAB_SVC_DN
-# LAB_SVC_PASSWORD_FILE LAB_ADMIN_DN LAB_ADMIN_PASSWORD_FILE LAB_PID
+# LAB_SVC_PASSWORD_FILE LAB_ADMIN_DN LAB_ADMIN_PASSWORD_FILE LAB_PID, and LAB_READONLY_DN
+# LAB_READONLY_PASSWORD_FILE (svc-readonly: reads users and groups like the service account,
+# but may write nothing; pwresetctl doctor's tests use it as an undelegated account).
 # Demo users in ou=people have fixed passwords (alice, bob, carol, dave, erin); every other
 # password is random per start. Facts this relies on: docs/LAB.md.
 # Users get `write` (not `=w`) on their own userPassword: a self-service change sends
@@ -16,6 +18,7 @@ set -euo pipefail
 readonly BASE="dc=example,dc=test"
 readonly PEOPLE="ou=people,${BASE}"
 readonly SVC_DN="cn=svc-pwreset,ou=services,${BASE}"
+readonly READONLY_DN="cn=svc-readonly,ou=services,${BASE}"
 readonly ADMIN_DN="cn=admin,${BASE}"
 readonly MODULE_DIR="/usr/lib/ldap"
 readonly SCHEMA_DIR="/etc/ldap/schema"
@@ -114,13 +117,16 @@ olcAccess: {1}to attrs=pwdAccountLockedTime,pwdReset
   by * none
 olcAccess: {2}to dn.subtree="${PEOPLE}"
   by dn.exact="${SVC_DN}" read
+  by dn.exact="${READONLY_DN}" read
   by self read
   by * none
 olcAccess: {3}to dn.subtree="ou=groups,${BASE}"
   by dn.exact="${SVC_DN}" read
+  by dn.exact="${READONLY_DN}" read
   by * none
 olcAccess: {4}to dn.base="${BASE}"
   by dn.exact="${SVC_DN}" read
+  by dn.exact="${READONLY_DN}" read
   by * none
 olcAccess: {5}to *
   by self read
@@ -211,6 +217,13 @@ cn: svc-pwreset
 userPassword: $(hash_file "${dir}/svc-password")
 pwdPolicySubentry: cn=service,ou=policies,${BASE}
 
+dn: ${READONLY_DN}
+objectClass: applicationProcess
+objectClass: simpleSecurityObject
+cn: svc-readonly
+userPassword: $(hash_file "${dir}/readonly-password")
+pwdPolicySubentry: cn=service,ou=policies,${BASE}
+
 EOF
     person "${PEOPLE}" uid=alice alice "Alice Andersson" Andersson alice@example.test \
         +46701234567 "$(hash_file "${p}/alice")"
@@ -278,6 +291,7 @@ cmd_start() {
 
     random_password_file "${dir}/svc-password"
     random_password_file "${dir}/admin-password"
+    random_password_file "${dir}/readonly-password"
     fixed_password_file "${dir}/passwords/alice" 'Alice-Old-Passw0rd!'
     fixed_password_file "${dir}/passwords/bob" 'Bob-Old-Passw0rd!'
     fixed_password_file "${dir}/passwords/carol" 'Carol-Old-Passw0rd!'
@@ -326,6 +340,8 @@ LAB_SVC_DN=${SVC_DN}
 LAB_SVC_PASSWORD_FILE=${dir}/svc-password
 LAB_ADMIN_DN=${ADMIN_DN}
 LAB_ADMIN_PASSWORD_FILE=${dir}/admin-password
+LAB_READONLY_DN=${READONLY_DN}
+LAB_READONLY_PASSWORD_FILE=${dir}/readonly-password
 LAB_PID=${pid}
 EOF
     mv "${dir}/lab.env.tmp" "${dir}/lab.env"

@@ -305,9 +305,7 @@ TEST_CASE("each bad fixture reports exactly its errors, with line and column", "
           "13:21: clients[1].scopes[1]: duplicate scope 'reset'",
           "13:28: clients[1].scopes[2]: expected one of reset, change, enroll, check, got "
           "'rest' (did you mean 'reset'?)"}},
-        {"bad_not_yet_supported.yaml",
-         {"26:1: notify: not supported by this version yet",
-          "28:1: admin_socket: not supported by this version yet"}},
+        {"bad_not_yet_supported.yaml", {"26:1: notify: not supported by this version yet"}},
         {"bad_codes.yaml",
          {"21:14: state.redis_url: credentials never go in the URL; use redis_password_file",
           "22:3: state.redis_password: secrets are never written inline; use "
@@ -351,8 +349,22 @@ TEST_CASE("each bad fixture reports exactly its errors, with line and column", "
         {"bad_two_secret_sources.yaml",
          {"17:3: directory.bind_password_credential: use either bind_password_file or "
           "bind_password_credential, not both"}},
+        {"bad_tls.yaml",
+         {"5:3: tls.certificate: certificate /CN=future.example.test in {dir}/tls/future.crt "
+          "is not valid before 2120-01-01 00:00 UTC",
+          "6:3: tls.private_key: {dir}/tls/not-a-key.key holds no PEM private key (or one "
+          "protected by a passphrase)",
+          "14:3: directory.ca_file: {dir}/tls/not-a-certificate.crt holds no PEM certificate",
+          "16:3: directory.bind_password_credential: $CREDENTIALS_DIRECTORY is not set "
+          "(systemd sets it for LoadCredential= and SetCredentialEncrypted=)",
+          "28:3: mail.ca_file: certificate /CN=expired.example.test in {dir}/tls/expired.crt "
+          "expired on 2021-01-01 00:00 UTC"}},
+        {"bad_tls_pair.yaml",
+         {"6:3: tls.private_key: {dir}/tls/other.key does not match the certificate "
+          "/CN=pwresetd.example.test in {dir}/tls/server.crt"}},
     };
     // NOLINTEND(bugprone-suspicious-missing-comma)
+    const scoped_env no_credentials("CREDENTIALS_DIRECTORY", std::nullopt);
     const fs::path dir = source_fixtures();
     for (const auto& c : cases) {
         SECTION(c.file) {
@@ -849,4 +861,40 @@ TEST_CASE("a user_filter over two attributes is warned about", "[config][securit
     CHECK(c.warnings[0].find("directory.user_filter: matches {username} in more than one "
                              "attribute") != std::string::npos);
     CHECK(c.directories.at(0).user_filter == two);  // a warning, not a refusal
+}
+
+TEST_CASE("admin_socket and admin_group", "[config]") {
+    const fixture_copy copy;
+    const std::string minimal = pwresetd::testing::read_file(copy.dir() / "minimal.yaml");
+    SECTION("absent: no admin socket") {
+        const config c = load_config(copy.dir() / "minimal.yaml");
+        CHECK_FALSE(c.admin.socket.has_value());
+        CHECK(c.admin.group.empty());
+        CHECK_FALSE(pwresetd::daemon::admin_socket_of(copy.dir() / "minimal.yaml").has_value());
+    }
+    SECTION("a relative path is taken from the config file's folder") {
+        const auto file = copy.write("admin.yaml", minimal +
+                                                       "admin_socket: run/admin.sock\n"
+                                                       "admin_group: root\n");
+        const config c = load_config(file);
+        REQUIRE(c.admin.socket.has_value());
+        CHECK(*c.admin.socket == copy.dir() / "run" / "admin.sock");
+        CHECK(c.admin.group == "root");
+        CHECK(pwresetd::daemon::admin_socket_of(file) == c.admin.socket);
+    }
+    SECTION("mistakes") {
+        const auto file =
+            copy.write("bad.yaml", minimal + "admin_socket: /" + std::string(120, 'x') +
+                                       "\nadmin_group: no-such-group-here\n");
+        CHECK(errors_of(file) ==
+              std::vector<std::string>{
+                  file.string() +
+                      ":26:15: admin_socket: a Unix socket path has at most 107 bytes, got 121",
+                  file.string() + ":27:14: admin_group: no group named 'no-such-group-here'"});
+        const auto lone = copy.write("lone.yaml", minimal + "admin_group: root\n");
+        CHECK(errors_of(lone) ==
+              std::vector<std::string>{lone.string() + ":26:1: admin_group: needs admin_socket"});
+        const auto list = copy.write("list.yaml", minimal + "admin_socket: [a, b]\n");
+        CHECK_THROWS_AS(pwresetd::daemon::admin_socket_of(list), config_error);
+    }
 }

@@ -315,6 +315,31 @@ void run_directory_contract() {
         CHECK(again.status == write_status::ok);
         CHECK_FALSE(again.unlocked);
     }
+    SECTION("unlock_account: a locked account binds again; disabled and protected refused") {
+        const std::string name = backend.add_user(first_password);
+        auto d = backend.open();
+        directory_user user = must_find(*d, name);
+        // not locked: nothing to do, and fine
+        CHECK(d->unlock_account(user).status == write_status::ok);
+        for (int i = 0; i < 3; ++i) {
+            CHECK(d->verify_password(user, secret(wrong_password)) ==
+                  bind_status::invalid_credentials);
+        }
+        user = must_find(*d, name);
+        REQUIRE(user.locked);
+        CHECK_FALSE(backend.binds(user, first_password));
+        const write_result r = d->unlock_account(user);
+        CHECK(r.status == write_status::ok);
+        CHECK_FALSE(must_find(*d, name).locked);
+        CHECK(backend.binds(user, first_password));
+        CHECK(d->verify_password(user, secret(first_password)) == bind_status::ok);
+
+        const directory_user dave = must_find(*d, backend.disabled_user().username);
+        CHECK(d->unlock_account(dave).status == write_status::failed);
+        CHECK(must_find(*d, dave.username).disabled);  // the administrative lock stays
+        const directory_user erin = must_find(*d, backend.protected_user().username);
+        CHECK(d->unlock_account(erin).status == write_status::failed);
+    }
     SECTION("disabled and protected accounts: flagged, and never written") {
         auto d = backend.open();
         const known_user disabled = backend.disabled_user();

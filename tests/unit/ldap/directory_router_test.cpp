@@ -55,6 +55,15 @@ TEST_CASE("usernames are routed by domain; calls go to the user's directory",
     // An unlisted domain is searched in the first directory with the whole name.
     CHECK(router->find_user("alice@elsewhere.test").status == ldap::lookup_status::not_found);
 
+    // An unlock goes to the user's directory too.
+    lab_raw->user_of("alice").locked = true;
+    corp_raw->user_of("alice").locked = true;
+    r = router->find_user("LAB\\alice");
+    REQUIRE(r.status == ldap::lookup_status::found);
+    CHECK(router->unlock_account(*r.user).unlocked);
+    CHECK_FALSE(lab_raw->user_of("alice").locked);
+    CHECK(corp_raw->user_of("alice").locked);
+
     CHECK(router->ping());
     lab_raw->down = true;
     CHECK_FALSE(router->ping());

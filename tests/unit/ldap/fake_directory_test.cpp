@@ -37,6 +37,9 @@ public:
         return fake_.change_password(user, current, new_password);
     }
     bool ping() override { return fake_.ping(); }
+    ldap::write_result unlock_account(const ldap::directory_user& user) override {
+        return fake_.unlock_account(user);
+    }
 
 private:
     fake_directory& fake_;
