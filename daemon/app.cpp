@@ -11,6 +11,7 @@
 #include <boost/json/array.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <csignal>
 #include <cstdint>
@@ -19,6 +20,7 @@
 #include <functional>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "common/crypto.hpp"
@@ -29,14 +31,17 @@
 #include "daemon/change_service.hpp"
 #include "daemon/client_auth.hpp"
 #include "daemon/config.hpp"
+#include "daemon/daemon_metrics.hpp"
 #include "daemon/enrollment_service.hpp"
 #include "daemon/generation.hpp"
 #include "daemon/http_server.hpp"
+#include "daemon/metrics_server.hpp"
 #include "daemon/reset_service.hpp"
 #include "daemon/worker_pool.hpp"
 #include "ldap/directory.hpp"
 #include "store/redis_store.hpp"
 #include "store/state_store.hpp"
+#include "store/timed_store.hpp"
 
 namespace pwresetd::daemon {
 namespace net = boost::asio;
@@ -210,6 +215,9 @@ int run(const options& opts) {
     if (opts.check_only) {
         try {
             (void)make_server_tls(cfg.tls);
+            if (cfg.metrics && cfg.metrics->client_ca) {
+                (void)make_metrics_tls(cfg.tls, *cfg.metrics->client_ca);
+            }
             // Loads the banned list and validates the breached set, as the daemon would.
             const policy::password_policy policy(cfg.policy);
         } catch (const std::exception& e) {
@@ -222,6 +230,10 @@ int run(const options& opts) {
 
     log::set_level(cfg.log_level);
     harden_process();
+    auto& measured = daemon_metrics::get();
+    measured.build_info.with({PWRESETD_VERSION}).set(1);
+    measured.start_time.with().set(
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
     log::info("daemon.starting", {{"version", PWRESETD_VERSION}, {"config", cfg.source.string()}});
     for (const auto& w : cfg.warnings) {
         log::warning("config.warning", {{"message", w}});
@@ -233,10 +245,12 @@ int run(const options& opts) {
         const std::string config_file = cfg.source.string();
         const secret master_key = crypto::load_or_create_key_file(cfg.secrets_key_file);
         const factor_keys keys = derive_factor_keys(master_key);
-        auto state = cfg.state.backend == "redis"
-                         ? store::open_redis_store(cfg.state.redis_url, secret(master_key.bytes()),
-                                                   secret(cfg.state.redis_password.bytes()))
-                         : store::open_sqlite_store(cfg.state.path, secret(master_key.bytes()));
+        auto state = store::with_timing(
+            cfg.state.backend == "redis"
+                ? store::open_redis_store(cfg.state.redis_url, secret(master_key.bytes()),
+                                          secret(cfg.state.redis_password.bytes()))
+                : store::open_sqlite_store(cfg.state.path, secret(master_key.bytes())),
+            cfg.state.backend);
         audit_log audit(cfg.audit_file);
         // The admin socket's status reads the live counters of what is built below.
         const server_shared* counted = nullptr;
@@ -312,6 +326,29 @@ int run(const options& opts) {
             admin_socket = make_admin_server(ioc, admin_handler, current->cfg());
         }
 
+        // metrics_listen: bound once; https connections take the serving generation's TLS
+        // context (a reload renews the certificate and the client CA).
+        std::optional<metrics_server> metrics_listener;
+        if (const auto& m = current->cfg().metrics) {
+            metrics_server::tls_source tls;
+            if (m->tls) {
+                tls = [&current, &current_mutex]() -> std::shared_ptr<net::ssl::context> {
+                    std::shared_ptr<generation> g;
+                    {
+                        const std::lock_guard lock(current_mutex);
+                        g = current;
+                    }
+                    // Null after a reload that dropped https metrics (needs a restart): the
+                    // connection is closed.
+                    auto* ctx = g->metrics_tls();
+                    return ctx == nullptr ? nullptr
+                                          : std::shared_ptr<net::ssl::context>(std::move(g), ctx);
+                };
+            }
+            metrics_listener.emplace(ioc, *m, std::move(tls));
+            metrics_listener->listen();
+        }
+
         net::steady_timer purge_timer(ioc);
         schedule_purge(purge_timer, workers, *state);
 
@@ -352,6 +389,7 @@ int run(const options& opts) {
                                 {"reason", why},
                                 {"errors", static_cast<unsigned>(errors)}});
                     record["outcome"] = "refused";
+                    measured.reloads.with({"refused"}).inc();
                     record["reason"] = why;
                     record["errors"] = errors;
                 };
@@ -381,6 +419,7 @@ int run(const options& opts) {
                             restart.emplace_back(line);
                         }
                         record["outcome"] = "applied";
+                        measured.reloads.with({"applied"}).inc();
                         record["needs_restart"] = std::move(restart);
                         log::info("daemon.reloaded",
                                   {{"config", config_file},
@@ -470,6 +509,9 @@ int run(const options& opts) {
             log::info("daemon.stopping", {{"signal", signo}, {"in_flight", in_flight}});
             sd_notifyf(0, "STOPPING=1\nSTATUS=stopping, draining %d requests", in_flight);
             server.stop_accepting();
+            if (metrics_listener) {
+                metrics_listener->stop_accepting();
+            }
             if (admin_socket) {
                 admin_socket->stop_accepting();
             }

@@ -3,8 +3,16 @@
 #include <algorithm>
 
 #include "common/log.hpp"
+#include "daemon/daemon_metrics.hpp"
 
 namespace pwresetd::daemon {
+namespace {
+
+void count_change(std::string_view outcome) {
+    daemon_metrics::get().changes.with({outcome}).inc();
+}
+
+}  // namespace
 
 change_service::change_service(const config& cfg, const policy::password_policy& policy,
                                ldap::directory& directory, store::state_store& store,
@@ -30,6 +38,7 @@ outcome<bool> change_service::change(const request_context& ctx, std::string_vie
     // Rules that need nothing from the directory answer the same for every username.
     if (auto refused = policy_failure(policy_, new_password, username, {})) {
         record["outcome"] = "password_rejected";
+        count_change("password_rejected");
         record["rule"] = refused->violations.front().rule;
         audit_.record(std::move(record));
         return *refused;
@@ -50,6 +59,7 @@ outcome<bool> change_service::change(const request_context& ctx, std::string_vie
     }
     const auto wrong = [&](std::string_view reason) {
         record["outcome"] = "invalid_credentials";
+        count_change("invalid_credentials");
         record["reason"] = reason;
         record["failures"] = slot.count;
         audit_.record(std::move(record));
@@ -86,6 +96,7 @@ outcome<bool> change_service::change(const request_context& ctx, std::string_vie
         }
         store_.clear_failures(failure_key);
         record["outcome"] = "password_rejected";
+        count_change("password_rejected");
         record["rule"] = refused->violations.front().rule;
         audit_.record(std::move(record));
         return *refused;
@@ -101,6 +112,7 @@ outcome<bool> change_service::change(const request_context& ctx, std::string_vie
         case ldap::write_status::ok:
             store_.clear_failures(failure_key);
             record["outcome"] = "password_changed";
+            count_change("password_changed");
             audit_.record(std::move(record));
             log::info("password.changed", {{"request_id", ctx.request_id}, {"user", username}});
             return true;
@@ -112,6 +124,7 @@ outcome<bool> change_service::change(const request_context& ctx, std::string_vie
             // Refused for its new password: the current one was accepted.
             store_.clear_failures(failure_key);
             record["outcome"] = "password_rejected";
+            count_change("password_rejected");
             record["rule"] = written.reason ? written.reason->rule : "directory_policy";
             audit_.record(std::move(record));
             auto f = fail(failure_code::password_rejected);
@@ -120,12 +133,14 @@ outcome<bool> change_service::change(const request_context& ctx, std::string_vie
         }
         case ldap::write_status::unavailable:
             record["outcome"] = "directory_unavailable";
+            count_change("directory_unavailable");
             audit_.record(std::move(record));
             return fail(failure_code::directory_unavailable);
         case ldap::write_status::failed:
             break;
     }
     record["outcome"] = "directory_error";
+    count_change("directory_error");
     audit_.record(std::move(record));
     log::error(
         "password.change_failed",

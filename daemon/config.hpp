@@ -29,6 +29,17 @@ struct listen_endpoint {
     std::string text;                   // as written in the file, for logs
 };
 
+// metrics_listen: where GET /metrics is served. Plain http only on a loopback address;
+// https (the tls: certificate) always with client certificates verified against
+// metrics_client_ca (extension).
+struct metrics_settings {
+    bool tls = false;
+    std::string host;  // an IP literal for http (127.0.0.0/8, ::1)
+    std::uint16_t port = 0;
+    std::string text;  // as written in the file
+    std::optional<std::filesystem::path> client_ca;
+};
+
 struct tls_settings {
     std::filesystem::path certificate;
     std::filesystem::path private_key;
@@ -105,6 +116,7 @@ struct admin_settings {
 struct config {
     std::filesystem::path source;  // the file that was read
     std::vector<listen_endpoint> listen;
+    std::optional<metrics_settings> metrics;
     tls_settings tls;
     std::vector<client_settings> clients;
     // One entry for a `directory:` block; one per block of a `directories:` list (routed

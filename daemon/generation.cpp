@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "daemon/http_server.hpp"
+#include "daemon/metrics_server.hpp"
 
 namespace pwresetd::daemon {
 namespace {
@@ -62,6 +63,10 @@ generation::generation(config cfg, const process_parts& parts, const generation*
     : cfg_(std::move(cfg)),
       directory_connections_(pool_total(cfg_)),
       tls_(make_server_tls(cfg_.tls)),
+      metrics_tls_(cfg_.metrics && cfg_.metrics->tls && cfg_.metrics->client_ca
+                       ? std::optional<boost::asio::ssl::context>(
+                             make_metrics_tls(cfg_.tls, *cfg_.metrics->client_ca))
+                       : std::nullopt),
       policy_(cfg_.policy),
       // Codes leave through the courier's own threads: a reply never waits for delivery.
       courier_(std::make_unique<factors::courier>(
@@ -99,6 +104,12 @@ std::vector<std::string> needs_restart(const generation& serving, const config& 
     };
     if (endpoints(running) != endpoints(next)) {
         out.emplace_back("listen: the sockets stay as they were bound at start");
+    }
+    const auto metrics_text = [](const config& c) {
+        return c.metrics ? c.metrics->text : std::string("(none)");
+    };
+    if (metrics_text(running) != metrics_text(next)) {
+        out.emplace_back("metrics_listen: the metrics listener stays as it was bound at start");
     }
     if (running.state.backend != next.state.backend || running.state.path != next.state.path ||
         running.state.redis_url != next.state.redis_url ||

@@ -7,6 +7,7 @@
 #include <boost/asio/ssl/context.hpp>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,11 +51,16 @@ public:
     [[nodiscard]] api& routes() { return api_; }
     [[nodiscard]] admin_service& admin() { return admin_; }
     [[nodiscard]] int directory_connections() const { return directory_connections_; }
+    // The https metrics listener's TLS context (metrics_server.hpp); null without one.
+    [[nodiscard]] boost::asio::ssl::context* metrics_tls() {
+        return metrics_tls_ ? &*metrics_tls_ : nullptr;
+    }
 
 private:
     config cfg_;
     int directory_connections_ = 0;  // the sum of pool_size over the directory blocks
     boost::asio::ssl::context tls_;
+    std::optional<boost::asio::ssl::context> metrics_tls_;
     policy::password_policy policy_;
     std::unique_ptr<factors::courier> courier_;
     std::unique_ptr<code_outbox> outbox_;
@@ -68,9 +74,9 @@ private:
     serving_set serving_;
 };
 
-// The settings a reload cannot change (listeners, state store, secret key, audit file, the
-// number of workers), as "key: what stays" lines; empty when `next` differs from what
-// `serving` was built from only in what a reload applies.
+// The settings a reload cannot change (listeners, the metrics listener, state store, secret key,
+// audit file, the number of workers), as "key: what stays" lines; empty when `next` differs from
+// what `serving` was built from only in what a reload applies.
 std::vector<std::string> needs_restart(const generation& serving, const config& next);
 
 }  // namespace pwresetd::daemon

@@ -44,6 +44,7 @@
 #include "daemon/api.hpp"
 #include "daemon/client_auth.hpp"
 #include "daemon/config.hpp"
+#include "daemon/daemon_metrics.hpp"
 #include "daemon/unauthenticated_limit.hpp"
 #include "daemon/worker_pool.hpp"
 
@@ -194,10 +195,14 @@ public:
           set_(connection_set_),
           socket_ip_(std::move(peer_ip)) {
         buffer_.max_size(header_limit_bytes);
+        metrics_.connections.with({"api"}).inc();
     }
     http_session(const http_session&) = delete;
     http_session& operator=(const http_session&) = delete;
-    ~http_session() { --shared_.connections; }
+    ~http_session() {
+        --shared_.connections;
+        metrics_.connections.with({"api"}).dec();
+    }
 
     void run() {
         boost::asio::dispatch(stream_.get_executor(),
@@ -224,6 +229,7 @@ private:
 
     void on_handshake(error_code ec) {
         if (ec) {
+            metrics_.tls_handshake_failures.with({"api"}).inc();
             log::debug("http.handshake_failed", {{"ip", socket_ip_}, {"error", ec.message()}});
             return;
         }
@@ -237,6 +243,7 @@ private:
         // unauthenticated oversized request gets 401 and an authenticated one 413.
         parser_->body_limit(boost::none);
         client_ = nullptr;
+        counted_route_ = nullptr;
         session_detail::arm_timeout(stream_, timeout());
         // By reference: Asio copies a dynamic buffer it is given by value.
         boost::asio::async_read_until(
@@ -284,6 +291,7 @@ private:
             return send_early(error_reply(400, "bad_request", lang_, problem));
         }
         const auto lookup = find_route(req.method_string(), req.target());
+        counted_route_ = lookup.found ? lookup.found->spec : nullptr;
         const bool public_route = lookup.found && lookup.found->scope.empty();
 
         // API.md: authentication comes before routing, so an unauthenticated caller learns
@@ -424,6 +432,7 @@ private:
         });
         if (admitted) {
             ++shared_.in_flight;
+            metrics_.in_flight.with().inc();
         } else {
             wipe(req->body().data(), req->body().size());
             auto reply = error_reply(503, "overloaded", lang_);
@@ -465,6 +474,11 @@ private:
         res->body() = boost::json::serialize(reply.body);
         res->keep_alive(keep_alive);
         res->prepare_payload();
+        if (counted_route_ != nullptr) {
+            metrics_.count_request(counted_route_->method, counted_route_->path, reply.status);
+        } else {
+            metrics_.count_request({}, {}, reply.status);
+        }
         log::debug("http.reply", {{"request_id", request_id_},
                                   {"status", reply.status},
                                   {"client", client_ != nullptr ? client_->name : "-"}});
@@ -473,6 +487,7 @@ private:
             wipe(res->body().data(), res->body().size());
             if (counted) {
                 --self->shared_.in_flight;
+                self->metrics_.in_flight.with().dec();
             }
             self->on_write(ec, res->keep_alive());
         });
@@ -536,6 +551,8 @@ private:
     std::optional<boost::beast::http::response<boost::beast::http::empty_body>> continue_;
     const client_settings* client_ = nullptr;
     route route_;
+    const route_spec* counted_route_ = nullptr;  // the request's row, for the metrics
+    daemon_metrics& metrics_ = daemon_metrics::get();
     language lang_ = default_language;
     std::string request_id_;
     std::string socket_ip_;

@@ -6,6 +6,7 @@
 #include "common/crypto.hpp"
 #include "common/log.hpp"
 #include "common/text.hpp"
+#include "daemon/daemon_metrics.hpp"
 #include "daemon/messages.hpp"
 #include "factors/codes.hpp"
 #include "factors/totp.hpp"
@@ -28,6 +29,10 @@ std::string_view lookup_name(ldap::lookup_status s) {
 }
 
 constexpr std::string_view authenticator_class = "authenticator";
+
+void count_step(std::string_view step, std::string_view outcome) {
+    daemon_metrics::get().resets.with({step, outcome}).inc();
+}
 constexpr std::int64_t destination_window_s = 3600;
 
 // totp and recovery_code prove the same thing (the authenticator), so they count once.
@@ -203,6 +208,7 @@ outcome<reset_started> reset_service::start(const request_context& ctx,
     record["username"] = flow.username;
     record["dn"] = flow.user_dn;
     record["outcome"] = decoy_reason.empty() ? "flow_started" : "decoy";
+    count_step("start", decoy_reason.empty() ? "flow_started" : "decoy");
     if (!decoy_reason.empty()) {
         record["reason"] = decoy_reason;
     } else {
@@ -271,6 +277,7 @@ outcome<reset_challenged> reset_service::challenge(const request_context& ctx,
                                        factors_.codes_per_destination_per_hour);
     if (!hit.allowed) {
         record["outcome"] = "rate_limited";
+        count_step("challenge", "rate_limited");
         audit_.record(std::move(record));
         log::info("reset.challenge_limited",
                   {{"request_id", ctx.request_id}, {"user", flow->username}, {"method", method}});
@@ -310,6 +317,7 @@ outcome<reset_challenged> reset_service::challenge(const request_context& ctx,
         outcome_text = queued ? "queued" : "not_queued";
     }
     record["outcome"] = outcome_text;
+    count_step("challenge", outcome_text);
     audit_.record(std::move(record));
     log::info("reset.challenge", {{"request_id", ctx.request_id},
                                   {"user", flow->username},
@@ -380,6 +388,12 @@ outcome<reset_verified> reset_service::verify(const request_context& ctx, std::s
         const auto& after = slot;
         const bool now_locked = after.count >= limits_.verify_failures;
         record["outcome"] = now_locked ? "locked" : "invalid_code";
+        auto& counted = daemon_metrics::get();
+        counted.verify_failures.with({method}).inc();
+        count_step("verify", now_locked ? "locked" : "invalid_code");
+        if (now_locked) {
+            counted.lockouts.with({"verify"}).inc();
+        }
         record["failures"] = after.count;
         audit_.record(std::move(record));
         log::info("reset.verify_failed", {{"request_id", ctx.request_id},
@@ -402,6 +416,7 @@ outcome<reset_verified> reset_service::verify(const request_context& ctx, std::s
         verified.emplace_back(method);
     }
     record["outcome"] = "verified";
+    count_step("verify", "verified");
     if (method == "recovery_code") {
         record["recovery_codes_left"] = store_.recovery_codes_left(flow->user_key);
     }
@@ -455,6 +470,7 @@ outcome<reset_completed> reset_service::complete(const request_context& ctx,
         store_.close_flow(flow->id_hash, now);
         record["outcome"] = "refused";
         record["reason"] = "account_changed";
+        count_step("complete", "refused");
         audit_.record(std::move(record));
         return fail(failure_code::reset_expired);
     }
@@ -464,6 +480,7 @@ outcome<reset_completed> reset_service::complete(const request_context& ctx,
         give_back();
         record["outcome"] = "password_rejected";
         record["rule"] = refused->violations.front().rule;
+        count_step("complete", "password_rejected");
         audit_.record(std::move(record));
         return *refused;
     }
@@ -476,6 +493,7 @@ outcome<reset_completed> reset_service::complete(const request_context& ctx,
             give_back();
             record["outcome"] = "password_rejected";
             record["rule"] = written.reason ? written.reason->rule : "directory_policy";
+            count_step("complete", "password_rejected");
             audit_.record(std::move(record));
             log::info("reset.password_rejected", {{"request_id", ctx.request_id},
                                                   {"user", flow->username},
@@ -492,6 +510,7 @@ outcome<reset_completed> reset_service::complete(const request_context& ctx,
             give_back();
             const bool unavailable = written.status == ldap::write_status::unavailable;
             record["outcome"] = unavailable ? "directory_unavailable" : "directory_error";
+            count_step("complete", unavailable ? "directory_unavailable" : "directory_error");
             audit_.record(std::move(record));
             log::write(unavailable ? log::level::warning : log::level::error, "reset.write_failed",
                        {{"request_id", ctx.request_id},
@@ -505,6 +524,7 @@ outcome<reset_completed> reset_service::complete(const request_context& ctx,
     // audited and is answered as done. A flow left open cannot be completed again before
     // its claim lapses, and then only by someone who verified it.
     record["outcome"] = "password_reset";
+    count_step("complete", "password_reset");
     record["unlocked"] = written.unlocked;
     try {
         store_.close_flow(flow->id_hash, now);

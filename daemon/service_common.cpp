@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/crypto.hpp"
+#include "daemon/daemon_metrics.hpp"
 #include "factors/codes.hpp"
 #include "factors/totp.hpp"
 
@@ -74,6 +75,9 @@ std::string password_failure_key(std::string_view user_or_decoy_key) {
 failure wrong_password_failure(const store::failure_reservation& slot, int limit,
                                std::int64_t now) {
     if (!slot.reserved || slot.count >= limit) {
+        if (slot.reserved) {  // this failure is the one that locks
+            daemon_metrics::get().lockouts.with({"password"}).inc();
+        }
         // One message whatever locked the account (API.md "Change"), pointing to the reset.
         auto f = fail(failure_code::locked, "password");
         f.retry_after = std::max<std::int64_t>(1, slot.expires_at - now);

@@ -20,6 +20,7 @@
 #include "common/clock.hpp"
 #include "common/crypto.hpp"
 #include "common/log.hpp"
+#include "common/metrics.hpp"
 #include "common/text.hpp"
 
 namespace pwresetd::factors {
@@ -415,8 +416,26 @@ std::string masked(const sms_message& m) {
     return detail::log_mask_phone(m.to);
 }
 
+metrics::counter_family& codes_sent() {
+    static auto& family = metrics::registry::global().counters(
+        "pwresetd_codes_sent_total",
+        "Messages with a code that the mail server or SMS gateway accepted, by channel.",
+        {"channel"});
+    return family;
+}
+
+metrics::counter_family& delivery_failures() {
+    static auto& family = metrics::registry::global().counters(
+        "pwresetd_code_delivery_failures_total",
+        "Messages with a code that were not delivered, by channel and reason (failed: refused "
+        "or unreachable after the retries; queue_full; stopping: dropped at shutdown).",
+        {"channel", "reason"});
+    return family;
+}
+
 template <typename Message>
 void log_dropped(const Message& m, std::string_view reason) {
+    delivery_failures().with({channel_of(m), reason}).inc();
     log::warning("delivery.dropped", {{"reference", m.reference},
                                       {"channel", channel_of(m)},
                                       {"destination", masked(m)},
@@ -730,6 +749,16 @@ courier::courier(std::optional<mail_settings> mail, std::optional<sms_settings> 
                  std::size_t workers, std::size_t max_queued)
     : mail_(std::move(mail)), sms_(std::move(sms)), max_queued_(max_queued) {
     ensure_curl();  // before any thread exists
+    // The enabled channels' series exist from the start, at 0.
+    for (const auto& [enabled, channel] :
+         {std::pair{mail_.has_value(), "email"}, std::pair{sms_.has_value(), "sms"}}) {
+        if (enabled) {
+            codes_sent().with({channel});
+            for (const char* reason : {"failed", "queue_full", "stopping"}) {
+                delivery_failures().with({channel, reason});
+            }
+        }
+    }
     try {
         for (std::size_t i = 0; i < workers; ++i) {
             threads_.emplace_back([this] { run(); });
@@ -823,11 +852,13 @@ void courier::deliver(const job& j) const {
                 result = send_sms_now(*sms_, m);
             }
             if (result.ok) {
+                codes_sent().with({channel_of(m)}).inc();
                 log::info("delivery.sent", {{"reference", m.reference},
                                             {"channel", channel_of(m)},
                                             {"destination", masked(m)},
                                             {"attempts", result.attempts}});
             } else {
+                delivery_failures().with({channel_of(m), "failed"}).inc();
                 log::warning("delivery.failed", {{"reference", m.reference},
                                                  {"channel", channel_of(m)},
                                                  {"destination", masked(m)},

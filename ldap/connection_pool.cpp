@@ -33,6 +33,44 @@ connection_pool::connection_pool(std::size_t size, std::chrono::milliseconds wai
                                  tracked_opener open, std::shared_ptr<server_health> health)
     : size_(size == 0 ? 1 : size), wait_(wait), open_(std::move(open)), health_(std::move(health)) {
     idle_.reserve(size_);  // release() never allocates
+    if (health_) {
+        auto& registry = metrics::registry::global();
+        const std::string name = directory();
+        size_gauge_ = &registry
+                           .gauges("pwresetd_directory_pool_size",
+                                   "Service connections the directory's pool may open "
+                                   "(directory.pool_size).",
+                                   {"directory"})
+                           .with({name});
+        auto& connections = registry.gauges(
+            "pwresetd_directory_pool_connections",
+            "Service connections of the directory's pool: open (idle, leased or being opened) "
+            "and in_use (leased to a request or being opened).",
+            {"directory", "state"});
+        open_gauge_ = &connections.with({name, "open"});
+        in_use_gauge_ = &connections.with({name, "in_use"});
+        size_gauge_->add(static_cast<double>(size_));
+    }
+}
+
+connection_pool::~connection_pool() {
+    if (size_gauge_ != nullptr) {
+        size_gauge_->add(-static_cast<double>(size_));
+        open_gauge_->add(-published_open_);
+        in_use_gauge_->add(-published_in_use_);
+    }
+}
+
+void connection_pool::publish_locked() noexcept {
+    if (open_gauge_ == nullptr) {
+        return;
+    }
+    const auto open = static_cast<double>(open_count_);
+    const auto in_use = static_cast<double>(open_count_ - idle_.size());
+    open_gauge_->add(open - published_open_);
+    in_use_gauge_->add(in_use - published_in_use_);
+    published_open_ = open;
+    published_in_use_ = in_use;
 }
 
 connection_pool::counts connection_pool::current_counts() {
@@ -62,12 +100,14 @@ std::optional<connection_pool::lease> connection_pool::acquire() {
         const bool server_down =
             health_ && conn.server != server_health::npos && health_->is_down(conn.server);
         if (!server_down && idle_connection_is_alive(conn.handle.get())) {
+            publish_locked();
             return lease(this, std::move(conn.handle), conn.server);
         }
         // Closed by the server while idle (idle timeout, restart): drop it, look again. Not
         // a reason to mark the URI down: servers close idle connections in normal operation,
         // and the reopen finds out whether it still answers.
         --open_count_;
+        publish_locked();
         lock.unlock();
         conn.handle.reset();
         log::info("ldap.idle_connection_closed",
@@ -75,6 +115,7 @@ std::optional<connection_pool::lease> connection_pool::acquire() {
         lock.lock();
     }
     ++open_count_;
+    publish_locked();
     lock.unlock();
     opened_connection opened = open_();
     if (!opened.handle) {
@@ -93,6 +134,7 @@ void connection_pool::release(ldap_handle handle, std::size_t server, bool keep)
         } else {
             --open_count_;
         }
+        publish_locked();
     }
     freed_.notify_one();
     if (failed && health_ && server != server_health::npos) {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/metrics.hpp"
 #include "ldap/connection.hpp"
 #include "ldap/handles.hpp"
 
@@ -62,6 +63,7 @@ public:
                     std::shared_ptr<server_health> health);
     connection_pool(const connection_pool&) = delete;
     connection_pool& operator=(const connection_pool&) = delete;
+    ~connection_pool();
 
     // Empty when no connection frees up within `wait` or a new one cannot be opened.
     std::optional<lease> acquire();
@@ -94,6 +96,16 @@ private:
     std::condition_variable freed_;
     std::vector<pooled> idle_;
     std::size_t open_count_ = 0;  // idle + leased + being opened
+
+    // The pool's share of the process-wide gauges (pwresetd_directory_pool_*), which sum over
+    // the pools of one directory (an old generation's drains after a reload). Null: not
+    // published (a pool that does not track server health).
+    void publish_locked() noexcept;
+    metrics::gauge* open_gauge_ = nullptr;
+    metrics::gauge* in_use_gauge_ = nullptr;
+    metrics::gauge* size_gauge_ = nullptr;
+    double published_open_ = 0;
+    double published_in_use_ = 0;
 };
 
 }  // namespace pwresetd::ldap

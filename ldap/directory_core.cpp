@@ -4,8 +4,51 @@
 #include <utility>
 
 #include "common/log.hpp"
+#include "common/metrics.hpp"
 
 namespace pwresetd::ldap {
+namespace {
+
+// Per directory, server URI (from the configuration: bounded) and operation: search (user
+// lookup), ping, bind (as a user), write (password, as the service account). "none": no
+// server could be reached.
+metrics::histogram_family& operation_seconds() {
+    static auto& family = metrics::registry::global().histograms(
+        "pwresetd_directory_operation_duration_seconds",
+        "Time of directory operations, by directory, server URI and operation (search, ping, "
+        "bind, write).",
+        {"directory", "server", "operation"});
+    return family;
+}
+
+metrics::counter_family& operation_errors() {
+    static auto& family = metrics::registry::global().counters(
+        "pwresetd_directory_errors_total",
+        "Directory operations that failed for the directory's sake (no server reachable, a "
+        "connection error, a failed search or write), by directory, server URI and operation; "
+        "a wrong password or a refused new one is no error.",
+        {"directory", "server", "operation"});
+    return family;
+}
+
+using op_clock = std::chrono::steady_clock;
+
+void observe(const std::string& directory, const std::string& server, std::string_view operation,
+             op_clock::time_point started, bool error) {
+    const std::string_view uri = server.empty() ? std::string_view("none") : server;
+    operation_seconds()
+        .with({directory, uri, operation})
+        .observe(std::chrono::duration<double>(op_clock::now() - started).count());
+    if (error) {
+        operation_errors().with({directory, uri, operation}).inc();
+    }
+}
+
+void unreachable(const std::string& directory, std::string_view operation) {
+    operation_errors().with({directory, "none", operation}).inc();
+}
+
+}  // namespace
 
 group_list group_list::protected_groups(const directory_settings& settings) {
     return {settings.protected_groups, "ldap.protected_group_missing",
@@ -37,6 +80,12 @@ directory_core::directory_core(directory_settings settings, std::vector<std::str
     attributes_.push_back(settings_.attributes.email);
     attributes_.push_back(settings_.attributes.phone);
     attributes_.push_back(settings_.attributes.display_name);
+    // Every configured server's series exist from the start (errors at 0).
+    for (const auto& uri : settings_.uris) {
+        for (const char* operation : {"search", "ping", "bind", "write"}) {
+            operation_errors().with({settings_.name, uri, operation});
+        }
+    }
 }
 
 opened_connection directory_core::open_pooled_connection() {
@@ -63,10 +112,14 @@ lookup_result directory_core::find_user(std::string_view username, user_reader& 
     for (int attempt = 0; attempt < 2; ++attempt) {
         auto lease = pool_.acquire();
         if (!lease) {
+            unreachable(settings_.name, "search");
             return {lookup_status::unavailable, std::nullopt};
         }
         int rc = LDAP_SUCCESS;
+        const auto started = op_clock::now();
         lookup_result result = lookup(lease->get(), username, reader, rc);
+        observe(settings_.name, lease->uri(), "search", started,
+                result.status == lookup_status::unavailable);
         if (!is_connection_error(rc)) {
             return result;
         }
@@ -142,10 +195,13 @@ bool directory_core::ping() {
     for (int attempt = 0; attempt < 2; ++attempt) {
         auto lease = pool_.acquire();
         if (!lease) {
+            unreachable(settings_.name, "ping");
             return false;
         }
+        const auto started = op_clock::now();
         const search_result r = search(lease->get(), "", LDAP_SCOPE_BASE, "(objectClass=*)",
                                        {"1.1"}, 1, settings_.timeout_ms);
+        observe(settings_.name, lease->uri(), "ping", started, r.result != LDAP_SUCCESS);
         if (r.result == LDAP_SUCCESS) {
             return true;
         }
@@ -250,11 +306,15 @@ user_session directory_core::bind_as_user(const directory_user& user, const secr
     user_session session;
     session.connection = open_connection(settings_, *health_);
     if (!session.connection) {
+        unreachable(settings_.name, "bind");
         session.bind = {session.connection.rc, -1, "no directory server reachable"};
         return session;
     }
+    const auto started = op_clock::now();
     session.bind = simple_bind(session.connection.handle.get(), user.dn, password.view(),
                                settings_.timeout_ms);
+    observe(settings_.name, health_->uri(session.connection.server), "bind", started,
+            is_connection_error(session.bind.result));
     if (is_connection_error(session.bind.result)) {
         // Only the open is failed over: the bind may have counted as a bad attempt here
         // (ppolicy pwdFailureTime, AD badPwdCount).
@@ -333,10 +393,15 @@ write_result directory_core::write_as_service(const directory_user& user,
         write_result out;
         out.status = write_status::unavailable;
         out.diagnostic = "no directory connection";
+        unreachable(settings_.name, "write");
         log_write(operation, user, out);
         return out;
     }
+    const auto started = op_clock::now();
     write_attempt attempt = write(lease->get());
+    observe(settings_.name, lease->uri(), "write", started,
+            attempt.out.status == write_status::unavailable ||
+                attempt.out.status == write_status::failed);
     if (is_connection_error(attempt.result.result)) {
         lease->discard();
     }

@@ -1,4 +1,4 @@
-// listen: and tls:.
+// listen:, tls: and metrics_listen: (with metrics_client_ca).
 #include <arpa/inet.h>
 #include <sys/un.h>
 
@@ -49,6 +49,52 @@ std::optional<std::string> check_host(std::string_view host) {
     return std::nullopt;
 }
 
+// HOST:PORT or [IPv6]:PORT after "scheme://"; why not, or nullopt with host and port set.
+std::optional<std::string> parse_host_port(std::string_view rest, std::string_view scheme,
+                                           std::string& host_out, std::uint16_t& port_out) {
+    const std::string form = std::string(scheme) + "://";
+    std::string_view host;
+    std::string_view port;
+    if (rest.starts_with('[')) {
+        const auto close = rest.find(']');
+        if (close == std::string_view::npos) {
+            return "'[' without ']' in an IPv6 address";
+        }
+        host = rest.substr(1, close - 1);
+        const std::string_view after = rest.substr(close + 1);
+        if (!after.starts_with(':')) {
+            return "needs a port: " + form + "[ADDRESS]:PORT";
+        }
+        port = after.substr(1);
+        in6_addr address{};
+        if (::inet_pton(AF_INET6, std::string(host).c_str(), &address) != 1) {
+            return "'" + std::string(host) + "' is not a valid IPv6 address";
+        }
+    } else {
+        const auto colon = rest.rfind(':');
+        if (colon == std::string_view::npos) {
+            return "needs a port: " + form + "HOST:PORT";
+        }
+        host = rest.substr(0, colon);
+        port = rest.substr(colon + 1);
+        if (host.find(':') != std::string_view::npos) {
+            return "an IPv6 address needs brackets: " + form + "[ADDRESS]:PORT";
+        }
+        if (auto why = check_host(host)) {
+            return why;
+        }
+    }
+    unsigned value = 0;
+    const auto [stop, err] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (port.empty() || err != std::errc() || stop != port.data() + port.size() || value < 1 ||
+        value > 65535) {
+        return "port must be a number in 1..65535, got '" + std::string(port) + "'";
+    }
+    host_out = host;
+    port_out = static_cast<std::uint16_t>(value);
+    return std::nullopt;
+}
+
 std::optional<listen_endpoint> parse_endpoint(const config_reader& in, const field& f,
                                               const std::string& text) {
     constexpr std::string_view unix_prefix = "unix:";
@@ -77,47 +123,20 @@ std::optional<listen_endpoint> parse_endpoint(const config_reader& in, const fie
     if (!text.starts_with(https_prefix)) {
         return fail("expected https://HOST:PORT or unix:/PATH, got '" + text + "'");
     }
-    const std::string_view rest = std::string_view(text).substr(https_prefix.size());
-    std::string_view host;
-    std::string_view port;
-    if (rest.starts_with('[')) {
-        const auto close = rest.find(']');
-        if (close == std::string_view::npos) {
-            return fail("'[' without ']' in an IPv6 address");
-        }
-        host = rest.substr(1, close - 1);
-        const std::string_view after = rest.substr(close + 1);
-        if (!after.starts_with(':')) {
-            return fail("needs a port: https://[ADDRESS]:PORT");
-        }
-        port = after.substr(1);
-        in6_addr address{};
-        if (::inet_pton(AF_INET6, std::string(host).c_str(), &address) != 1) {
-            return fail("'" + std::string(host) + "' is not a valid IPv6 address");
-        }
-    } else {
-        const auto colon = rest.rfind(':');
-        if (colon == std::string_view::npos) {
-            return fail("needs a port: https://HOST:PORT");
-        }
-        host = rest.substr(0, colon);
-        port = rest.substr(colon + 1);
-        if (host.find(':') != std::string_view::npos) {
-            return fail("an IPv6 address needs brackets: https://[ADDRESS]:PORT");
-        }
-        if (const auto why = check_host(host)) {
-            return fail(*why);
-        }
+    if (const auto why = parse_host_port(std::string_view(text).substr(https_prefix.size()),
+                                         "https", e.host, e.port)) {
+        return fail(*why);
     }
-    unsigned value = 0;
-    const auto [stop, err] = std::from_chars(port.data(), port.data() + port.size(), value);
-    if (port.empty() || err != std::errc() || stop != port.data() + port.size() || value < 1 ||
-        value > 65535) {
-        return fail("port must be a number in 1..65535, got '" + std::string(port) + "'");
-    }
-    e.host = host;
-    e.port = static_cast<std::uint16_t>(value);
     return e;
+}
+
+bool is_loopback(const std::string& host) {
+    in_addr v4{};
+    if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) {
+        return (ntohl(v4.s_addr) >> 24U) == 127U;  // 127.0.0.0/8
+    }
+    in6_addr v6{};
+    return ::inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
 }
 
 }  // namespace
@@ -174,6 +193,70 @@ void read_tls(const config_reader& in, config& cfg) {
     if (const auto f = m->get("client_ca")) {
         cfg.tls.client_ca = in.read_certificates_file(*f);
     }
+}
+
+// metrics_listen and metrics_client_ca (extension). Plain http exposes the metrics to
+// whoever can connect, so only on loopback; https must verify the scraper's certificate:
+// the metrics name every route's traffic and the directory's health, which an outsider
+// should not read.
+void read_metrics(const config_reader& in, config& cfg) {
+    const auto listen_field = in.top.get("metrics_listen");
+    const auto ca_field = in.top.get("metrics_client_ca");
+    if (!listen_field) {
+        if (ca_field) {
+            in.r.error(ca_field->value_mark(), ca_field->path,
+                       "only used with an https:// metrics_listen");
+        }
+        return;
+    }
+    const auto text = as_string(in.r, *listen_field);
+    if (!text) {
+        return;
+    }
+    const auto fail = [&](std::string_view message) {
+        in.r.error(listen_field->value_mark(), listen_field->path, message);
+    };
+    constexpr std::string_view http_prefix = "http://";
+    constexpr std::string_view https_prefix = "https://";
+    metrics_settings m;
+    m.text = *text;
+    std::string_view rest;
+    if (text->starts_with(http_prefix)) {
+        rest = std::string_view(*text).substr(http_prefix.size());
+    } else if (text->starts_with(https_prefix)) {
+        m.tls = true;
+        rest = std::string_view(*text).substr(https_prefix.size());
+    } else {
+        return fail("expected http://127.0.0.1:PORT or https://HOST:PORT, got '" + *text + "'");
+    }
+    if (const auto why = parse_host_port(rest, m.tls ? "https" : "http", m.host, m.port)) {
+        return fail(*why);
+    }
+    const bool duplicate = std::any_of(cfg.listen.begin(), cfg.listen.end(), [&](const auto& e) {
+        return e.type == listen_endpoint::kind::https && e.host == m.host && e.port == m.port;
+    });
+    if (duplicate) {
+        return fail("the same address and port as a listen: entry");
+    }
+    if (!m.tls) {
+        if (!is_loopback(m.host)) {
+            return fail(
+                "plain http:// is allowed only on a loopback address (127.0.0.1, [::1]), "
+                "got '" +
+                m.host + "'; use https:// with metrics_client_ca");
+        }
+        if (ca_field) {
+            in.r.error(ca_field->value_mark(), ca_field->path,
+                       "only used with an https:// metrics_listen");
+        }
+    } else if (!ca_field) {
+        return fail(
+            "https:// needs client certificates: set metrics_client_ca to the CA that "
+            "issued the scrapers' certificates");
+    } else {
+        m.client_ca = in.read_readable_file(*ca_field);
+    }
+    cfg.metrics = std::move(m);
 }
 
 }  // namespace pwresetd::daemon::config_detail

@@ -22,9 +22,9 @@ std::string join_lines(const std::vector<std::string>& lines) {
 }
 
 constexpr auto root_keys = std::to_array<key_spec>(
-    {"listen", not_yet("metrics_listen"), "tls", "clients", "directory", "directories", "policy",
-     "factors", "mail", "limits", "state", "secrets", "audit", "log", "admin_socket", "admin_group",
-     not_yet("notify")});
+    {"listen", "metrics_listen", "metrics_client_ca", "tls", "clients", "directory", "directories",
+     "policy", "factors", "mail", "limits", "state", "secrets", "audit", "log", "admin_socket",
+     "admin_group", not_yet("notify")});
 
 }  // namespace
 
@@ -42,6 +42,7 @@ config load_config(const std::filesystem::path& file) {
         const config_reader in(file, r, root, root_keys);
         read_listen(in, cfg);
         read_tls(in, cfg);
+        read_metrics(in, cfg);
         read_clients(in, cfg);
         read_directory(in, cfg);  // or directories:
         read_policy(in, cfg);

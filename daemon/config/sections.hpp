@@ -9,6 +9,7 @@ namespace pwresetd::daemon::config_detail {
 
 void read_listen(const config_reader& in, config& cfg);     // listen.cpp
 void read_tls(const config_reader& in, config& cfg);        // listen.cpp; after read_listen
+void read_metrics(const config_reader& in, config& cfg);    // listen.cpp; after read_tls
 void read_clients(const config_reader& in, config& cfg);    // clients.cpp; after read_tls
 void read_directory(const config_reader& in, config& cfg);  // directory.cpp
 void read_policy(const config_reader& in, config& cfg);     // policy.cpp

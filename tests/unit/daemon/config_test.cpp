@@ -312,9 +312,7 @@ TEST_CASE("each bad fixture reports exactly its errors, with line and column", "
           "13:21: clients[1].scopes[1]: duplicate scope 'reset'",
           "13:28: clients[1].scopes[2]: expected one of reset, change, enroll, check, got "
           "'rest' (did you mean 'reset'?)"}},
-        {"bad_not_yet_supported.yaml",
-         {"4:1: metrics_listen: not supported by this version yet",
-          "26:1: notify: not supported by this version yet"}},
+        {"bad_not_yet_supported.yaml", {"26:1: notify: not supported by this version yet"}},
         {"bad_codes.yaml",
          {"21:14: state.redis_url: credentials never go in the URL; use redis_password_file",
           "22:3: state.redis_password: secrets are never written inline; use "
@@ -387,6 +385,85 @@ TEST_CASE("each bad fixture reports exactly its errors, with line and column", "
             }
             CHECK(errors_of(file) == expected);
         }
+    }
+}
+
+TEST_CASE("metrics_listen: plain http only on loopback, https only with client certificates",
+          "[config]") {
+    const fixture_copy copy;
+    const std::string_view at = "tls:\n";
+    const auto with = [&](const std::string& name, const std::string& lines) {
+        return copy.variant(name, at, lines + "tls:\n");
+    };
+    SECTION("absent: no metrics listener") {
+        CHECK_FALSE(load_config(copy.dir() / "minimal.yaml").metrics.has_value());
+    }
+    SECTION("http on IPv4 and IPv6 loopback") {
+        const auto v4 = load_config(with("v4.yaml", "metrics_listen: \"http://127.0.0.2:9466\"\n"));
+        REQUIRE(v4.metrics.has_value());
+        CHECK_FALSE(v4.metrics->tls);
+        CHECK(v4.metrics->host == "127.0.0.2");
+        CHECK(v4.metrics->port == 9466);
+        CHECK(v4.metrics->text == "http://127.0.0.2:9466");
+        const auto v6 = load_config(with("v6.yaml", "metrics_listen: \"http://[::1]:9466\"\n"));
+        REQUIRE(v6.metrics.has_value());
+        CHECK(v6.metrics->host == "::1");
+    }
+    SECTION("https with metrics_client_ca") {
+        const auto c = load_config(with("mtls.yaml",
+                                        "metrics_listen: \"https://192.0.2.10:9466\"\n"
+                                        "metrics_client_ca: tls/portal-ca.crt\n"));
+        REQUIRE(c.metrics.has_value());
+        CHECK(c.metrics->tls);
+        CHECK(c.metrics->client_ca == copy.dir() / "tls/portal-ca.crt");
+    }
+    struct refused {
+        std::string lines;
+        std::string error;  // after "FILE:5:"
+    };
+    // NOLINTBEGIN(bugprone-suspicious-missing-comma)
+    const std::vector<refused> cases = {
+        {"metrics_listen: \"http://0.0.0.0:9466\"\n",
+         "17: metrics_listen: plain http:// is allowed only on a loopback address (127.0.0.1, "
+         "[::1]), got '0.0.0.0'; use https:// with metrics_client_ca"},
+        {"metrics_listen: \"http://192.0.2.10:9466\"\n",
+         "17: metrics_listen: plain http:// is allowed only on a loopback address (127.0.0.1, "
+         "[::1]), got '192.0.2.10'; use https:// with metrics_client_ca"},
+        {"metrics_listen: \"http://localhost:9466\"\n",
+         "17: metrics_listen: plain http:// is allowed only on a loopback address (127.0.0.1, "
+         "[::1]), got 'localhost'; use https:// with metrics_client_ca"},
+        {"metrics_listen: \"http://[::]:9466\"\n",
+         "17: metrics_listen: plain http:// is allowed only on a loopback address (127.0.0.1, "
+         "[::1]), got '::'; use https:// with metrics_client_ca"},
+        {"metrics_listen: \"https://127.0.0.1:9466\"\n",
+         "17: metrics_listen: https:// needs client certificates: set metrics_client_ca to the "
+         "CA that issued the scrapers' certificates"},
+        {"metrics_listen: \"ftp://127.0.0.1:9466\"\n",
+         "17: metrics_listen: expected http://127.0.0.1:PORT or https://HOST:PORT, got "
+         "'ftp://127.0.0.1:9466'"},
+        {"metrics_listen: \"http://127.0.0.1\"\n",
+         "17: metrics_listen: needs a port: http://HOST:PORT"},
+        {"metrics_listen: \"http://127.0.0.1:8443\"\n",
+         "17: metrics_listen: the same address and port as a listen: entry"},
+        {"metrics_client_ca: tls/portal-ca.crt\n",
+         "20: metrics_client_ca: only used with an https:// metrics_listen"},
+    };
+    // NOLINTEND(bugprone-suspicious-missing-comma)
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+        SECTION(cases[i].lines) {
+            const auto file = with("bad" + std::to_string(i) + ".yaml", cases[i].lines);
+            CHECK(errors_of(file) ==
+                  std::vector<std::string>{file.string() + ":5:" + cases[i].error});
+        }
+    }
+    SECTION("https: the client CA must exist") {
+        const auto file = with("noca.yaml",
+                               "metrics_listen: \"https://127.0.0.1:9466\"\n"
+                               "metrics_client_ca: tls/missing-ca.crt\n");
+        CHECK(errors_of(file) ==
+              std::vector<std::string>{file.string() + ":6:1: metrics_client_ca: cannot open " +
+                                       (copy.dir() / "tls/missing-ca.crt").string() +
+                                       ": No such file or directory"});
     }
 }
 
