@@ -60,6 +60,7 @@ api_response failure_reply(const failure& f, language lang) {
         mapping{failure_code::locked, 423, "locked"},
         mapping{failure_code::rate_limited, 429, "rate_limited"},
         mapping{failure_code::factor_proof_required, 403, "factor_proof_required"},
+        mapping{failure_code::unlock_disabled, 403, "unlock_disabled"},
         mapping{failure_code::directory_unavailable, 503, "directory_unavailable"},
         mapping{failure_code::state_unavailable, 503, "state_unavailable"},
         mapping{failure_code::internal, 500, "internal"},
@@ -272,6 +273,8 @@ std::span<const route_spec> api::routes() {
                    {401}},
         route_spec{"POST", "/v1/resets/{}/complete", endpoint::reset_complete, "reset", true, true,
                    &api::complete_route},
+        route_spec{"POST", "/v1/resets/{}/unlock", endpoint::reset_unlock, "reset", true, true,
+                   &api::unlock_route},
         route_spec{"POST", "/v1/enrollments", endpoint::not_implemented, "enroll", true, false,
                    &api::not_implemented_route},
         route_spec{"POST",
@@ -456,6 +459,15 @@ api_response api::complete_route(const route& r, field_reader& in, const request
     auto result = resets_.complete(ctx, r.param, new_password);
     return reply_for(result, lang, 200, [](const reset_completed& ok) {
         return json::object{{"status", "password_reset"}, {"unlocked", ok.unlocked}};
+    });
+}
+
+api_response api::unlock_route(const route& r, field_reader& /*in*/, const request_context& ctx,
+                               language lang) {
+    // The body is {} (a JSON object, checked by run()); no field is read.
+    auto result = resets_.unlock(ctx, r.param);
+    return reply_for(result, lang, 200, [](const reset_unlocked&) {
+        return json::object{{"status", "unlocked"}};
     });
 }
 

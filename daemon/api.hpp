@@ -33,6 +33,7 @@ enum class endpoint {
     reset_challenge,
     reset_verify,
     reset_complete,
+    reset_unlock,
     enroll_totp,
     enroll_totp_confirm,
     password_change,
@@ -147,6 +148,8 @@ private:
                               language lang);
     api_response complete_route(const route& r, field_reader& in, const request_context& ctx,
                                 language lang);
+    api_response unlock_route(const route& r, field_reader& in, const request_context& ctx,
+                              language lang);
     api_response enroll_route(const route& r, field_reader& in, const request_context& ctx,
                               language lang);
     api_response confirm_route(const route& r, field_reader& in, const request_context& ctx,
