@@ -83,13 +83,6 @@ reset_service::reset_service(const config& cfg, const policy::password_policy& p
       outbox_(outbox),
       keys_(keys),
       clock_(std::move(clock)),
-      unlock_on_reset_([&cfg] {
-          std::vector<std::pair<std::string, bool>> out;
-          for (const auto& d : cfg.directories) {
-              out.emplace_back(d.name, d.unlock_on_reset);
-          }
-          return out;
-      }()),
       decoy_key_(factors::generate_totp_key(cfg.factors.totp.params.algorithm)),
       decoy_hints_(keys.hints, hint_domain_of(cfg), cfg.factors.sms.country_code) {}
 
@@ -435,11 +428,6 @@ std::optional<failure> reset_service::unverified(const store::reset_flow& flow) 
     return f;
 }
 
-bool reset_service::unlock_on_reset(const std::string& directory_name) const {
-    return std::any_of(unlock_on_reset_.begin(), unlock_on_reset_.end(),
-                       [&](const auto& d) { return d.first == directory_name && d.second; });
-}
-
 outcome<reset_completed> reset_service::complete(const request_context& ctx,
                                                  std::string_view reset_id,
                                                  const secret& new_password) {
@@ -551,8 +539,7 @@ outcome<reset_unlocked> reset_service::unlock(const request_context& ctx,
         return fail(failure_code::reset_expired);
     }
     // No directory allows it: said before verification, the same for every flow.
-    if (std::none_of(unlock_on_reset_.begin(), unlock_on_reset_.end(),
-                     [](const auto& d) { return d.second; })) {
+    if (!directory_.any_unlock_on_reset()) {
         return fail(failure_code::unlock_disabled);
     }
     if (auto f = unverified(*flow)) {
@@ -582,7 +569,7 @@ outcome<reset_unlocked> reset_service::unlock(const request_context& ctx,
         audit_.record(std::move(record));
         return fail(failure_code::reset_expired);
     }
-    if (!unlock_on_reset(found.user->directory)) {
+    if (!directory_.unlock_on_reset(*found.user)) {
         give_back();  // the user may still choose a new password with complete()
         record["outcome"] = "refused";
         record["reason"] = "unlock_disabled";

@@ -37,7 +37,6 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <utility>
 #include <vector>
 
 #include "common/clock.hpp"
@@ -123,7 +122,6 @@ private:
     std::optional<store::reset_flow> open_flow(std::string_view reset_id, std::int64_t now);
     // verification_required while the flow still needs methods (always for a decoy).
     std::optional<failure> unverified(const store::reset_flow& flow) const;
-    bool unlock_on_reset(const std::string& directory_name) const;
     std::optional<failure> locked_failure(const store::reset_flow& flow, std::int64_t now);
     bool check_code(const store::reset_flow& flow, std::string_view method, std::string_view code,
                     std::int64_t now);
@@ -143,8 +141,6 @@ private:
     code_outbox& outbox_;
     const factor_keys& keys_;
     clock_fn clock_;
-    // unlock_on_reset of each configured directory, by name ("" for a single `directory:`).
-    std::vector<std::pair<std::string, bool>> unlock_on_reset_;
     secret decoy_key_;  // a random TOTP key for decoys, so their verification costs the same
     factors::decoy_hints decoy_hints_;
 };

@@ -404,7 +404,7 @@ PER_IP_PER_MINUTE = 100000
 def config_text(port: int, lab: dict, keys: Keys, uris: list[str] | None = None,
                 factors: str = DEFAULT_FACTORS, state: str = DEFAULT_STATE, extra: str = "",
                 verify_failures: int | None = None, per_ip_per_minute: int = PER_IP_PER_MINUTE,
-                max_connections: int | None = None, pool_size: int = 2) -> str:
+                max_connections: int | None = None, pool_size: int = 2, unlock_on_reset: bool = True) -> str:
     """The daemon's YAML, in block style so line:column of every key is predictable.
     `factors` and `state` replace those blocks; `extra` adds top-level blocks (mail:);
     `max_connections` is written only when given."""
@@ -436,7 +436,7 @@ directory:
   user_filter: "{LAB.user_filter}"
   timeout_ms: 2000
   pool_size: {pool_size}
-  unlock_on_reset: true
+  unlock_on_reset: {"true" if unlock_on_reset else "false"}
   protected_groups: ["{lab.get("LAB_PROTECTED_GROUP", OPENLDAP_PROTECTED_GROUP)}"]
 policy:
   min_length: 12

@@ -85,7 +85,6 @@ struct harness {
         cfg.limits.verify_failures = 3;
         cfg.limits.lockout_s = 900;
         cfg.limits.reset_ttl_s = 900;
-        cfg.directories.emplace_back();  // the single `directory:` block, unlock_on_reset on
         state = store::open_sqlite_store(dir / "state.db", secret(std::string(32, 'k')));
         audit = std::make_unique<audit_log>(dir / "audit.jsonl");
         auto clock = [this] { return now; };
@@ -975,38 +974,26 @@ TEST_CASE("unlock_on_reset off: unlock_disabled, before verification when no dir
     const auto key = h.enroll("alice", "Alice-Old-Passw0rd!");
     h.now += 30;
     h.directory.at("alice").user.locked = true;
-    // A service reads unlock_on_reset when it is made (as each generation does).
-    h.cfg.directories.front().unlock_on_reset = false;
-    auto clock = [&h] { return h.now; };
-    reset_service resets(h.cfg, h.policy, h.directory, *h.state, *h.audit, h.outbox, h.keys, clock);
+    h.directory.unlock_settings[""] = false;
     for (const std::string name : {"alice", "nobody"}) {
         INFO(name);
-        auto started = resets.start(h.ctx, name);
-        REQUIRE(std::holds_alternative<reset_started>(started));
-        CHECK(code_of(resets.unlock(h.ctx, std::get<reset_started>(started).reset_id)) ==
-              failure_code::unlock_disabled);
+        CHECK(code_of(h.resets->unlock(h.ctx, h.start(name))) == failure_code::unlock_disabled);
     }
     CHECK(h.directory.at("alice").user.locked);
 
     // Two directories, unlock on in one: refused after verification for a user of the
     // other, and the flow can still be completed.
-    h.cfg.directories.front().name = "corp";
-    h.cfg.directories.front().unlock_on_reset = true;
-    h.cfg.directories.emplace_back().name = "lab";
-    h.cfg.directories.back().unlock_on_reset = false;
+    h.directory.unlock_settings = {{"corp", true}, {"lab", false}};
     h.directory.user_of("alice").directory = "lab";
-    reset_service routed(h.cfg, h.policy, h.directory, *h.state, *h.audit, h.outbox, h.keys, clock);
-    auto started = routed.start(h.ctx, "alice");
-    REQUIRE(std::holds_alternative<reset_started>(started));
-    const auto id = std::get<reset_started>(started).reset_id;
-    CHECK(code_of(routed.unlock(h.ctx, id)) == failure_code::verification_required);
-    REQUIRE(
-        std::holds_alternative<reset_verified>(routed.verify(h.ctx, id, "totp", h.code(key, 0))));
-    CHECK(code_of(routed.unlock(h.ctx, id)) == failure_code::unlock_disabled);
+    const auto id = h.start("alice");
+    CHECK(code_of(h.resets->unlock(h.ctx, id)) == failure_code::verification_required);
+    REQUIRE(std::holds_alternative<reset_verified>(
+        h.resets->verify(h.ctx, id, "totp", h.code(key, 0))));
+    CHECK(code_of(h.resets->unlock(h.ctx, id)) == failure_code::unlock_disabled);
     CHECK(h.directory.at("alice").user.locked);
     CHECK(h.audit_text().find("\"reason\":\"unlock_disabled\"") != std::string::npos);
     CHECK(std::holds_alternative<reset_completed>(
-        routed.complete(h.ctx, id, secret("Quiet-River-Stone-41"))));
+        h.resets->complete(h.ctx, id, secret("Quiet-River-Stone-41"))));
     CHECK_FALSE(h.directory.at("alice").user.locked);
 }
 
