@@ -2,6 +2,7 @@
 
 #include <boost/asio/ip/address.hpp>
 #include <boost/json/array.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
 #include <algorithm>
@@ -12,6 +13,8 @@
 #include "common/crypto.hpp"
 #include "common/log.hpp"
 #include "common/secret.hpp"
+#include "daemon/client_auth.hpp"
+#include "daemon/openapi_document.hpp"
 
 namespace pwresetd::daemon {
 namespace json = boost::json;
@@ -145,6 +148,57 @@ route_lookup find_route(std::string_view method, std::string_view target) {
         out.allow += out.allow.empty() ? "" : ", ";
         out.allow += spec.method;
     }
+    return out;
+}
+
+std::vector<unsigned> route_statuses(const route_spec& spec) {
+    std::vector<unsigned> out;
+    switch (spec.target) {
+        case endpoint::health:
+            out = {200};
+            break;
+        case endpoint::reset_start:
+            out = {201};
+            break;
+        case endpoint::reset_challenge:
+            out = {202, 410, 423};
+            break;
+        case endpoint::reset_verify:
+            out = {200, 410, 423};
+            break;
+        case endpoint::reset_complete:
+            out = {200, 410, 422};
+            break;
+        case endpoint::reset_unlock:
+            out = {200, 410};
+            break;
+        case endpoint::enroll_totp:
+            out = {201, 423};
+            break;
+        case endpoint::enroll_totp_confirm:
+            out = {200, 410};
+            break;
+        case endpoint::password_change:
+            out = {200, 422, 423};
+            break;
+        case endpoint::policy_rules:
+        case endpoint::password_check:
+        case endpoint::openapi:
+            out = {200};
+            break;
+        case endpoint::not_implemented:
+            out = {501};
+            break;
+    }
+    out.insert(out.end(), {400, 431, 500, 503});
+    if (!spec.scope.empty()) {
+        out.insert(out.end(), {401, 403, 429});
+    }
+    if (spec.has_body) {
+        out.insert(out.end(), {413, 415});
+    }
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
     return out;
 }
 
@@ -303,6 +357,8 @@ std::span<const route_spec> api::routes() {
                    &api::check_route},
         route_spec{"GET", "/v1/policy", endpoint::policy_rules, "check", false, false,
                    &api::policy_route},
+        route_spec{"GET", "/v1/openapi.json", endpoint::openapi, client_auth::any_client, false,
+                   false, &api::openapi_route},
     };
     return table;
 }
@@ -386,6 +442,14 @@ api_response api::health_route(const route& /*r*/, field_reader& /*in*/,
 api_response api::not_implemented_route(const route& /*r*/, field_reader& /*in*/,
                                         const request_context& /*ctx*/, language lang) {
     return error_reply(501, "not_implemented", lang);
+}
+
+api_response api::openapi_route(const route& /*r*/, field_reader& /*in*/,
+                                const request_context& /*ctx*/, language /*lang*/) {
+    static const json::object document = json::parse(openapi_document()).as_object();
+    api_response reply;
+    reply.body = document;
+    return reply;
 }
 
 api_response api::policy_route(const route& /*r*/, field_reader& /*in*/,

@@ -35,7 +35,11 @@ from pathlib import Path
 
 import pytest
 
+from openapi_check import OpenApi
+
 SOURCE_DIR = Path(os.environ.get("PWRESETD_SOURCE_DIR") or Path(__file__).resolve().parents[2])
+# Every reply Api.call gets is checked against it (Api._check_common).
+OPENAPI = OpenApi(SOURCE_DIR / "api" / "openapi.json")
 KIND = (os.environ.get("PWRESETD_E2E_DIRECTORY") or "openldap").strip().lower()
 
 
@@ -524,7 +528,8 @@ class Api:
 
     def _check_common(self, r: Reply):
         """API.md: every response carries Cache-Control: no-store and a JSON body; error
-        bodies have `error` and a human `message`. Recorded, asserted by test_zz_contract."""
+        bodies have `error` and a human `message`; api/openapi.json documents the status for the
+        operation and its schema fits the body. Recorded, asserted by test_zz_no_leaks."""
         self.world.replies += 1
         where = f"{r.method} {r.path} -> {r.status}"
         if "no-store" not in r.headers.get("cache-control", ""):
@@ -536,6 +541,9 @@ class Api:
         if r.status >= 400 and isinstance(r.json, dict) and "error" in r.json and r.path != "/v1/health":
             if not isinstance(r.json.get("message"), str) or not r.json["message"]:
                 self.world.violations.append((where, f"error body without a message: {r.json}"))
+        # api/openapi.json: the status is documented for the operation, the body fits its schema
+        for problem in OPENAPI.check_reply(r.method, r.path, r.status, r.json):
+            self.world.violations.append((where, f"api/openapi.json: {problem}"))
 
 
 def assert_error(r: Reply, status: int, code: str):
