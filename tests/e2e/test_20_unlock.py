@@ -3,14 +3,26 @@ complete would need, the directory lockout is cleared and the password is left a
 locked account binds again with its OLD password, and the password attributes (hash and
 pwdChangedTime on OpenLDAP, pwdLastSet on AD) have not changed. Unverified and decoy flows
 get the same 403; a flow acts once, whether unlocked or completed; unlock_on_reset: false
-refuses with 403 unlock_disabled."""
+refuses with 403 unlock_disabled.
+
+The module runs its own daemon (fresh state): earlier modules leave the session daemon's
+verification lockouts on the demo users."""
+import pytest
+
 from conftest import (Api, World, assert_error, directory_lock, ensure_directory_unlocked, ensure_enrolled,
                       fresh_code, ldap_binds, password_stamp, raw_json_request, send_together, start_reset)
-from nodes import own_daemon
+from nodes import code_world, own_daemon
 
 USER = "bob"
 # passes both labs' policies (no username part, complexity, length)
 NEW_PASSWORD = "Copper-Meadow-Passw0rd-58!"
+
+
+@pytest.fixture(scope="module")
+def node(binary, workdir, world, pki, keys, lab):
+    ensure_directory_unlocked(lab, world, USER)
+    with code_world(world), own_daemon(binary, workdir / "unlock-node", world, pki, keys, lab) as (d, api):
+        yield d, api
 
 
 def verified_flow(api: Api, world: World, user: str) -> str:
@@ -24,7 +36,8 @@ def verified_flow(api: Api, world: World, user: str) -> str:
     return rid
 
 
-def test_unlock_keeps_the_old_password(api: Api, world: World, lab, daemon):
+def test_unlock_keeps_the_old_password(node, world: World, lab):
+    daemon, api = node
     ensure_enrolled(api, world, USER)
     directory_lock(lab, world, USER)
     before = password_stamp(lab, USER)
@@ -51,7 +64,8 @@ def test_unlock_keeps_the_old_password(api: Api, world: World, lab, daemon):
     assert records and records[-1]["outcome"] == "unlocked" and records[-1]["was_locked"] is True, records
 
 
-def test_decoy_and_unverified_flows_answer_alike(api: Api, world: World):
+def test_decoy_and_unverified_flows_answer_alike(node, world: World):
+    _, api = node
     ensure_enrolled(api, world, USER)
     replies = []
     for name in (USER, "nobody-here-at-all", "dave"):  # enrolled, unknown, disabled
@@ -66,7 +80,8 @@ def test_decoy_and_unverified_flows_answer_alike(api: Api, world: World):
     assert_error(bad, 400, "bad_request")
 
 
-def test_concurrent_unlock_and_complete_act_once(api: Api, world: World, lab):
+def test_concurrent_unlock_and_complete_act_once(node, world: World, lab):
+    _, api = node
     ensure_enrolled(api, world, USER)
     world.secret(NEW_PASSWORD)
     directory_lock(lab, world, USER)
