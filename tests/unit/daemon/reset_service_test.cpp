@@ -892,7 +892,7 @@ std::string verified_locked_flow(harness& h) {
     const auto key = h.enroll("alice", "Alice-Old-Passw0rd!");
     h.now += 30;
     h.directory.at("alice").user.locked = true;
-    const auto id = h.start("alice");
+    auto id = h.start("alice");
     REQUIRE(std::holds_alternative<reset_verified>(
         h.resets->verify(h.ctx, id, "totp", h.code(key, 0))));
     return id;
