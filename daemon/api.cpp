@@ -2,6 +2,7 @@
 
 #include <boost/asio/ip/address.hpp>
 #include <boost/json/array.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
 #include <algorithm>
@@ -12,6 +13,8 @@
 #include "common/crypto.hpp"
 #include "common/log.hpp"
 #include "common/secret.hpp"
+#include "daemon/client_auth.hpp"
+#include "daemon/openapi_document.hpp"
 
 namespace pwresetd::daemon {
 namespace json = boost::json;
@@ -60,6 +63,7 @@ api_response failure_reply(const failure& f, language lang) {
         mapping{failure_code::locked, 423, "locked"},
         mapping{failure_code::rate_limited, 429, "rate_limited"},
         mapping{failure_code::factor_proof_required, 403, "factor_proof_required"},
+        mapping{failure_code::unlock_disabled, 403, "unlock_disabled"},
         mapping{failure_code::directory_unavailable, 503, "directory_unavailable"},
         mapping{failure_code::state_unavailable, 503, "state_unavailable"},
         mapping{failure_code::internal, 500, "internal"},
@@ -144,6 +148,57 @@ route_lookup find_route(std::string_view method, std::string_view target) {
         out.allow += out.allow.empty() ? "" : ", ";
         out.allow += spec.method;
     }
+    return out;
+}
+
+std::vector<unsigned> route_statuses(const route_spec& spec) {
+    std::vector<unsigned> out;
+    switch (spec.target) {
+        case endpoint::health:
+            out = {200};
+            break;
+        case endpoint::reset_start:
+            out = {201};
+            break;
+        case endpoint::reset_challenge:
+            out = {202, 410, 423};
+            break;
+        case endpoint::reset_verify:
+            out = {200, 410, 423};
+            break;
+        case endpoint::reset_complete:
+            out = {200, 410, 422};
+            break;
+        case endpoint::reset_unlock:
+            out = {200, 410};
+            break;
+        case endpoint::enroll_totp:
+            out = {201, 423};
+            break;
+        case endpoint::enroll_totp_confirm:
+            out = {200, 410};
+            break;
+        case endpoint::password_change:
+            out = {200, 422, 423};
+            break;
+        case endpoint::policy_rules:
+        case endpoint::password_check:
+        case endpoint::openapi:
+            out = {200};
+            break;
+        case endpoint::not_implemented:
+            out = {501};
+            break;
+    }
+    out.insert(out.end(), {400, 431, 500, 503});
+    if (!spec.scope.empty()) {
+        out.insert(out.end(), {401, 403, 429});
+    }
+    if (spec.has_body) {
+        out.insert(out.end(), {413, 415});
+    }
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
     return out;
 }
 
@@ -272,6 +327,8 @@ std::span<const route_spec> api::routes() {
                    {401}},
         route_spec{"POST", "/v1/resets/{}/complete", endpoint::reset_complete, "reset", true, true,
                    &api::complete_route},
+        route_spec{"POST", "/v1/resets/{}/unlock", endpoint::reset_unlock, "reset", true, true,
+                   &api::unlock_route},
         route_spec{"POST", "/v1/enrollments", endpoint::not_implemented, "enroll", true, false,
                    &api::not_implemented_route},
         route_spec{"POST",
@@ -300,6 +357,8 @@ std::span<const route_spec> api::routes() {
                    &api::check_route},
         route_spec{"GET", "/v1/policy", endpoint::policy_rules, "check", false, false,
                    &api::policy_route},
+        route_spec{"GET", "/v1/openapi.json", endpoint::openapi, client_auth::any_client, false,
+                   false, &api::openapi_route},
     };
     return table;
 }
@@ -385,6 +444,14 @@ api_response api::not_implemented_route(const route& /*r*/, field_reader& /*in*/
     return error_reply(501, "not_implemented", lang);
 }
 
+api_response api::openapi_route(const route& /*r*/, field_reader& /*in*/,
+                                const request_context& /*ctx*/, language /*lang*/) {
+    static const json::object document = json::parse(openapi_document()).as_object();
+    api_response reply;
+    reply.body = document;
+    return reply;
+}
+
 api_response api::policy_route(const route& /*r*/, field_reader& /*in*/,
                                const request_context& /*ctx*/, language lang) {
     json::array rules;
@@ -456,6 +523,15 @@ api_response api::complete_route(const route& r, field_reader& in, const request
     auto result = resets_.complete(ctx, r.param, new_password);
     return reply_for(result, lang, 200, [](const reset_completed& ok) {
         return json::object{{"status", "password_reset"}, {"unlocked", ok.unlocked}};
+    });
+}
+
+api_response api::unlock_route(const route& r, field_reader& /*in*/, const request_context& ctx,
+                               language lang) {
+    // The body is {} (a JSON object, checked by run()); no field is read.
+    auto result = resets_.unlock(ctx, r.param);
+    return reply_for(result, lang, 200, [](const reset_unlocked&) {
+        return json::object{{"status", "unlocked"}};
     });
 }
 

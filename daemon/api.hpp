@@ -33,6 +33,8 @@ enum class endpoint {
     reset_challenge,
     reset_verify,
     reset_complete,
+    reset_unlock,
+    openapi,
     enroll_totp,
     enroll_totp_confirm,
     password_change,
@@ -101,13 +103,19 @@ struct route_spec {
     std::string_view method;
     std::string_view path;  // "{}" stands for the one parameter
     endpoint target;
-    std::string_view scope;  // empty: no client authentication
+    std::string_view scope;  // empty: no client authentication; client_auth::any_client
     bool has_body = false;
     bool reads_json = false;  // the body is decoded before the handler runs
     handler handle = nullptr;
     response_floor api::*floor = nullptr;
     std::array<unsigned, 2> floored{};
 };
+
+// Every status `spec`'s route can answer (sorted): its own outcomes and those every route of
+// its kind shares (400 and 431 before routing, 401/403/429 with client authentication, 413
+// and 415 with a body, 500 and 503 everywhere). api/openapi.json lists exactly these (a
+// unit test compares them); 404 and 405 belong to paths, not to routes.
+std::vector<unsigned> route_statuses(const route_spec& spec);
 
 class api final : public request_handler {
 public:
@@ -137,6 +145,8 @@ private:
                               language lang);
     api_response not_implemented_route(const route& r, field_reader& in, const request_context& ctx,
                                        language lang);
+    api_response openapi_route(const route& r, field_reader& in, const request_context& ctx,
+                               language lang);
     api_response policy_route(const route& r, field_reader& in, const request_context& ctx,
                               language lang);
     api_response start_route(const route& r, field_reader& in, const request_context& ctx,
@@ -147,6 +157,8 @@ private:
                               language lang);
     api_response complete_route(const route& r, field_reader& in, const request_context& ctx,
                                 language lang);
+    api_response unlock_route(const route& r, field_reader& in, const request_context& ctx,
+                              language lang);
     api_response enroll_route(const route& r, field_reader& in, const request_context& ctx,
                               language lang);
     api_response confirm_route(const route& r, field_reader& in, const request_context& ctx,

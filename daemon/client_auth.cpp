@@ -38,7 +38,8 @@ const client_settings* client_auth::authenticate(std::string_view authorization)
 }
 
 bool client_auth::has_scope(const client_settings& client, std::string_view scope) {
-    return std::find(client.scopes.begin(), client.scopes.end(), scope) != client.scopes.end();
+    return scope == any_client ||
+           std::find(client.scopes.begin(), client.scopes.end(), scope) != client.scopes.end();
 }
 
 }  // namespace pwresetd::daemon

@@ -23,6 +23,7 @@ enum class failure_code {
     directory_unavailable,
     rate_limited,
     factor_proof_required,
+    unlock_disabled,
     state_unavailable,
     internal,
 };

@@ -430,6 +430,19 @@ outcome<reset_verified> reset_service::verify(const request_context& ctx, std::s
     return reply;
 }
 
+std::optional<failure> reset_service::unverified(const store::reset_flow& flow) const {
+    const int remaining = remaining_methods(flow);
+    if (remaining == 0 && !flow.decoy) {
+        return std::nullopt;
+    }
+    auto f = fail(failure_code::verification_required);
+    // Until a method is verified every flow needs what the start reply said, so group
+    // membership (two_methods_groups) and enrollment stay hidden.
+    f.remaining_methods =
+        flow.verified_methods.empty() ? factors_.required : std::max(1, remaining);
+    return f;
+}
+
 outcome<reset_completed> reset_service::complete(const request_context& ctx,
                                                  std::string_view reset_id,
                                                  const secret& new_password) {
@@ -438,14 +451,8 @@ outcome<reset_completed> reset_service::complete(const request_context& ctx,
     if (!flow) {
         return fail(failure_code::reset_expired);
     }
-    const int remaining = remaining_methods(*flow);
-    if (remaining > 0 || flow->decoy) {
-        auto f = fail(failure_code::verification_required);
-        // Until a method is verified every flow needs what the start reply said, so group
-        // membership (two_methods_groups) and enrollment stay hidden.
-        f.remaining_methods =
-            flow->verified_methods.empty() ? factors_.required : std::max(1, remaining);
-        return f;
+    if (auto f = unverified(*flow)) {
+        return *f;
     }
     // Exactly one of several concurrent completes goes on to the directory; the others
     // find the flow held (API.md: 410). A refusal below gives it back.
@@ -542,6 +549,85 @@ outcome<reset_completed> reset_service::complete(const request_context& ctx,
         "reset.completed",
         {{"request_id", ctx.request_id}, {"user", flow->username}, {"unlocked", written.unlocked}});
     return reset_completed{written.unlocked};
+}
+
+outcome<reset_unlocked> reset_service::unlock(const request_context& ctx,
+                                              std::string_view reset_id) {
+    const std::int64_t now = clock_();
+    auto flow = open_flow(reset_id, now);
+    if (!flow) {
+        return fail(failure_code::reset_expired);
+    }
+    // No directory allows it: said before verification, the same for every flow.
+    if (!directory_.any_unlock_on_reset()) {
+        return fail(failure_code::unlock_disabled);
+    }
+    if (auto f = unverified(*flow)) {
+        return *f;
+    }
+    // The same claim as complete(): of concurrent unlocks and completes of one flow, one
+    // acts; the others get reset_expired. A refusal below gives the flow back.
+    if (!store_.claim_flow(flow->id_hash, now, now + claim_s)) {
+        return fail(failure_code::reset_expired);
+    }
+    auto record = audit_record(ctx, "reset.unlock");
+    record["username"] = flow->username;
+    record["dn"] = flow->user_dn;
+    const auto give_back = [&] { store_.release_flow(flow->id_hash); };
+
+    const auto found = directory_.find_user(flow->username);
+    if (found.status == ldap::lookup_status::unavailable) {
+        give_back();
+        return fail(failure_code::directory_unavailable);
+    }
+    if (found.status != ldap::lookup_status::found || !found.user ||
+        user_key_for(*found.user) != flow->user_key || found.user->disabled ||
+        found.user->is_protected) {
+        store_.close_flow(flow->id_hash, now);
+        record["outcome"] = "refused";
+        record["reason"] = "account_changed";
+        audit_.record(std::move(record));
+        return fail(failure_code::reset_expired);
+    }
+    if (!directory_.unlock_on_reset(*found.user)) {
+        give_back();  // the user may still choose a new password with complete()
+        record["outcome"] = "refused";
+        record["reason"] = "unlock_disabled";
+        audit_.record(std::move(record));
+        return fail(failure_code::unlock_disabled);
+    }
+
+    const bool was_locked = found.user->locked;
+    const auto written = directory_.unlock_account(*found.user);
+    if (written.status != ldap::write_status::ok) {
+        give_back();
+        const bool unavailable = written.status == ldap::write_status::unavailable;
+        record["outcome"] = unavailable ? "directory_unavailable" : "directory_error";
+        audit_.record(std::move(record));
+        log::write(unavailable ? log::level::warning : log::level::error, "reset.unlock_failed",
+                   {{"request_id", ctx.request_id},
+                    {"user", flow->username},
+                    {"diagnostic", written.diagnostic}});
+        return fail(unavailable ? failure_code::directory_unavailable : failure_code::internal);
+    }
+
+    // The lockout is cleared: from here on the unlock happened and is answered as done.
+    record["outcome"] = "unlocked";
+    record["was_locked"] = was_locked;
+    try {
+        store_.close_flow(flow->id_hash, now);
+        // As after a reset: the user proved the factors a reset needs.
+        store_.clear_failures(password_failure_key(flow->user_key));
+    } catch (const store::store_error& e) {
+        record["cleanup"] = "failed";
+        log::error("reset.cleanup_failed",
+                   {{"request_id", ctx.request_id}, {"user", flow->username}, {"error", e.what()}});
+    }
+    audit_.record(std::move(record));
+    log::info(
+        "reset.unlocked",
+        {{"request_id", ctx.request_id}, {"user", flow->username}, {"was_locked", was_locked}});
+    return reset_unlocked{was_locked};
 }
 
 }  // namespace pwresetd::daemon

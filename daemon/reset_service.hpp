@@ -26,6 +26,13 @@
 // - complete() claims the flow first (of concurrent completes one writes, the others get
 //   reset_expired), re-checks the account, writes the password exactly as given, and
 //   closes every open flow of the user on success; a refused password gives the flow back.
+// - unlock() is complete() without a password: the same verification, the same claim (of
+//   concurrent unlocks and completes of one flow, one acts), then the directory lockout is
+//   cleared (directory::unlock_account), the password is left as it is, pwresetd's own
+//   password-failure count is cleared as after a reset, and the flow is closed (the user's
+//   other flows stay open). Refused with unlock_disabled where the user's directory has
+//   unlock_on_reset off; when no configured directory has it on, before verification
+//   (a fact of the configuration, the same for every flow, decoys included).
 // - Decoy flows do the same store and TOTP work as real ones, so they take the same time.
 #include <cstdint>
 #include <string>
@@ -73,6 +80,10 @@ struct reset_completed {
     bool unlocked = false;
 };
 
+struct reset_unlocked {
+    bool was_locked = false;  // what the directory said when the flow was re-checked
+};
+
 // Where codes go: the courier in the daemon, a recorder in unit tests. Both calls only
 // queue and return at once; false when the message could not be queued.
 class code_outbox {
@@ -99,6 +110,8 @@ public:
                                    std::string_view method, std::string_view code);
     outcome<reset_completed> complete(const request_context& ctx, std::string_view reset_id,
                                       const secret& new_password);
+    // POST /v1/resets/{id}/unlock: clears the directory lockout, the password unchanged.
+    outcome<reset_unlocked> unlock(const request_context& ctx, std::string_view reset_id);
 
     // Methods still to verify before complete() (0: done).
     static int remaining_methods(const store::reset_flow& flow);
@@ -107,6 +120,8 @@ private:
     bool code_method_enabled(std::string_view method) const;
     const code_factor_settings& code_settings(std::string_view method) const;  // email | sms
     std::optional<store::reset_flow> open_flow(std::string_view reset_id, std::int64_t now);
+    // verification_required while the flow still needs methods (always for a decoy).
+    std::optional<failure> unverified(const store::reset_flow& flow) const;
     std::optional<failure> locked_failure(const store::reset_flow& flow, std::int64_t now);
     bool check_code(const store::reset_flow& flow, std::string_view method, std::string_view code,
                     std::int64_t now);

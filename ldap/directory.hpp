@@ -152,6 +152,12 @@ public:
         out.diagnostic = "this directory cannot unlock accounts";
         return out;
     }
+    // unlock_on_reset of the directory `user` was found in: whether a verified reset flow
+    // may clear its lockout without a new password (POST /v1/resets/{id}/unlock). The
+    // default (test doubles): off.
+    virtual bool unlock_on_reset(const directory_user& /*user*/) const { return false; }
+    // Whether any configured directory has unlock_on_reset.
+    virtual bool any_unlock_on_reset() const { return false; }
     // The name find_user would search for `username`, and where: two usernames with the same
     // key find the same entry, or both nothing. Made-up names are counted and given decoy
     // hints under it, so that "bob" and "CORP\\bob" are one name whether bob exists or not.

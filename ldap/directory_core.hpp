@@ -215,6 +215,10 @@ public:
     write_result unlock_account(const directory_user& user) override {
         return core_.unlock_account(user, Dialect::unlock_followup());
     }
+    bool unlock_on_reset(const directory_user& /*user*/) const override {
+        return core_.settings().unlock_on_reset;
+    }
+    bool any_unlock_on_reset() const override { return core_.settings().unlock_on_reset; }
 
 private:
     lookup_status read_user(LDAP* ld, LDAPMessage* entry, directory_user& user, int& rc) override {

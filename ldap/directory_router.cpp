@@ -67,6 +67,18 @@ public:
         return owner(user).unlock_account(user);
     }
 
+    bool unlock_on_reset(const directory_user& user) const override {
+        const auto b = std::find_if(backends_.begin(), backends_.end(),
+                                    [&](const backend& x) { return x.name == user.directory; });
+        // One backend is one `directories:` block: its setting is the user's.
+        return b != backends_.end() && b->impl->any_unlock_on_reset();
+    }
+
+    bool any_unlock_on_reset() const override {
+        return std::any_of(backends_.begin(), backends_.end(),
+                           [](const backend& b) { return b.impl->any_unlock_on_reset(); });
+    }
+
 private:
     // The block whose domains list the username's domain, searched with the bare name; else
     // the first block with the name unchanged (it may be part of the name, e.g. a UPN the

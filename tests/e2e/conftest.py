@@ -35,7 +35,11 @@ from pathlib import Path
 
 import pytest
 
+from openapi_check import OpenApi
+
 SOURCE_DIR = Path(os.environ.get("PWRESETD_SOURCE_DIR") or Path(__file__).resolve().parents[2])
+# Every reply Api.call gets is checked against it (Api._check_common).
+OPENAPI = OpenApi(SOURCE_DIR / "api" / "openapi.json")
 KIND = (os.environ.get("PWRESETD_E2E_DIRECTORY") or "openldap").strip().lower()
 
 
@@ -404,7 +408,7 @@ PER_IP_PER_MINUTE = 100000
 def config_text(port: int, lab: dict, keys: Keys, uris: list[str] | None = None,
                 factors: str = DEFAULT_FACTORS, state: str = DEFAULT_STATE, extra: str = "",
                 verify_failures: int | None = None, per_ip_per_minute: int = PER_IP_PER_MINUTE,
-                max_connections: int | None = None, pool_size: int = 2) -> str:
+                max_connections: int | None = None, pool_size: int = 2, unlock_on_reset: bool = True) -> str:
     """The daemon's YAML, in block style so line:column of every key is predictable.
     `factors` and `state` replace those blocks; `extra` adds top-level blocks (mail:);
     `max_connections` is written only when given."""
@@ -436,7 +440,7 @@ directory:
   user_filter: "{LAB.user_filter}"
   timeout_ms: 2000
   pool_size: {pool_size}
-  unlock_on_reset: true
+  unlock_on_reset: {"true" if unlock_on_reset else "false"}
   protected_groups: ["{lab.get("LAB_PROTECTED_GROUP", OPENLDAP_PROTECTED_GROUP)}"]
 policy:
   min_length: 12
@@ -524,7 +528,8 @@ class Api:
 
     def _check_common(self, r: Reply):
         """API.md: every response carries Cache-Control: no-store and a JSON body; error
-        bodies have `error` and a human `message`. Recorded, asserted by test_zz_contract."""
+        bodies have `error` and a human `message`; api/openapi.json documents the status for the
+        operation and its schema fits the body. Recorded, asserted by test_zz_no_leaks."""
         self.world.replies += 1
         where = f"{r.method} {r.path} -> {r.status}"
         if "no-store" not in r.headers.get("cache-control", ""):
@@ -536,6 +541,9 @@ class Api:
         if r.status >= 400 and isinstance(r.json, dict) and "error" in r.json and r.path != "/v1/health":
             if not isinstance(r.json.get("message"), str) or not r.json["message"]:
                 self.world.violations.append((where, f"error body without a message: {r.json}"))
+        # api/openapi.json: the status is documented for the operation, the body fits its schema
+        for problem in OPENAPI.check_reply(r.method, r.path, r.status, r.json):
+            self.world.violations.append((where, f"api/openapi.json: {problem}"))
 
 
 def assert_error(r: Reply, status: int, code: str):

@@ -158,6 +158,20 @@ public:
         return r;
     }
 
+    // unlock_on_reset per directory name ("" for users added without one).
+    bool unlock_on_reset(const ldap::directory_user& user) const override {
+        const auto it = unlock_settings.find(user.directory);
+        return it != unlock_settings.end() && it->second;
+    }
+    bool any_unlock_on_reset() const override {
+        for (const auto& [name, on] : unlock_settings) {
+            if (on) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     const std::string& password_of(const std::string& username) { return at(username).password; }
     entry& at(const std::string& username) { return entries_.at(lower(username)); }
 
@@ -165,6 +179,7 @@ public:
     std::size_t min_length = 12;
     std::size_t history_length = 5;
     int max_failures = 0;
+    std::map<std::string, bool> unlock_settings{{"", true}};
     int lookups = 0;
     int writes = 0;
 

@@ -3,11 +3,14 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cstdlib>
 #include <fstream>
+#include <latch>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "daemon/decoy_timing.hpp"
 #include "daemon/enrollment_service.hpp"
@@ -880,4 +883,171 @@ TEST_CASE("an enrollment started before another was confirmed cannot replace it"
     h.now += 30;
     CHECK(std::holds_alternative<totp_enrollment_confirmed>(
         h.enrollments->confirm_totp(h.ctx, p.enrollment_id, h.code(*new_key, 0))));
+}
+
+namespace {
+
+// A flow of alice's with the authenticator verified; alice is locked in the directory.
+std::string verified_locked_flow(harness& h) {
+    const auto key = h.enroll("alice", "Alice-Old-Passw0rd!");
+    h.now += 30;
+    h.directory.at("alice").user.locked = true;
+    auto id = h.start("alice");
+    REQUIRE(std::holds_alternative<reset_verified>(
+        h.resets->verify(h.ctx, id, "totp", h.code(key, 0))));
+    return id;
+}
+
+}  // namespace
+
+TEST_CASE("unlock clears the directory lockout, keeps the password and closes the flow",
+          "[reset_service][unlock]") {
+    harness h;
+    const auto id = verified_locked_flow(h);
+    const std::string other = h.start("alice");
+    // Wrong current passwords counted against alice (enrollment), as for a change.
+    const auto user_key = user_key_for(h.directory.user_of("alice"));
+    (void)h.state->reserve_failure(password_failure_key(user_key), h.now, 900, 5);
+    REQUIRE(h.state->get_failures(password_failure_key(user_key), h.now).count == 1);
+    const int writes = h.directory.writes;
+
+    auto done = h.resets->unlock(h.ctx, id);
+    REQUIRE(std::holds_alternative<reset_unlocked>(done));
+    CHECK(std::get<reset_unlocked>(done).was_locked);
+    CHECK_FALSE(h.directory.at("alice").user.locked);
+    CHECK(h.directory.password_of("alice") == "Alice-Old-Passw0rd!");
+    CHECK(h.directory.writes == writes);
+    CHECK(h.directory.verify_password(h.directory.user_of("alice"),
+                                      secret("Alice-Old-Passw0rd!")) == ldap::bind_status::ok);
+    CHECK(h.state->get_failures(password_failure_key(user_key), h.now).count == 0);
+
+    // The flow is closed for unlock and complete alike; the user's other flow stays open.
+    CHECK(code_of(h.resets->unlock(h.ctx, id)) == failure_code::reset_expired);
+    CHECK(code_of(h.resets->complete(h.ctx, id, secret("Quiet-River-Stone-41"))) ==
+          failure_code::reset_expired);
+    CHECK(code_of(h.resets->unlock(h.ctx, other)) == failure_code::verification_required);
+
+    const auto audit = h.audit_text();
+    CHECK(audit.find("\"event\":\"reset.unlock\"") != std::string::npos);
+    CHECK(audit.find("\"outcome\":\"unlocked\"") != std::string::npos);
+    CHECK(audit.find("\"was_locked\":true") != std::string::npos);
+}
+
+TEST_CASE("unlock of an account that is not locked is done too", "[reset_service][unlock]") {
+    harness h;
+    const auto id = verified_locked_flow(h);
+    h.directory.at("alice").user.locked = false;
+    auto done = h.resets->unlock(h.ctx, id);
+    REQUIRE(std::holds_alternative<reset_unlocked>(done));
+    CHECK_FALSE(std::get<reset_unlocked>(done).was_locked);
+    CHECK(h.directory.password_of("alice") == "Alice-Old-Passw0rd!");
+}
+
+TEST_CASE("unlock needs what complete needs; decoys and unknown ids answer alike",
+          "[reset_service][unlock][security]") {
+    harness h(true);
+    h.enroll("alice", "Alice-Old-Passw0rd!");
+    h.directory.at("alice").user.locked = true;
+    h.directory.user_of("bob").needs_two_methods = true;
+    // alice (enrolled), bob (email only, two methods), nobody (decoy): the same answer.
+    for (const std::string name : {"alice", "bob", "nobody"}) {
+        INFO(name);
+        const auto id = h.start(name);
+        const auto done = h.resets->unlock(h.ctx, id);
+        REQUIRE(code_of(done) == failure_code::verification_required);
+        CHECK(std::get<failure>(done).remaining_methods == 1);
+    }
+    CHECK(h.directory.at("alice").user.locked);
+    // bob verified email but needs a second method.
+    const auto id = h.start("bob");
+    CHECK(remaining(verify(h, id, "email", challenge(h, id, "email"))) == 1);
+    CHECK(code_of(h.resets->unlock(h.ctx, id)) == failure_code::verification_required);
+    CHECK(code_of(h.resets->unlock(h.ctx, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")) ==
+          failure_code::reset_expired);
+    CHECK(code_of(h.resets->unlock(h.ctx, "x")) == failure_code::reset_expired);
+    CHECK(h.audit_text().find("reset.unlock") == std::string::npos);  // nothing acted
+}
+
+TEST_CASE("unlock_on_reset off: unlock_disabled, before verification when no directory allows it",
+          "[reset_service][unlock]") {
+    harness h;
+    const auto key = h.enroll("alice", "Alice-Old-Passw0rd!");
+    h.now += 30;
+    h.directory.at("alice").user.locked = true;
+    h.directory.unlock_settings[""] = false;
+    for (const std::string name : {"alice", "nobody"}) {
+        INFO(name);
+        CHECK(code_of(h.resets->unlock(h.ctx, h.start(name))) == failure_code::unlock_disabled);
+    }
+    CHECK(h.directory.at("alice").user.locked);
+
+    // Two directories, unlock on in one: refused after verification for a user of the
+    // other, and the flow can still be completed.
+    h.directory.unlock_settings = {{"corp", true}, {"lab", false}};
+    h.directory.user_of("alice").directory = "lab";
+    const auto id = h.start("alice");
+    CHECK(code_of(h.resets->unlock(h.ctx, id)) == failure_code::verification_required);
+    REQUIRE(std::holds_alternative<reset_verified>(
+        h.resets->verify(h.ctx, id, "totp", h.code(key, 0))));
+    CHECK(code_of(h.resets->unlock(h.ctx, id)) == failure_code::unlock_disabled);
+    CHECK(h.directory.at("alice").user.locked);
+    CHECK(h.audit_text().find("\"reason\":\"unlock_disabled\"") != std::string::npos);
+    CHECK(std::holds_alternative<reset_completed>(
+        h.resets->complete(h.ctx, id, secret("Quiet-River-Stone-41"))));
+    CHECK_FALSE(h.directory.at("alice").user.locked);
+}
+
+TEST_CASE("unlock: a dead directory or an account changed since verification",
+          "[reset_service][unlock]") {
+    harness h;
+    const auto id = verified_locked_flow(h);
+    h.directory.down = true;
+    CHECK(code_of(h.resets->unlock(h.ctx, id)) == failure_code::directory_unavailable);
+    h.directory.down = false;
+    CHECK(h.directory.at("alice").user.locked);
+    // The flow survived the outage; now the account became protected: refused and closed.
+    h.directory.at("alice").user.is_protected = true;
+    CHECK(code_of(h.resets->unlock(h.ctx, id)) == failure_code::reset_expired);
+    CHECK(h.directory.at("alice").user.locked);
+    h.directory.at("alice").user.is_protected = false;
+    CHECK(code_of(h.resets->unlock(h.ctx, id)) == failure_code::reset_expired);
+}
+
+TEST_CASE("concurrent unlocks and completes of one flow: exactly one acts",
+          "[reset_service][unlock][security]") {
+    harness h;
+    const auto id = verified_locked_flow(h);
+    const int writes = h.directory.writes;
+    constexpr std::size_t n = 8;
+    std::array<int, n> results{};  // 1 unlocked, 2 reset, 3 reset_expired, 0 other
+    std::vector<std::thread> threads;
+    std::latch start(static_cast<std::ptrdiff_t>(n));
+    for (std::size_t i = 0; i < n; ++i) {
+        threads.emplace_back([&, i] {
+            start.arrive_and_wait();
+            if (i % 2 == 0) {
+                auto r = h.resets->unlock(h.ctx, id);
+                results[i] = std::holds_alternative<reset_unlocked>(r)   ? 1
+                             : code_of(r) == failure_code::reset_expired ? 3
+                                                                         : 0;
+            } else {
+                auto r = h.resets->complete(h.ctx, id, secret("Quiet-River-Stone-41"));
+                results[i] = std::holds_alternative<reset_completed>(r)  ? 2
+                             : code_of(r) == failure_code::reset_expired ? 3
+                                                                         : 0;
+            }
+        });
+    }
+    for (auto& t : threads) {
+        t.join();
+    }
+    const auto acted =
+        std::count_if(results.begin(), results.end(), [](int r) { return r == 1 || r == 2; });
+    CHECK(acted == 1);
+    CHECK(std::count(results.begin(), results.end(), 3) == static_cast<std::ptrdiff_t>(n) - 1);
+    CHECK_FALSE(h.directory.at("alice").user.locked);
+    const bool reset = std::find(results.begin(), results.end(), 2) != results.end();
+    CHECK(h.directory.writes == writes + (reset ? 1 : 0));
+    CHECK(h.directory.password_of("alice") ==
+          (reset ? "Quiet-River-Stone-41" : "Alice-Old-Passw0rd!"));
 }

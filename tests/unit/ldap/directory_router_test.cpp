@@ -91,3 +91,31 @@ TEST_CASE("every spelling that finds one entry has one lookup key, found or not"
     fake_directory single;
     CHECK(single.lookup_key("corp\\alice") == "corp\\alice");
 }
+
+TEST_CASE("unlock_on_reset is the setting of the user's directory", "[directory_router]") {
+    auto corp = std::make_unique<fake_directory>();
+    auto lab = std::make_unique<fake_directory>();
+    corp->add("alice", "corp-password-1");
+    lab->add("alice", "lab-password-1");
+    lab->unlock_settings[""] = false;
+    fake_directory* corp_raw = corp.get();
+    fake_directory* lab_raw = lab.get();
+    std::vector<ldap::routed_directory> backends;
+    backends.push_back({"corp", {"corp.example.test"}, std::move(corp)});
+    backends.push_back({"lab", {"lab.example.test"}, std::move(lab)});
+    const auto router = ldap::make_router(std::move(backends));
+
+    const auto in_corp = router->find_user("alice@corp.example.test");
+    const auto in_lab = router->find_user("alice@lab.example.test");
+    REQUIRE(in_corp.user);
+    REQUIRE(in_lab.user);
+    CHECK(router->unlock_on_reset(*in_corp.user));
+    CHECK_FALSE(router->unlock_on_reset(*in_lab.user));
+    CHECK(router->any_unlock_on_reset());
+    corp_raw->unlock_settings[""] = false;
+    CHECK_FALSE(router->unlock_on_reset(*in_corp.user));
+    CHECK_FALSE(router->any_unlock_on_reset());
+    lab_raw->unlock_settings[""] = true;
+    CHECK(router->unlock_on_reset(*in_lab.user));
+    CHECK(router->any_unlock_on_reset());
+}
