@@ -65,7 +65,8 @@ class TestAliceFlow:
         state["enrolled"] = True
 
     def test_04_unknown_enrollment_is_410(self, api: Api, world: World):
-        r = api.call("POST", "/v1/enrollments/totp/AAAAAAAAAAAAAAAAAAAAAAAA/confirm", {"code": wrong_code(world)})
+        # well-formed (43 base64url characters, as the daemon issues) but never issued
+        r = api.call("POST", f"/v1/enrollments/totp/{'A' * 43}/confirm", {"code": wrong_code(world)})
         assert_error(r, 410, "enrollment_expired")
 
     def test_05_filter_injection_cannot_reach_alice(self, api: Api, world: World):
