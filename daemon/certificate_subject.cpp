@@ -333,15 +333,13 @@ certified_identity identity_of(const x509_st* cert) {
         X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr)));
     ERR_clear_error();
     for (int i = 0; names && i < sk_GENERAL_NAME_num(names.get()); ++i) {
-        const GENERAL_NAME* entry = sk_GENERAL_NAME_value(names.get(), i);
-        if (entry->type == GEN_DNS) {
-            if (auto dns = ia5_text(entry->d.dNSName)) {
-                out.dns_names.push_back(std::move(*dns));
-            }
-        } else if (entry->type == GEN_URI) {
-            if (auto uri = ia5_text(entry->d.uniformResourceIdentifier)) {
-                out.uris.push_back(std::move(*uri));
-            }
+        int type = 0;
+        const void* value = GENERAL_NAME_get0_value(sk_GENERAL_NAME_value(names.get(), i), &type);
+        if (type != GEN_DNS && type != GEN_URI) {
+            continue;
+        }
+        if (auto text = ia5_text(static_cast<const ASN1_IA5STRING*>(value))) {
+            (type == GEN_DNS ? out.dns_names : out.uris).push_back(std::move(*text));
         }
     }
     return out;
