@@ -15,23 +15,41 @@
 #include "common/secret.hpp"
 #include "daemon/client_auth.hpp"
 #include "daemon/openapi_document.hpp"
+#include "daemon/service_common.hpp"
 
 namespace pwresetd::daemon {
 namespace json = boost::json;
 namespace {
 
-std::vector<std::string_view> split_path(std::string_view path) {
+// The path's segments between single slashes, as they are: "/v1//resets" has an empty one,
+// "/v1/policy/" an empty last one. Nothing is decoded, folded or dropped.
+std::vector<std::string_view> path_segments(std::string_view path) {
     std::vector<std::string_view> parts;
-    while (!path.empty()) {
-        if (path.front() == '/') {
-            path.remove_prefix(1);
-            continue;
-        }
+    if (path.empty() || path.front() != '/') {
+        return parts;  // "*", "https://host/v1/..." (absolute form) and the like match nothing
+    }
+    path.remove_prefix(1);
+    for (;;) {
         const auto slash = path.find('/');
         parts.push_back(path.substr(0, slash));
-        path = slash == std::string_view::npos ? std::string_view{} : path.substr(slash);
+        if (slash == std::string_view::npos) {
+            return parts;
+        }
+        path.remove_prefix(slash + 1);
     }
-    return parts;
+}
+
+// Whether a path segment is an id the daemon could have issued for the "{}" that follows
+// `before` in the route table: a reset id under resets/, an enrollment id after a method.
+// A "{}" anywhere else takes nothing (tests/unit/daemon/api_test.cpp walks the table).
+bool issued_id_for(std::string_view before, std::string_view segment) {
+    if (before == "resets") {
+        return issued_opaque_id(segment);
+    }
+    if (before == "totp" || before == "email" || before == "sms") {
+        return issued_enrollment_id(segment);
+    }
+    return false;
 }
 
 json::array methods_json(const std::vector<method_offer>& methods) {
@@ -120,10 +138,13 @@ api_response failure_reply(const failure& f, language lang) {
 }  // namespace
 
 route_lookup find_route(std::string_view method, std::string_view target) {
-    const auto parts = split_path(target.substr(0, target.find('?')));
+    // Exact match, segment by segment, case included: no percent-decoding, no dot segments,
+    // no empty segments, no trailing slash, no ";params", no backslashes. Only a query string
+    // is cut off (no route reads one).
+    const auto parts = path_segments(target.substr(0, target.find('?')));
     route_lookup out;
     for (const auto& spec : api::routes()) {
-        const auto pattern = split_path(spec.path);
+        const auto pattern = path_segments(spec.path);
         if (pattern.size() != parts.size()) {
             continue;
         }
@@ -131,6 +152,7 @@ route_lookup find_route(std::string_view method, std::string_view target) {
         bool same = true;
         for (std::size_t i = 0; i < parts.size() && same; ++i) {
             if (pattern[i] == "{}") {
+                same = i > 0 && issued_id_for(pattern[i - 1], parts[i]);
                 param = std::string(parts[i]);
             } else {
                 same = pattern[i] == parts[i];

@@ -58,7 +58,9 @@ struct route_lookup {
     std::string allow;  // when the path exists but not for this method: the Allow header
 };
 
-// The row of api::routes() for a request line; the query string is ignored.
+// The row of api::routes() for a request line. The path must be written exactly as in the
+// table (no decoding, no case folding, no empty, dot or trailing segments; a query string is
+// cut off), and a "{}" takes only an id in the shape the daemon issues (service_common.hpp).
 route_lookup find_route(std::string_view method, std::string_view target);
 
 struct api_response {

@@ -9,7 +9,7 @@ namespace pwresetd::daemon {
 
 client_auth::client_auth(const std::vector<client_settings>& clients) : clients_(clients) {}
 
-const client_settings* client_auth::authenticate(std::string_view authorization) const {
+const client_settings* client_auth::by_key(std::string_view authorization) const {
     // RFC 9110: the scheme is case-insensitive; RFC 6750: one space, then the token.
     constexpr std::string_view scheme = "bearer ";
     if (authorization.size() <= scheme.size() ||
@@ -35,6 +35,47 @@ const client_settings* client_auth::authenticate(std::string_view authorization)
         }
     }
     return match;
+}
+
+auth_result client_auth::identify(std::string_view authorization,
+                                  const certified_identity* certificate) const {
+    const client_settings* keyed = nullptr;
+    if (!authorization.empty()) {
+        keyed = by_key(authorization);
+        if (keyed == nullptr) {
+            return {nullptr, "unknown_key"};
+        }
+    }
+    const client_settings* certified = nullptr;
+    if (certificate != nullptr) {
+        int matched = 0;
+        for (const auto& c : clients_) {
+            if (c.certificate_subject && matches(*c.certificate_subject, *certificate)) {
+                certified = &c;
+                ++matched;
+            }
+        }
+        if (matched == 0) {
+            return {nullptr, "unlisted_certificate"};
+        }
+        if (matched > 1) {
+            return {nullptr, "ambiguous_certificate"};
+        }
+    }
+    if (keyed == nullptr && certified == nullptr) {
+        return {nullptr, "no_credentials"};
+    }
+    if (keyed != nullptr && certified != nullptr && keyed != certified) {
+        return {nullptr, "certificate_and_key_disagree"};
+    }
+    const client_settings* client = keyed != nullptr ? keyed : certified;
+    if (client->api_key_sha256 && keyed == nullptr) {
+        return {nullptr, "key_required"};
+    }
+    if (client->certificate_subject && certified == nullptr) {
+        return {nullptr, "certificate_required"};
+    }
+    return {client, {}};
 }
 
 bool client_auth::has_scope(const client_settings& client, std::string_view scope) {

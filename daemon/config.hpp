@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/log.hpp"
+#include "daemon/certificate_subject.hpp"
 #include "factors/delivery.hpp"
 #include "factors/totp.hpp"
 #include "ldap/directory.hpp"
@@ -43,13 +44,16 @@ struct metrics_settings {
 struct tls_settings {
     std::filesystem::path certificate;
     std::filesystem::path private_key;
+    // PEM CA certificate(s): when set, clients are asked for a certificate, which must chain
+    // to one of these (each is a trust anchor, an intermediate too) and be valid now.
     std::optional<std::filesystem::path> client_ca;
 };
 
 struct client_settings {
     std::string name;
+    // At least one of the two; a client with both must present both (client_auth.hpp).
     std::optional<std::array<unsigned char, 32>> api_key_sha256;
-    std::string certificate_subject;
+    std::optional<certificate_name> certificate_subject;
     std::vector<std::string> scopes;  // subset of reset, change, enroll, check
 };
 

@@ -16,8 +16,11 @@
 #include <boost/json/serialize.hpp>
 
 #include <array>
+#include <filesystem>
+#include <memory>
 #include <optional>
 #include <stdexcept>
+#include <string_view>
 
 #include "common/log.hpp"
 #include "daemon/http_session.hpp"
@@ -27,6 +30,48 @@ namespace beast = boost::beast;
 namespace net = boost::asio;
 namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
+
+namespace {
+
+struct x509_name_stack_free {
+    void operator()(STACK_OF(X509_NAME) * names) const noexcept {
+        sk_X509_NAME_pop_free(names, X509_NAME_free);
+    }
+};
+
+// tls.client_ca: the client is asked for a certificate (SSL_VERIFY_PEER) and one it sends must
+// chain to a certificate of `ca_file` (the only trust anchors; no system store) and be valid
+// now, or the handshake fails. Not SSL_VERIFY_FAIL_IF_NO_PEER_CERT: API-key clients come
+// without one, and client_auth decides what a connection without one may do.
+void require_client_certificates(SSL_CTX* native, const std::filesystem::path& ca_file) {
+    const std::string path = ca_file.string();
+    if (SSL_CTX_load_verify_file(native, path.c_str()) != 1) {
+        throw std::runtime_error(path + ": cannot load the client CA certificates");
+    }
+    // The CA names go out in the CertificateRequest, so a client with several certificates
+    // picks one this CA issued (RFC 8446 4.2.4).
+    std::unique_ptr<STACK_OF(X509_NAME), x509_name_stack_free> names(
+        SSL_load_client_CA_file(path.c_str()));
+    if (!names) {
+        throw std::runtime_error(path + ": no CA certificate to name to clients");
+    }
+    SSL_CTX_set_client_CA_list(native, names.release());
+    SSL_CTX_set_verify(native, SSL_VERIFY_PEER, nullptr);
+    // No session resumption: every connection verifies its certificate in a full handshake,
+    // against this context's CA (a resumed session would carry an earlier verdict along).
+    SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(native, SSL_OP_NO_TICKET);
+    SSL_CTX_set_num_tickets(native, 0);
+    // OpenSSL refuses to resume without one once verification is on (SSL_CTX_set_verify(3)).
+    static constexpr std::string_view context = "pwresetd";
+    if (SSL_CTX_set_session_id_context(native,
+                                       reinterpret_cast<const unsigned char*>(context.data()),
+                                       static_cast<unsigned>(context.size())) != 1) {
+        throw std::runtime_error("tls: cannot set the session id context");
+    }
+}
+
+}  // namespace
 
 ssl::context make_server_tls(const tls_settings& tls) {
     ssl::context ctx(ssl::context::tls_server);
@@ -64,6 +109,9 @@ ssl::context make_server_tls(const tls_settings& tls) {
         throw std::runtime_error(tls.private_key.string() +
                                  ": the private key does not match the certificate " +
                                  tls.certificate.string());
+    }
+    if (tls.client_ca) {
+        require_client_certificates(native, *tls.client_ca);
     }
     return ctx;
 }

@@ -17,7 +17,8 @@
 namespace pwresetd::daemon {
 
 // Server-side TLS context per API.md: TLS 1.2 and 1.3, AEAD suites only, no renegotiation,
-// no compression. Throws std::runtime_error naming the file that failed to load.
+// no compression; with tls.client_ca, client certificates are asked for and verified.
+// Throws std::runtime_error naming the file that failed to load.
 boost::asio::ssl::context make_server_tls(const tls_settings& tls);
 
 class listener;

@@ -1,6 +1,11 @@
 #include "daemon/http_session.hpp"
 
+#include <openssl/err.h>
+#include <openssl/x509_vfy.h>
+
 #include <boost/asio/ip/address.hpp>
+
+#include <memory>
 
 namespace pwresetd::daemon {
 namespace http = boost::beast::http;
@@ -56,6 +61,27 @@ bool is_json_media_type(std::string_view content_type) {
     // "application/json" with optional parameters (charset=utf-8), case-insensitive.
     const auto semi = content_type.find(';');
     return text::ascii_lower(trim_spaces(content_type.substr(0, semi))) == "application/json";
+}
+
+bool peer_still_trusted(SSL* ssl, SSL_CTX* trust) {
+    X509* leaf = SSL_get0_peer_certificate(ssl);
+    if (leaf == nullptr) {
+        return false;
+    }
+    const std::unique_ptr<X509_STORE_CTX, decltype(&X509_STORE_CTX_free)> check(
+        X509_STORE_CTX_new(), &X509_STORE_CTX_free);
+    // The chain the client sent (without the leaf, on a server) as untrusted helpers.
+    if (!check || X509_STORE_CTX_init(check.get(), SSL_CTX_get_cert_store(trust), leaf,
+                                      SSL_get_peer_cert_chain(ssl)) != 1) {
+        ERR_clear_error();
+        return false;
+    }
+    // The purpose and parameters a server's handshake applies to a client certificate.
+    X509_STORE_CTX_set_default(check.get(), "ssl_client");
+    X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(check.get()), SSL_CTX_get0_param(trust));
+    const bool trusted = X509_verify_cert(check.get()) == 1;
+    ERR_clear_error();
+    return trusted;
 }
 
 std::string last_forwarded_for(std::string_view header) {

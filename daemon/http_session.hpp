@@ -8,10 +8,11 @@
 // - A body is framed by one Content-Length or by exactly `Transfer-Encoding: chunked`;
 //   anything else (xchunked, "chunked, identity", identity, several framings) is 400 and the
 //   connection closes, so a body is never read as a second request (RFC 9112 6.1, 6.3).
-// - The client is authenticated from the headers before routing (401 for every path),
-//   then the route's body limit is set before any body byte is read: limits.max_body_bytes
-//   for routes with a body, 0 for the others. Nothing is allocated in proportion to a
-//   declared length beyond that limit (Beast's string body reserves Content-Length).
+// - The client is authenticated from the headers and the TLS client certificate before
+//   routing (401 for every path but health), then the route's body limit is set before any body
+//   byte is read: limits.max_body_bytes for routes with a body, 0 for the others. Nothing is
+//   allocated in proportion to a declared length beyond that limit (Beast's string body reserves
+//   Content-Length).
 // - Blocking work goes to the worker pool; a full queue answers 503 at once. An exception
 //   in a handler answers 500 and the connection goes on.
 #include <boost/asio/dispatch.hpp>
@@ -42,6 +43,7 @@
 #include "common/secret.hpp"
 #include "common/text.hpp"
 #include "daemon/api.hpp"
+#include "daemon/certificate_subject.hpp"
 #include "daemon/client_auth.hpp"
 #include "daemon/config.hpp"
 #include "daemon/daemon_metrics.hpp"
@@ -132,6 +134,10 @@ std::string framing_problem(
 // or "" when it is not one.
 std::string last_forwarded_for(std::string_view header);
 bool is_json_media_type(std::string_view content_type);
+// Whether the client certificate `ssl`'s handshake verified still chains to the trust anchors
+// of `trust` and is valid now: a request on a connection accepted before a reload is checked
+// against the reloaded tls.client_ca.
+bool peer_still_trusted(SSL* ssl, SSL_CTX* trust);
 
 }  // namespace pwresetd::daemon
 
@@ -233,7 +239,41 @@ private:
             log::debug("http.handshake_failed", {{"ip", socket_ip_}, {"error", ec.message()}});
             return;
         }
+        if constexpr (session_detail::is_tls<Stream>) {
+            // Sent only when tls.client_ca asked for one; the handshake has verified it.
+            if (const X509* peer = SSL_get0_peer_certificate(stream_.native_handle())) {
+                certificate_ = identity_of(peer);
+                certificate_trusted_by_ = connection_set_;
+            }
+        }
         do_read_header();
+    }
+
+    // The verified client certificate for this request's set, or nullptr with `refusal` set
+    // when the set's client CA no longer trusts it; nullptr when the client sent none or the
+    // set asks for none (a reload dropped tls.client_ca: certificates count for nothing).
+    const certified_identity* request_certificate(std::string_view& refusal) {
+        if (!certificate_ || !set_->cfg.tls.client_ca) {
+            return nullptr;
+        }
+        if constexpr (session_detail::is_tls<Stream>) {
+            SSL* ssl = stream_.native_handle();
+            if (certificate_trusted_by_ != set_) {
+                if (!peer_still_trusted(ssl, set_->tls.native_handle())) {
+                    refusal = "certificate_not_trusted";
+                    return nullptr;
+                }
+                certificate_trusted_by_ = set_;
+            }
+            // A keep-alive connection can outlive its certificate.
+            if (X509_cmp_current_time(X509_get0_notAfter(SSL_get0_peer_certificate(ssl))) <= 0) {
+                refusal = "certificate_expired";
+                return nullptr;
+            }
+            return &*certificate_;
+        } else {
+            return nullptr;
+        }
     }
 
     void do_read_header() {
@@ -297,7 +337,12 @@ private:
         // API.md: authentication comes before routing, so an unauthenticated caller learns
         // nothing about which paths exist.
         if (!public_route) {
-            client_ = set_->auth.authenticate(req[http::field::authorization]);
+            std::string_view refusal;
+            const certified_identity* certificate = request_certificate(refusal);
+            const auto who = refusal.empty()
+                                 ? set_->auth.identify(req[http::field::authorization], certificate)
+                                 : auth_result{nullptr, refusal};
+            client_ = who.client;
             if (client_ == nullptr) {
                 if (const auto wait =
                         shared_.unauthenticated.hit(socket_ip_, set_->cfg.limits.per_ip_per_minute);
@@ -309,7 +354,7 @@ private:
                 }
                 shared_.unauthenticated_log.write(
                     log::level::info, "http.unauthenticated",
-                    {{"request_id", request_id_}, {"ip", socket_ip_}});
+                    {{"request_id", request_id_}, {"ip", socket_ip_}, {"reason", who.refusal}});
                 auto reply = error_reply(401, "unauthenticated", lang_);
                 reply.headers.emplace_back("WWW-Authenticate", "Bearer");
                 return send_early(std::move(reply));
@@ -550,6 +595,8 @@ private:
     std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
     std::optional<boost::beast::http::response<boost::beast::http::empty_body>> continue_;
     const client_settings* client_ = nullptr;
+    std::optional<certified_identity> certificate_;  // what the handshake's certificate says
+    std::shared_ptr<const serving_set> certificate_trusted_by_;  // the set that last verified it
     route route_;
     const route_spec* counted_route_ = nullptr;  // the request's row, for the metrics
     daemon_metrics& metrics_ = daemon_metrics::get();

@@ -68,6 +68,25 @@ bool plausible_opaque_id(std::string_view id) {
     });
 }
 
+bool issued_opaque_id(std::string_view id) {
+    // 32 bytes: ten groups of 3 make 40 characters, the last 2 bytes make 3 more.
+    constexpr std::size_t issued_length = 43;
+    if (id.size() != issued_length || !plausible_opaque_id(id)) {
+        return false;
+    }
+    // The last character carries 4 bits and 2 zero bits: its alphabet index is a multiple of 4.
+    static constexpr std::string_view alphabet =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    return alphabet.find(id.back()) % 4 == 0;
+}
+
+bool issued_enrollment_id(std::string_view id) {
+    if (id.size() == 44 && id.front() == 'r') {
+        id.remove_prefix(1);
+    }
+    return issued_opaque_id(id);
+}
+
 std::string password_failure_key(std::string_view user_or_decoy_key) {
     return "password:" + std::string(user_or_decoy_key);
 }

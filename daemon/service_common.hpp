@@ -37,6 +37,12 @@ std::string id_hash(std::string_view id);
 std::string new_opaque_id();
 // A well-formed opaque id: base64url characters only, 22..128 of them.
 bool plausible_opaque_id(std::string_view id);
+// Exactly what new_opaque_id() makes: 43 base64url characters, the last one of the 16 that
+// 256 bits can end in (its 2 low bits are padding). The router takes no other reset_id.
+bool issued_opaque_id(std::string_view id);
+// What enrollment ids look like: an issued opaque id, or "r" and one (enrollment_service.cpp:
+// an enrollment that replaces an authenticator).
+bool issued_enrollment_id(std::string_view id);
 // The key counters and enrollments use for a directory user or a decoy.
 std::string user_key_for(const ldap::directory_user& user);
 // Wrong current passwords are counted per account (or decoy name) in one counter that

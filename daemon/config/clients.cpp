@@ -3,6 +3,7 @@
 #include <map>
 
 #include "common/crypto.hpp"
+#include "common/text.hpp"
 #include "daemon/config/sections.hpp"
 
 namespace pwresetd::daemon::config_detail {
@@ -10,7 +11,7 @@ namespace pwresetd::daemon::config_detail {
 namespace {
 
 constexpr auto client_keys =
-    std::to_array<key_spec>({"name", "api_key_sha256", not_yet("certificate_subject"), "scopes"});
+    std::to_array<key_spec>({"name", "api_key_sha256", "certificate_subject", "scopes"});
 
 constexpr auto scope_names = std::to_array<choice<std::string_view>>({
     {"reset", "reset"},
@@ -55,6 +56,28 @@ std::vector<std::string> read_scopes(report& r, const field& f) {
     return scopes;
 }
 
+// Two texts that name the same certificates ("CN=a,O=b" and "cn = a, o = b") give one key.
+std::string subject_key(const certificate_name& name) {
+    switch (name.type) {
+        case certificate_name::kind::dns_name:
+            return "dns:" + text::ascii_lower(name.name);
+        case certificate_name::kind::uri:
+            return "uri:" + name.name;
+        case certificate_name::kind::subject_dn:
+            break;
+    }
+    std::string key = "dn:";
+    for (const auto& rdn : name.dn) {
+        for (const auto& a : rdn) {
+            // Lengths first: a value holding the separators cannot collide with another DN.
+            key += std::to_string(a.oid.size()) + ":" + a.oid + std::to_string(a.value.size()) +
+                   ":" + a.value + "+";
+        }
+        key += ",";
+    }
+    return key;
+}
+
 }  // namespace
 
 void read_clients(const config_reader& in, config& cfg) {
@@ -64,6 +87,7 @@ void read_clients(const config_reader& in, config& cfg) {
     }
     std::map<std::string, std::string, std::less<>> names;  // name -> path of its client
     std::map<std::array<unsigned char, 32>, std::string> keys;
+    std::map<std::string, std::string> subjects;  // one certificate names one client
     for (const auto& item : *items) {
         const auto m = as_map(in.r, item, client_keys);
         if (!m) {
@@ -96,7 +120,18 @@ void read_clients(const config_reader& in, config& cfg) {
             }
         }
         if (subject) {
-            client.certificate_subject = as_string(in.r, *subject).value_or("");
+            if (const auto text = as_string(in.r, *subject)) {
+                std::string why;
+                client.certificate_subject = parse_certificate_subject(*text, why);
+                if (!client.certificate_subject) {
+                    in.r.error(subject->value_mark(), subject->path, why);
+                } else if (const auto [first, inserted] = subjects.try_emplace(
+                               subject_key(*client.certificate_subject), item.path);
+                           !inserted) {
+                    in.r.error(subject->value_mark(), subject->path,
+                               "same certificate subject as " + first->second);
+                }
+            }
             if (!cfg.tls.client_ca) {
                 in.r.error(subject->key_mark, subject->path,
                            "needs tls.client_ca (client certificates are verified only "

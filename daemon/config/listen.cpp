@@ -13,8 +13,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr auto tls_keys =
-    std::to_array<key_spec>({"certificate", "private_key", not_yet("client_ca")});
+constexpr auto tls_keys = std::to_array<key_spec>({"certificate", "private_key", "client_ca"});
 
 std::optional<std::string> check_host(std::string_view host) {
     const std::string quoted = "'" + std::string(host) + "'";

@@ -362,6 +362,86 @@ def make_pki(d: Path) -> Pki:
     return Pki(ca=d / "ca.crt", cert=d / "server.crt", key=d / "server.key")
 
 
+# --------------------------------------------------------------------------- client certificates
+@dataclass
+class ClientCert:
+    cert: Path
+    key: Path
+
+
+class ClientCa:
+    """A CA for tls.client_ca that issues client certificates (python3-cryptography, so any
+    validity window can be written, past or future, without faking the clock)."""
+
+    def __init__(self, d: Path, common_name: str = "pwresetd e2e client CA"):
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+        d.mkdir(parents=True, exist_ok=True)
+        self.dir = d
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        self.cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+                     .not_valid_before(self._from_now(-3600)).not_valid_after(self._from_now(2 * 86400))
+                     .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                     .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                                    critical=True)
+                     .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()),
+                                    critical=False)
+                     .sign(self.key, hashes.SHA256()))
+        self.path = d / "ca.crt"
+        self.path.write_bytes(self._pem(self.cert))
+
+    @staticmethod
+    def _from_now(seconds: int):
+        import datetime
+        now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+        return now + datetime.timedelta(seconds=seconds)
+
+    @staticmethod
+    def _pem(cert) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+        return cert.public_bytes(serialization.Encoding.PEM)
+
+    def issue(self, name: str, subject: list[tuple[str, str]], dns: tuple = (), uris: tuple = (),
+              valid_from_s: int = -3600, valid_to_s: int = 2 * 86400, server_only: bool = False) -> ClientCert:
+        """A client certificate: `subject` as (attribute, value) in RFC 4514 order (most specific
+        first: [("CN", "portal"), ("O", "Example")]); validity relative to now in seconds;
+        `server_only` gives it the serverAuth purpose alone (not one a client may use)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+        oids = {"CN": NameOID.COMMON_NAME, "O": NameOID.ORGANIZATION_NAME, "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+                "C": NameOID.COUNTRY_NAME, "DC": NameOID.DOMAIN_COMPONENT, "UID": NameOID.USER_ID}
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(oids[t], v) for t, v in reversed(subject)]))
+                   .issuer_name(self.cert.subject).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(self._from_now(valid_from_s)).not_valid_after(self._from_now(valid_to_s))
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                   .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+                                  critical=True)
+                   .add_extension(x509.ExtendedKeyUsage(
+                       [ExtendedKeyUsageOID.SERVER_AUTH if server_only else ExtendedKeyUsageOID.CLIENT_AUTH]),
+                       critical=False)
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                                  critical=False))
+        names = [x509.DNSName(n) for n in dns] + [x509.UniformResourceIdentifier(u) for u in uris]
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        cert = builder.sign(self.key, hashes.SHA256())
+        out = ClientCert(self.dir / f"{name}.crt", self.dir / f"{name}.key")
+        out.cert.write_bytes(self._pem(cert))
+        out.key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
+        os.chmod(out.key, 0o600)
+        return out
+
+
 # --------------------------------------------------------------------------- API keys
 @dataclass
 class Keys:
@@ -491,10 +571,17 @@ class Reply:
 
 
 class Api:
-    def __init__(self, port: int, ca: Path, key: str | None, world: World):
+    def __init__(self, port: int, ca: Path, key: str | None, world: World,
+                 client_cert: ClientCert | None = None, tls_version: ssl.TLSVersion | None = None):
+        """`client_cert`: presented when the daemon asks for one (tls.client_ca);
+        `tls_version`: the only TLS version offered (default: 1.2 and 1.3)."""
         self.port, self.key, self.world, self.ca = port, key, world, ca
         self.ctx = ssl.create_default_context(cafile=str(ca))  # verifies chain + IP SAN
         assert self.ctx.verify_mode == ssl.CERT_REQUIRED and self.ctx.check_hostname
+        if client_cert is not None:
+            self.ctx.load_cert_chain(str(client_cert.cert), str(client_cert.key))
+        if tls_version is not None:
+            self.ctx.minimum_version = self.ctx.maximum_version = tls_version
 
     def connection(self, timeout=15.0) -> http.client.HTTPSConnection:
         return http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=timeout)
@@ -589,8 +676,10 @@ class RawConnection:
     """One verified TLS connection to the daemon that sends bytes exactly as given (no
     http.client normalizing them) and reads responses as they come."""
 
-    def __init__(self, port: int, ca: Path, timeout: float = 5.0):
+    def __init__(self, port: int, ca: Path, timeout: float = 5.0, client_cert: ClientCert | None = None):
         ctx = ssl.create_default_context(cafile=str(ca))
+        if client_cert is not None:
+            ctx.load_cert_chain(str(client_cert.cert), str(client_cert.key))
         raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         try:
             self.sock = ctx.wrap_socket(raw, server_hostname="127.0.0.1")

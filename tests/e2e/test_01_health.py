@@ -25,7 +25,8 @@ def test_health_with_a_key_too(api: Api):
     ("GET", "/v1/health", False),                  # 200
     ("POST", "/v1/resets", False),                 # 401
     ("GET", "/v1/nope", True),                     # 404
-    ("POST", "/v1/resets/bogus/verify", True),     # 410
+    ("POST", "/v1/resets/bogus/verify", True),     # 404 (not an id the daemon issues)
+    ("POST", f"/v1/resets/{'A' * 43}/verify", True),  # 410
 ])
 def test_every_response_is_json_and_no_store(api: Api, method, path, authenticated):
     body = {"method": "totp", "code": "000000"} if method == "POST" else None

@@ -65,7 +65,8 @@ class TestAliceFlow:
         state["enrolled"] = True
 
     def test_04_unknown_enrollment_is_410(self, api: Api, world: World):
-        r = api.call("POST", "/v1/enrollments/totp/AAAAAAAAAAAAAAAAAAAAAAAA/confirm", {"code": wrong_code(world)})
+        # well-formed (43 base64url characters, as the daemon issues) but never issued
+        r = api.call("POST", f"/v1/enrollments/totp/{'A' * 43}/confirm", {"code": wrong_code(world)})
         assert_error(r, 410, "enrollment_expired")
 
     def test_05_filter_injection_cannot_reach_alice(self, api: Api, world: World):
@@ -180,12 +181,21 @@ class TestAliceFlow:
         r = api.call("POST", f"/v1/resets/{rid}/complete", {"new_password": ANOTHER_PASSWORD})
         assert_error(r, 410, "reset_expired")
 
-    @pytest.mark.parametrize("rid", ["AAAAAAAAAAAAAAAAAAAAAA", "nope", "x" * 300])
+    # ids in the shape the daemon issues (43 base64url characters) that it never issued
+    @pytest.mark.parametrize("rid", ["A" * 43, "Zm9vYmFyLWJhei1xdXV4LW5vdC1hbi1pc3N1ZWQtaWQ"])
     def test_19_unknown_reset_id_is_410(self, api: Api, rid):
         r = api.call("POST", f"/v1/resets/{rid}/complete", {"new_password": ANOTHER_PASSWORD})
         assert_error(r, 410, "reset_expired")
         r = api.call("POST", f"/v1/resets/{rid}/verify", {"method": "totp", "code": "123456"})
         assert_error(r, 410, "reset_expired")
+
+    # strict routing: text of another shape is no reset id, so no route (test_21_strict_routing)
+    @pytest.mark.parametrize("rid", ["AAAAAAAAAAAAAAAAAAAAAA", "nope", "x" * 300])
+    def test_19_malformed_reset_id_is_404(self, api: Api, rid):
+        r = api.call("POST", f"/v1/resets/{rid}/complete", {"new_password": ANOTHER_PASSWORD})
+        assert_error(r, 404, "not_found")
+        r = api.call("POST", f"/v1/resets/{rid}/verify", {"method": "totp", "code": "123456"})
+        assert_error(r, 404, "not_found")
 
     def test_20_enroll_with_old_password_is_401(self, api: Api):
         (old,) = need("old_password")

@@ -144,11 +144,11 @@ TEST_CASE("a full configuration loads with every value", "[config]") {
         0xa0, 0xc5, 0x5a, 0xd0, 0x15, 0xa3, 0xbf, 0x4f, 0x1b, 0x2b, 0x0b,
         0x82, 0x2c, 0xd1, 0x5d, 0x6c, 0x15, 0xb0, 0xf0, 0x0a, 0x08};
     CHECK(*c.clients[0].api_key_sha256 == sha256_of_test);
-    CHECK(c.clients[0].certificate_subject.empty());
+    CHECK_FALSE(c.clients[0].certificate_subject.has_value());
     CHECK(c.clients[0].scopes == std::vector<std::string>{"reset", "change", "enroll", "check"});
     CHECK(c.clients[1].name == "kiosk");
     CHECK(c.clients[1].api_key_sha256.has_value());
-    CHECK(c.clients[1].certificate_subject.empty());
+    CHECK_FALSE(c.clients[1].certificate_subject.has_value());
     CHECK(c.clients[1].scopes == std::vector<std::string>{"check"});
 
     REQUIRE(c.directories.size() == 1);
@@ -574,7 +574,7 @@ TEST_CASE("the shape of the document", "[config]") {
               std::vector<std::string>{file.string() +
                                        ":14:3: directory.kind: duplicate key (first at line 13)"});
     }
-    SECTION("unix listeners and mutual TLS are refused until this version supports them") {
+    SECTION("unix listeners are refused until this version supports them") {
         const auto file =
             copy.variant("unix.yaml", "  - \"https://127.0.0.1:8443\"\n",
                          "  - \"https://127.0.0.1:8443\"\n  - \"unix:/run/pwresetd/api.sock\"\n");
@@ -582,13 +582,6 @@ TEST_CASE("the shape of the document", "[config]") {
               std::vector<std::string>{file.string() +
                                        ":5:5: listen[1]: unix socket listeners are not "
                                        "supported by this version yet"});
-        const auto mtls = copy.variant("subject.yaml", "    scopes: [reset]\n",
-                                       "    certificate_subject: \"CN=portal\"\n"
-                                       "    scopes: [reset]\n");
-        CHECK(errors_of(mtls) ==
-              std::vector<std::string>{mtls.string() +
-                                       ":11:5: clients[0].certificate_subject: not supported "
-                                       "by this version yet"});
     }
     SECTION("default folders are checked too") {
         const auto file = copy.variant("defaults.yaml", "audit:\n  file: audit.jsonl\n", "");
@@ -599,6 +592,93 @@ TEST_CASE("the shape of the document", "[config]") {
                       file.string() + ":3:1: audit.file: folder /var/log/pwresetd does not exist "
                                       "(the default)"});
         }
+    }
+}
+
+TEST_CASE("tls.client_ca and clients[].certificate_subject", "[config][mtls]") {
+    const fixture_copy copy;
+    const std::string with_ca =
+        "tls:\n  certificate: tls/server.crt\n  private_key: tls/server.key\n"
+        "  client_ca: tls/portal-ca.crt\n";
+    const std::string tls = "tls:\n  certificate: tls/server.crt\n  private_key: tls/server.key\n";
+    const std::string client =
+        "  - name: intranet\n"
+        "    api_key_sha256: "
+        "\"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\n"
+        "    scopes: [reset]\n";
+    auto with = [&](const std::string& name, const std::string& tls_block,
+                    const std::string& clients) {
+        std::string text = pwresetd::testing::read_file(copy.dir() / "minimal.yaml");
+        text.replace(text.find(tls), tls.size(), tls_block);
+        text.replace(text.find(client), client.size(), clients);
+        return copy.write(name, text);
+    };
+    SECTION("a certificate client, a key client and one with both") {
+        const auto file = with("mtls.yaml", with_ca,
+                               "  - name: by-dn\n"
+                               "    certificate_subject: \"CN=portal.example.test, O=Example\"\n"
+                               "    scopes: [reset]\n" +
+                                   client +
+                                   "  - name: both\n"
+                                   "    api_key_sha256: \"" +
+                                   std::string(64, 'a') +
+                                   "\"\n"
+                                   "    certificate_subject: \"DNS:portal.example.test\"\n"
+                                   "    scopes: [check]\n");
+        const config c = load_config(file);
+        REQUIRE(c.tls.client_ca.has_value());
+        CHECK(*c.tls.client_ca == copy.dir() / "tls" / "portal-ca.crt");
+        REQUIRE(c.clients.size() == 3);
+        REQUIRE(c.clients[0].certificate_subject.has_value());
+        CHECK_FALSE(c.clients[0].api_key_sha256.has_value());
+        CHECK(c.clients[0].certificate_subject->dn ==
+              pwresetd::daemon::distinguished_name{{{"2.5.4.3", "portal.example.test"}},
+                                                   {{"2.5.4.10", "Example"}}});
+        CHECK_FALSE(c.clients[1].certificate_subject.has_value());
+        REQUIRE(c.clients[2].certificate_subject.has_value());
+        CHECK(c.clients[2].certificate_subject->type ==
+              pwresetd::daemon::certificate_name::kind::dns_name);
+        CHECK(c.clients[2].api_key_sha256.has_value());
+    }
+    SECTION("a subject without tls.client_ca, a bad one, the same one twice") {
+        const auto file = with("bad.yaml", tls,
+                               "  - name: a\n"
+                               "    certificate_subject: \"CN=a;O=b\"\n"
+                               "    scopes: [reset]\n"
+                               "  - name: b\n"
+                               "    certificate_subject: \"CN=portal,O=Example\"\n"
+                               "    scopes: [reset]\n"
+                               "  - name: c\n"
+                               "    certificate_subject: \"cn = portal, o = Example\"\n"
+                               "    scopes: [reset]\n");
+        CHECK(errors_of(file) ==
+              std::vector<std::string>{
+                  file.string() + ":10:5: clients[0].certificate_subject: needs tls.client_ca "
+                                  "(client certificates are verified only when it is set)",
+                  file.string() + ":10:26: clients[0].certificate_subject: ';' in a value must "
+                                  "be escaped as '\\;'",
+                  file.string() + ":13:5: clients[1].certificate_subject: needs tls.client_ca "
+                                  "(client certificates are verified only when it is set)",
+                  file.string() + ":16:5: clients[2].certificate_subject: needs tls.client_ca "
+                                  "(client certificates are verified only when it is set)",
+                  file.string() + ":16:26: clients[2].certificate_subject: same certificate "
+                                  "subject as clients[1]"});
+    }
+    SECTION("a client CA that has expired or is no certificate") {
+        auto ca = [&](const std::string& name, const std::string& file) {
+            return with(name, tls + "  client_ca: tls/" + file + "\n", client);
+        };
+        const auto expired = ca("expired.yaml", "expired.crt");
+        const auto errors = errors_of(expired);
+        REQUIRE(errors.size() == 1);
+        CHECK(errors[0].find(":8:3: tls.client_ca: certificate /CN=expired.example.test") !=
+              std::string::npos);
+        CHECK(errors[0].find("expired on 2021-01-01") != std::string::npos);
+        const auto garbage = ca("garbage.yaml", "not-a-certificate.crt");
+        CHECK(errors_of(garbage) ==
+              std::vector<std::string>{garbage.string() + ":8:3: tls.client_ca: " +
+                                       (copy.dir() / "tls" / "not-a-certificate.crt").string() +
+                                       " holds no PEM certificate"});
     }
 }
 
