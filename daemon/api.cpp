@@ -219,6 +219,10 @@ std::vector<unsigned> route_statuses(const route_spec& spec) {
     if (spec.has_body) {
         out.insert(out.end(), {413, 415});
     }
+    // Strict routing: a {} that is not an id of the shape the daemon issues is not a path.
+    if (spec.path.find("{}") != std::string_view::npos) {
+        out.push_back(404);
+    }
     std::sort(out.begin(), out.end());
     out.erase(std::unique(out.begin(), out.end()), out.end());
     return out;
