@@ -330,6 +330,12 @@ private:
         if (auto problem = framing_problem(*parser_); !problem.empty()) {
             return send_early(error_reply(400, "bad_request", lang_, problem));
         }
+        // Two credentials headers: a proxy reading the last one and the daemon the first would
+        // see two different clients.
+        if (req.count(http::field::authorization) > 1) {
+            return send_early(
+                error_reply(400, "bad_request", lang_, "more than one Authorization header"));
+        }
         const auto lookup = find_route(req.method_string(), req.target());
         counted_route_ = lookup.found ? lookup.found->spec : nullptr;
         const bool public_route = lookup.found && lookup.found->scope.empty();

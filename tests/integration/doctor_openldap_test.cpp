@@ -239,7 +239,7 @@ std::filesystem::path two_blocks(const std::filesystem::path& dir) {
         block += "  " + text.substr(at, nl + 1 - at);
         at = nl + 1;
     }
-    const auto path = dir / "two-blocks.yaml";
+    auto path = dir / "two-blocks.yaml";
     write_file(path, text.substr(0, begin) +
                          "directories:\n  - name: corp\n    domains: [corp.test]\n" + block +
                          "  - name: example\n    domains: [example.test]\n" + block +

@@ -124,6 +124,17 @@ TEST_CASE("only one framing of a body is accepted; nothing is smuggled", "[http]
     CHECK(d.handler().calls().empty());
 }
 
+TEST_CASE("more than one Authorization header is refused, whichever comes first", "[http]") {
+    session_driver d;
+    const std::string bad = "Authorization: Bearer not-the-key\r\n";
+    for (const std::string& headers : {auth + bad, bad + auth, auth + auth}) {
+        const auto out = d.run("GET /v1/policy HTTP/1.1\r\nHost: x\r\n" + headers + "\r\n", 64);
+        CHECK(first_status(out) == 400);
+        CHECK(out.find("more than one Authorization header") != std::string::npos);
+    }
+    CHECK(d.handler().calls().empty());
+}
+
 TEST_CASE("obsolete line folding is refused", "[http]") {
     session_driver d;
     for (const std::string fold : {"\r\n extra", "\r\n\textra"}) {
